@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine-internal.h"
+#include "log.h"
+#include "util.h"
+
+/* Init and start run in slot order (attach, backend, source): the dataplane is ready before
+ * the source produces its first event. Stop and fini run in reverse. */
+
+static void store_event(void *ctx, int level, const char *message)
+{
+	mc_log_prefixed(level, "store: ", "%s", message);
+}
+
+static bool slot_used(const struct mc_config *cfg, enum mc_slot slot)
+{
+	return strcmp(cfg->slots[slot].plugin, "none") != 0;
+}
+
+static int load_slot(struct mc_engine *e, enum mc_slot slot, char *error, size_t size)
+{
+	struct mc_plugin_instance *inst = &e->plugins[slot];
+	const struct mc_config *cfg = e->cfg;
+	struct mc_config_error cerr;
+	char why[sizeof(cerr.message)];
+	int r;
+
+	inst->engine = e;
+	inst->slot = slot;
+	inst->ctx.host = &mc_host_v1;
+	r = mc_plugin_load(cfg->plugin_dir, mc_slot_kind(slot), cfg->slots[slot].plugin,
+			   &inst->loaded, error, size);
+	if (r < 0)
+		return r;
+	inst->desc = mc_loaded_plugin_descriptor(inst->loaded);
+	snprintf(inst->log_prefix, sizeof(inst->log_prefix), "%s: ", inst->desc->name);
+
+	r = mc_config_plugin_section(cfg, inst->desc->name, inst->desc->options, &inst->section,
+				     &cerr);
+	if (r < 0) {
+		snprintf(error, size, "%s", cerr.message);
+		return r;
+	}
+	if (inst->desc->config_check) {
+		why[0] = '\0';
+		r = inst->desc->config_check(&inst->ctx, why, sizeof(why));
+		if (r < 0) {
+			snprintf(error, size, "%s: [plugin.%s]: %s", cfg->path, inst->desc->name,
+				 why[0] ? why : strerror(-r));
+			return r < 0 ? r : -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int mc_engine_new(struct mc_config *cfg, sd_event *event, struct mc_engine **out, char *error,
+		  size_t size)
+{
+	struct mc_config_error cerr;
+	struct mc_engine *e;
+	int r;
+
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		mc_config_free(cfg);
+		return -ENOMEM;
+	}
+	e->cfg = cfg;
+	e->event = sd_event_ref(event);
+	e->metrics = mc_metrics_new();
+	if (!e->metrics) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	pthread_mutex_init(&e->status_lock, NULL);
+	snprintf(e->status, sizeof(e->status), "starting");
+
+	r = mc_config_check_plugin_sections(cfg, &cerr);
+	if (r < 0) {
+		snprintf(error, size, "%s", cerr.message);
+		goto fail;
+	}
+	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
+		if (!slot_used(cfg, slot))
+			continue;
+		r = load_slot(e, slot, error, size);
+		if (r < 0)
+			goto fail;
+	}
+	*out = e;
+	return 0;
+fail:
+	mc_engine_free(e);
+	return r;
+}
+
+const struct mc_config *mc_engine_config(const struct mc_engine *e)
+{
+	return e->cfg;
+}
+
+static void fini_plugins(struct mc_engine *e)
+{
+	for (int slot = MC_SLOT_COUNT - 1; slot >= 0; slot--) {
+		struct mc_plugin_instance *inst = &e->plugins[slot];
+
+		if (inst->initialized && inst->desc->fini)
+			inst->desc->fini(&inst->ctx);
+		inst->initialized = false;
+		if (inst->loaded)
+			mc_host_release_handles(inst);
+	}
+}
+
+/* A plugin that failed: required -> the whole start fails; otherwise it is left out. */
+static int plugin_failed(struct mc_plugin_instance *inst, const char *phase, int r)
+{
+	const struct mc_config *cfg = inst->engine->cfg;
+	bool required = cfg->slots[inst->slot].required;
+
+	mc_log_errno(required ? LOG_ERR : LOG_WARNING, r, "%s plugin %s: %s failed: %m%s",
+		     mc_slot_name(inst->slot), inst->desc->name, phase,
+		     required ? "" : " (not required: continuing without it)");
+	if (!required) {
+		if (inst->desc->fini && inst->initialized)
+			inst->desc->fini(&inst->ctx);
+		inst->initialized = false;
+		mc_host_release_handles(inst);
+		return 0;
+	}
+	return r;
+}
+
+int mc_engine_start(struct mc_engine *e)
+{
+	struct mc_store_config scfg = {
+		.local_node = e->cfg->node_name,
+		.managed_label = e->cfg->managed_label,
+		.enqueue = mc_reconciler_enqueue,
+		.event = store_event,
+		.ctx = e,
+	};
+	struct mc_workqueue_config qcfg = {
+		.name = "reconciler",
+		.metrics = e->metrics,
+	};
+	int r;
+
+	e->store = mc_store_new(&scfg);
+	if (!e->store)
+		return mc_log_error_errno(-errno, "cannot create the store: %m");
+	e->queue = keyq_new(&qcfg);
+	if (!e->queue)
+		return mc_log_error_errno(-errno, "cannot create the work queue: %m");
+
+	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
+		struct mc_plugin_instance *inst = &e->plugins[slot];
+
+		if (!inst->loaded)
+			continue;
+		inst->initialized = true; /* fini copes with a partial init */
+		r = inst->desc->init ? inst->desc->init(&inst->ctx) : 0;
+		if (r < 0 && (r = plugin_failed(inst, "init", r)) < 0)
+			goto fail;
+	}
+	r = mc_reconciler_start(e);
+	if (r < 0) {
+		mc_log_error_errno(r, "cannot start reconciler workers: %m");
+		goto fail;
+	}
+	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
+		struct mc_plugin_instance *inst = &e->plugins[slot];
+
+		if (!inst->initialized)
+			continue;
+		r = inst->desc->start ? inst->desc->start(&inst->ctx) : 0;
+		if (r < 0 && (r = plugin_failed(inst, "start", r)) < 0)
+			goto fail;
+		inst->started = inst->initialized;
+	}
+	e->started = true;
+	return 0;
+fail:
+	e->started = true;
+	mc_engine_stop(e);
+	return r;
+}
+
+void mc_engine_drain(struct mc_engine *e)
+{
+	mc_reconciler_drain(e);
+}
+
+void mc_engine_stop(struct mc_engine *e)
+{
+	if (!e->started)
+		return;
+	/* The source first, so no new keys arrive while the queue drains. */
+	for (int slot = MC_SLOT_COUNT - 1; slot >= 0; slot--) {
+		struct mc_plugin_instance *inst = &e->plugins[slot];
+
+		if (slot == MC_SLOT_BACKEND)
+			mc_reconciler_drain(e);
+		if (inst->started && inst->desc->stop)
+			inst->desc->stop(&inst->ctx);
+		inst->started = false;
+	}
+	fini_plugins(e);
+	e->started = false;
+}
+
+void mc_engine_free(struct mc_engine *e)
+{
+	if (!e)
+		return;
+	mc_engine_stop(e);
+	keyq_free(e->queue);
+	mc_metrics_free(e->metrics);
+	mc_store_free(e->store);
+	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
+		mc_section_free(e->plugins[slot].section);
+		mc_plugin_unload(e->plugins[slot].loaded);
+	}
+	mc_config_free(e->cfg);
+	sd_event_unref(e->event);
+	pthread_mutex_destroy(&e->status_lock);
+	free(e);
+}
+
+bool mc_engine_ready(struct mc_engine *e)
+{
+	bool ready;
+
+	pthread_mutex_lock(&e->status_lock);
+	ready = e->ready;
+	pthread_mutex_unlock(&e->status_lock);
+	return ready;
+}
+
+const char *mc_engine_status(struct mc_engine *e, char *buf, size_t size)
+{
+	pthread_mutex_lock(&e->status_lock);
+	snprintf(buf, size, "%s", e->status);
+	pthread_mutex_unlock(&e->status_lock);
+	return buf;
+}
+
+void mc_engine_on_ready(struct mc_engine *e,
+			void (*fn)(struct mc_engine *e, bool ready, const char *status, void *ud),
+			void *userdata)
+{
+	e->ready_fn = fn;
+	e->ready_userdata = userdata;
+}
+
+int mc_engine_write_plan(struct mc_engine *e, FILE *f)
+{
+	return e->store ? mc_store_write_plan(e->store, f) : -ENODATA;
+}
+
+int mc_engine_write_status(struct mc_engine *e, FILE *f)
+{
+	char status[sizeof(e->status)];
+	struct mc_store_stats st = { 0 };
+
+	if (e->store)
+		mc_store_stats(e->store, &st);
+	fprintf(f, "node: %s\nready: %s\nstatus: %s\n", e->cfg->node_name,
+		mc_engine_ready(e) ? "yes" : "no", mc_engine_status(e, status, sizeof(status)));
+	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
+		const struct mc_plugin_instance *inst = &e->plugins[slot];
+
+		fprintf(f, "%s: %s%s\n", mc_slot_name(slot), e->cfg->slots[slot].plugin,
+			inst->loaded && !inst->started ? " (not running)" : "");
+	}
+	fprintf(f, "objects: %zu nodes, %zu meshcryptnodes, %zu namespaces, %zu pods\n", st.nodes,
+		st.meshcrypt_nodes, st.namespaces, st.pods);
+	fprintf(f, "queue: %zu waiting\nreconciled: %lu ok, %lu retried, %lu permanent failures\n",
+		e->queue ? keyq_len(e->queue) : 0, atomic_load(&e->reconciled),
+		atomic_load(&e->failed), atomic_load(&e->permanent_failures));
+	return ferror(f) ? -EIO : 0;
+}

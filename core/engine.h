@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The engine: one configuration's plugins, store, work queue and reconciler workers, driven
+ * by an sd-event loop that the caller (meshcryptd) owns.
+ *
+ *   mc_engine_new    load the selected plugins, validate their sections, config_check
+ *                    (no side effects beyond loading: --check-config stops here)
+ *   mc_engine_start  init plugins (attach, backend, source), start workers, start plugins
+ *   mc_engine_drain  wait until every queued key has been reconciled, then stop the workers
+ *   mc_engine_stop   stop the source, drain, stop the dataplane plugins, fini in reverse
+ *   mc_engine_free   stop if needed, unload
+ *
+ * The dataplane is left as it is on stop, so a restart or an upgrade is hitless.
+ */
+#ifndef MC_ENGINE_H
+#define MC_ENGINE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+
+struct mc_engine;
+
+/* Takes ownership of cfg on success and on failure. Writes one line to error on failure. */
+int mc_engine_new(struct mc_config *cfg, sd_event *event, struct mc_engine **out, char *error,
+		  size_t error_size);
+/* Logs each plugin failure with context; returns -errno if a required plugin failed. */
+int mc_engine_start(struct mc_engine *e);
+void mc_engine_drain(struct mc_engine *e);
+void mc_engine_stop(struct mc_engine *e);
+void mc_engine_free(struct mc_engine *e);
+
+const struct mc_config *mc_engine_config(const struct mc_engine *e);
+/* The source's last word: whether it holds a complete view, and a short status. */
+bool mc_engine_ready(struct mc_engine *e);
+const char *mc_engine_status(struct mc_engine *e, char *buf, size_t size);
+/* Called on the main loop whenever the source changes its readiness or status. */
+void mc_engine_on_ready(struct mc_engine *e,
+			void (*fn)(struct mc_engine *e, bool ready, const char *status, void *ud),
+			void *userdata);
+/* Desired state as text (mc_store_write_plan), and a status summary for meshcryptctl. */
+int mc_engine_write_plan(struct mc_engine *e, FILE *f);
+int mc_engine_write_status(struct mc_engine *e, FILE *f);
+
+#endif

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * meshcrypt host API: what the core offers a plugin.
+ *
+ * A plugin links nothing from the daemon: every service reaches it through the versioned
+ * struct of function pointers below (ctx->host). Fields are only ever appended; before using
+ * a field added after ABI 1.0, check MC_HOST_HAS(host, field). Unit tests hand plugins a fake
+ * host built the same way.
+ *
+ * Threads: log, config getters, get_data and the store calls are safe from any thread.
+ * io_add/io_remove/timer_add/timer_remove and set_ready must be called from the main loop
+ * (callbacks of init/start/stop and of the I/O and timer events themselves).
+ */
+#ifndef MESHCRYPT_HOST_H
+#define MESHCRYPT_HOST_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <meshcrypt/model.h>
+#include <meshcrypt/plugin.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct mc_metrics;
+struct mc_io;
+struct mc_timer;
+
+/* Called on the main loop when `fd` is ready; `revents` are EPOLL* bits. */
+typedef void (*mc_io_fn)(struct mc_plugin_ctx *ctx, int fd, uint32_t revents, void *userdata);
+/* Called on the main loop once the timer's delay has passed. Return a delay in ns to fire
+ * again, or 0 to disarm it (the handle stays valid until timer_remove). */
+typedef uint64_t (*mc_timer_fn)(struct mc_plugin_ctx *ctx, void *userdata);
+
+#define MC_HOST_HAS(host, field)                                                               \
+	((host)->struct_size >= offsetof(struct mc_host, field) + sizeof((host)->field))
+
+struct mc_host {
+	size_t struct_size;
+	uint32_t abi_version;
+
+	/* Logging with the plugin name as prefix; `level` is a syslog LOG_* priority. Never log
+	 * key material. */
+	void (*log)(struct mc_plugin_ctx *ctx, int level, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4)));
+	void (*vlog)(struct mc_plugin_ctx *ctx, int level, const char *fmt, va_list ap)
+		__attribute__((format(printf, 3, 0)));
+
+	/* The plugin's own validated [plugin.<name>] section; defaults are filled in. A key the
+	 * plugin did not declare yields NULL / 0 / false. The strings live until fini. */
+	const char *(*config_string)(struct mc_plugin_ctx *ctx, const char *key);
+	int64_t (*config_int)(struct mc_plugin_ctx *ctx, const char *key);
+	bool (*config_bool)(struct mc_plugin_ctx *ctx, const char *key);
+	uint64_t (*config_duration_ns)(struct mc_plugin_ctx *ctx, const char *key);
+	/* A validated string of [core], [source], [backend] or [attach], e.g. ("attach",
+	 * "bpffs_dir") or ("core", "encrypt_mark"); NULL for an unknown section or key. */
+	const char *(*config_global)(struct mc_plugin_ctx *ctx, const char *section,
+				     const char *key);
+
+	/* Per-instance plugin state; the core never frees it (fini does). */
+	void (*set_data)(struct mc_plugin_ctx *ctx, void *data);
+	void *(*get_data)(struct mc_plugin_ctx *ctx);
+
+	/* [core] values every plugin may need. Strings live until fini. */
+	const char *(*node_name)(struct mc_plugin_ctx *ctx);
+	const char *(*state_dir)(struct mc_plugin_ctx *ctx);
+	const char *(*run_dir)(struct mc_plugin_ctx *ctx);
+
+	/* Store updates, for source plugins. Each takes ownership of its object or list, on
+	 * success and on failure. replace_all reports the full set after a (re)list; the store
+	 * emits deletes for objects that vanished. */
+	int (*store_upsert)(struct mc_plugin_ctx *ctx, struct mc_object *obj);
+	int (*store_delete)(struct mc_plugin_ctx *ctx, enum mc_object_kind kind, const char *ns,
+			    const char *name);
+	int (*store_replace_all)(struct mc_plugin_ctx *ctx, struct mc_object_list *list);
+	/* A source reports whether it holds a complete, current view (sd_notify READY/STATUS).
+	 * `status` is a short human sentence; it is copied. */
+	void (*set_ready)(struct mc_plugin_ctx *ctx, bool ready, const char *status);
+
+	/* Main-loop integration, so plugins need no event library of their own. On success
+	 * *out is a handle owned by the plugin, released with the matching remove (removing
+	 * NULL is a no-op); all handles left are released after fini. */
+	int (*io_add)(struct mc_plugin_ctx *ctx, int fd, uint32_t events, mc_io_fn fn,
+		      void *userdata, struct mc_io **out);
+	void (*io_remove)(struct mc_io *io);
+	int (*timer_add)(struct mc_plugin_ctx *ctx, uint64_t delay_ns, mc_timer_fn fn,
+			 void *userdata, struct mc_timer **out);
+	void (*timer_remove)(struct mc_timer *timer);
+
+	/* The engine's metrics registry (include/meshcrypt/metrics.h). */
+	struct mc_metrics *(*metrics)(struct mc_plugin_ctx *ctx);
+};
+
+#define mc_plugin_log(ctx, level, ...) ((ctx)->host->log((ctx), (level), __VA_ARGS__))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
