@@ -32,9 +32,12 @@ static int load_slot(struct mc_engine *e, enum mc_slot slot, char *error, size_t
 	inst->slot = slot;
 	inst->ctx.host = &mc_host_v1;
 	r = mc_plugin_load(cfg->plugin_dir, mc_slot_kind(slot), cfg->slots[slot].plugin,
-			   &inst->loaded, error, size);
-	if (r < 0)
+			   &inst->loaded, why, sizeof(why));
+	if (r < 0) {
+		snprintf(error, size, "%s: [%s] plugin = \"%s\": %s", cfg->path, mc_slot_name(slot),
+			 cfg->slots[slot].plugin, why);
 		return r;
+	}
 	inst->desc = mc_loaded_plugin_descriptor(inst->loaded);
 	snprintf(inst->log_prefix, sizeof(inst->log_prefix), "%s: ", inst->desc->name);
 

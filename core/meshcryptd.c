@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "log.h"
 #include "plugin-loader.h"
+#include "util.h"
 
 struct daemon {
 	const char *config_path;
@@ -242,6 +243,7 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	struct daemon d = { .config_path = MC_SYSCONFDIR "/meshcryptd.conf" };
+	_cleanup_free_ char *plugin_dir = NULL;
 	bool check = false, list = false;
 	int c;
 
@@ -251,7 +253,10 @@ int main(int argc, char **argv)
 			d.config_path = optarg;
 			break;
 		case OPT_PLUGIN_DIR:
-			d.plugin_dir = optarg;
+			/* relative to the working directory, as a user typing it expects */
+			free(plugin_dir);
+			plugin_dir = realpath(optarg, NULL);
+			d.plugin_dir = plugin_dir ? plugin_dir : optarg;
 			break;
 		case OPT_CHECK:
 			check = true;

@@ -2,6 +2,7 @@
 #include "plugin-loader.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <ltdl.h>
 #include <pthread.h>
@@ -95,8 +96,17 @@ static int ltdl_open(const char *path, lt_dlhandle *out, char *error, size_t siz
 	*out = lt_dlopenadvise(path, advise);
 	lt_dladvise_destroy(&advise);
 	if (!*out) {
-		r = fail(error, size, -ELIBACC, "%s: cannot load: %s (try ldd -r %s)", path,
-			 lt_dlerror(), path);
+		const char *why = lt_dlerror();
+		/* libltdl reports any refusal of the dynamic linker as "file not found": ask it
+		 * directly for the reason (a missing library, an undefined symbol). */
+		void *probe = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+
+		if (probe)
+			dlclose(probe);
+		else
+			why = dlerror();
+		r = fail(error, size, -ELIBACC, "%s: cannot load: %s (try ldd -r %s)", path, why,
+			 path);
 		lt_dlexit();
 	}
 out:

@@ -25,7 +25,6 @@ struct installed {
 struct dryrun {
 	pthread_mutex_t lock; /* workers apply different keys concurrently */
 	void *installed;      /* tsearch tree of struct installed */
-	void *peer_names;     /* tsearch tree of struct installed: MC_KEY_PEER -> name */
 };
 
 static int installed_compare(const void *a, const void *b)
@@ -69,14 +68,6 @@ static int tree_set(void **tree, const struct mc_key *key, const char *text)
 	}
 	entry->key = *key;
 	return 1;
-}
-
-static const char *tree_get(void *const *tree, const struct mc_key *key)
-{
-	struct installed probe = { .key = *key }, **found;
-
-	found = tfind(&probe, tree, installed_compare);
-	return found ? (*found)->text : NULL;
 }
 
 /* The text form of an installed object, built with stdio into a growing buffer. */
@@ -165,17 +156,11 @@ static int dryrun_local_apply(struct mc_plugin_ctx *ctx, const struct mc_local_s
 
 static int dryrun_peer_apply(struct mc_plugin_ctx *ctx, const struct mc_peer_state *p)
 {
-	struct dryrun *d = ctx->host->get_data(ctx);
 	const struct mc_key key = { .type = MC_KEY_PEER, .peer_id = p->peer_id };
 	struct text t = { 0 };
 	char what[300];
 	int r;
 
-	pthread_mutex_lock(&d->lock);
-	r = tree_set(&d->peer_names, &key, p->name);
-	pthread_mutex_unlock(&d->lock);
-	if (r < 0)
-		return r;
 	if (p->present) {
 		if (text_open(&t) < 0)
 			return -ENOMEM;
@@ -187,7 +172,7 @@ static int dryrun_peer_apply(struct mc_plugin_ctx *ctx, const struct mc_peer_sta
 		if (text_close(&t) < 0)
 			return -ENOMEM;
 	}
-	snprintf(what, sizeof(what), "peer %s", p->name);
+	snprintf(what, sizeof(what), "peer %s (#%u)", p->name, p->peer_id);
 	r = record(ctx, &key, what, t.buf);
 	free(t.buf);
 	return r;
@@ -195,21 +180,15 @@ static int dryrun_peer_apply(struct mc_plugin_ctx *ctx, const struct mc_peer_sta
 
 static int dryrun_pod_apply(struct mc_plugin_ctx *ctx, const struct mc_pod_state *pod)
 {
-	struct dryrun *d = ctx->host->get_data(ctx);
 	const struct mc_key key = { .type = MC_KEY_POD, .ip = pod->ip };
-	const struct mc_key peer = { .type = MC_KEY_PEER, .peer_id = pod->peer_id };
-	char what[64], ip[MC_IP_STRLEN], text[300];
-	const char *name;
+	char what[64], ip[MC_IP_STRLEN], text[64];
 
 	snprintf(what, sizeof(what), "pod %s", mc_ip_to_string(&pod->ip, ip));
 	switch (pod->role) {
 	case MC_POD_LOCAL_MANAGED:
 		return record(ctx, &key, what, "managed, local");
 	case MC_POD_REMOTE_MANAGED:
-		pthread_mutex_lock(&d->lock);
-		name = tree_get(&d->peer_names, &peer);
-		snprintf(text, sizeof(text), "managed, on peer %s", name ? name : "(unknown)");
-		pthread_mutex_unlock(&d->lock);
+		snprintf(text, sizeof(text), "managed, on peer #%u", pod->peer_id);
 		return record(ctx, &key, what, text);
 	case MC_POD_NONE:
 		break;
@@ -235,7 +214,6 @@ static void dryrun_fini(struct mc_plugin_ctx *ctx)
 	if (!d)
 		return;
 	tdestroy(d->installed, installed_free);
-	tdestroy(d->peer_names, installed_free);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 	ctx->host->set_data(ctx, NULL);
