@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# SIGHUP reloads meshcryptd's configuration: a bad new configuration is rejected with one
+# precise line and the running one stays in force; a good one takes over (here: the daemon
+# becomes node-2 of the example cluster). SIGTERM then stops it with status 0.
+# Usage: sighup-reload.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$(realpath "$1") src=$(realpath "$2")
+tmp=$(mktemp -d /tmp/mc-hup-XXXXXX)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+ctl() { "$build/core/meshcryptctl" --run-dir "$tmp/run" "$@"; }
+fail() {
+	echo "FAIL: $*" >&2
+	cat "$tmp/log" >&2
+	exit 1
+}
+write_config() {
+	cat > "$tmp/meshcryptd.conf" <<CONF
+[core]
+node_name = $1
+run_dir = run
+$2
+[source]
+plugin = static
+[backend]
+plugin = dryrun
+[plugin.static]
+file = $src/examples/cluster-3node.json
+CONF
+}
+# until CMD...: retries for up to 5 s
+until_ok() {
+	for _ in $(seq 250); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.02
+	done
+	return 1
+}
+
+write_config node-1 ""
+"$build/core/meshcryptd" --config "$tmp/meshcryptd.conf" --plugin-dir "$build/plugins" 2>"$tmp/log" &
+pid=$!
+until_ok sh -c "'$build/core/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-1'" ||
+	fail "node-1 plan never appeared"
+echo "running as node-1"
+
+write_config node-2 "workers = lots"
+kill -HUP "$pid"
+until_ok grep -q 'reload failed: keeping the running configuration' "$tmp/log" ||
+	fail "bad configuration not reported"
+grep -q 'meshcryptd.conf:4: \[core\] workers = "lots": not an integer' "$tmp/log" ||
+	fail "bad configuration not named precisely"
+ctl plan | grep -q '^local node-1' || fail "the running configuration did not stay"
+echo "bad configuration rejected, node-1 still in force"
+
+write_config node-2 ""
+kill -HUP "$pid"
+until_ok sh -c "'$build/core/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-2'" ||
+	fail "good configuration not applied"
+echo "good configuration applied: now node-2"
+
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=
+[ "$rc" = 0 ] || fail "meshcryptd exited $rc on SIGTERM"
+echo "sighup-reload: all checks passed"
