@@ -1,0 +1,1716 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The cluster model and its desired state (docs/model.md).
+ *
+ * Every write runs as a transaction under the write lock: before an input changes, each key
+ * whose derived state depends on it is "touched" and its current derived state captured; at
+ * the end every touched key is derived again, and only the keys that differ are enqueued,
+ * after the lock is released.
+ *
+ * Memory: a pod is one allocation (header, IPs, name); node and namespace names are interned
+ * to ids; the indexes hold 32-bit pod slots, not pointers. Namespaces keep one bit (carries the
+ * managed label), pods keep one bit for their own label.
+ */
+
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <meshcrypt/store.h>
+
+#include "object-internal.h"
+
+/* --- open-addressing index of 32-bit values (0 = empty), linear probing -------------------- */
+
+typedef uint32_t (*hash_fn)(const void *ctx, uint32_t value);
+
+struct idx {
+	uint32_t *slots;
+	uint32_t cap; /* 0 or a power of two */
+	uint32_t n;
+};
+
+/* Makes room for n more values, so the inserts that follow cannot fail. */
+static int idx_reserve(struct idx *t, uint32_t more, hash_fn hf, const void *ctx) {
+	uint32_t need = t->n + more, cap = t->cap ? t->cap : 16, *slots;
+
+	if ((uint64_t)need * 4 <= (uint64_t)t->cap * 3)
+		return 0;
+	while ((uint64_t)need * 4 > (uint64_t)cap * 3)
+		cap *= 2;
+	slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < t->cap; i++) {
+		uint32_t v = t->slots[i], j;
+
+		if (!v)
+			continue;
+		for (j = hf(ctx, v) & (cap - 1); slots[j]; j = (j + 1) & (cap - 1))
+			;
+		slots[j] = v;
+	}
+	free(t->slots);
+	t->slots = slots;
+	t->cap = cap;
+	return 0;
+}
+
+/* After idx_reserve(). */
+static void idx_insert(struct idx *t, uint32_t h, uint32_t v) {
+	uint32_t i;
+
+	for (i = h & (t->cap - 1); t->slots[i]; i = (i + 1) & (t->cap - 1))
+		;
+	t->slots[i] = v;
+	t->n++;
+}
+
+/* Removes value v (present) and shifts its probe cluster back, so lookups need no tombstones. */
+static void idx_remove(struct idx *t, uint32_t v, hash_fn hf, const void *ctx) {
+	uint32_t mask = t->cap - 1, i, j;
+
+	for (i = hf(ctx, v) & mask; t->slots[i] != v; i = (i + 1) & mask)
+		;
+	for (j = (i + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
+		uint32_t home = hf(ctx, t->slots[j]) & mask;
+
+		/* the entry at j may move to the hole at i unless its home lies in (i, j] */
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			t->slots[i] = t->slots[j];
+			i = j;
+		}
+	}
+	t->slots[i] = 0;
+	t->n--;
+}
+
+static size_t idx_bytes(const struct idx *t) {
+	return t->slots ? malloc_usable_size(t->slots) : 0;
+}
+
+static uint32_t hash_bytes(uint32_t h, const void *data, size_t len) {
+	const uint8_t *p = data;
+
+	/* FNV-1a, then a final mix so that linear probing sees spread low bits */
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	h ^= h >> 15;
+	h *= 0x2c1b3c6du;
+	h ^= h >> 12;
+	return h;
+}
+
+#define HASH_SEED 2166136261u
+
+/* memcmp() equality that accepts NULL for empty arrays. */
+static bool mem_equal(const void *a, const void *b, size_t n) {
+	return n == 0 || memcmp(a, b, n) == 0;
+}
+
+/* --- vectors of 32-bit values ---------------------------------------------------------------- */
+
+struct u32vec {
+	uint32_t *v;
+	uint32_t n, cap;
+};
+
+static int vec_reserve(struct u32vec *a, uint32_t more) {
+	uint32_t cap;
+	uint32_t *v;
+
+	if (a->n + more <= a->cap)
+		return 0;
+	cap = a->cap ? a->cap : 4;
+	while (cap < a->n + more)
+		cap *= 2;
+	v = realloc(a->v, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	a->v = v;
+	a->cap = cap;
+	return 0;
+}
+
+static void vec_remove(struct u32vec *a, uint32_t value) {
+	for (uint32_t i = 0; i < a->n; i++)
+		if (a->v[i] == value) {
+			a->v[i] = a->v[--a->n];
+			return;
+		}
+}
+
+/* --- interned names ------------------------------------------------------------------------ */
+
+/* Names get ids 1, 2, ... in order of first sight and keep them for the life of the store. */
+struct names {
+	char **name; /* [id]; [0] unused */
+	uint32_t *hash;
+	uint32_t n; /* next id */
+	uint32_t cap;
+	struct idx index;
+};
+
+static uint32_t names_hash(const void *ctx, uint32_t id) {
+	return ((const struct names *)ctx)->hash[id];
+}
+
+static uint32_t names_find(const struct names *t, const char *name, uint32_t h) {
+	if (!t->cap || !t->index.cap)
+		return 0;
+	for (uint32_t i = h & (t->index.cap - 1), id; (id = t->index.slots[i]);
+	     i = (i + 1) & (t->index.cap - 1))
+		if (t->hash[id] == h && strcmp(t->name[id], name) == 0)
+			return id;
+	return 0;
+}
+
+static uint32_t names_lookup(const struct names *t, const char *name) {
+	return names_find(t, name, hash_bytes(HASH_SEED, name, strlen(name)));
+}
+
+/* Issues the next id to name, which t does not hold yet. */
+static int names_intern(struct names *t, const char *name, uint32_t *id) {
+	uint32_t h = hash_bytes(HASH_SEED, name, strlen(name));
+
+	if (t->n == 0)
+		t->n = 1;
+	if (t->n >= t->cap) {
+		uint32_t cap = t->cap ? t->cap * 2 : 16;
+		char **nv = realloc(t->name, cap * sizeof(*nv));
+		uint32_t *hv;
+
+		if (!nv)
+			return -ENOMEM;
+		t->name = nv;
+		if (!(hv = realloc(t->hash, cap * sizeof(*hv))))
+			return -ENOMEM;
+		t->hash = hv;
+		t->cap = cap;
+	}
+	if (idx_reserve(&t->index, 1, names_hash, t) < 0 || !(t->name[t->n] = strdup(name)))
+		return -ENOMEM;
+	*id = t->n++;
+	t->hash[*id] = h;
+	idx_insert(&t->index, h, *id);
+	return 0;
+}
+
+static void names_free(struct names *t) {
+	for (uint32_t id = 1; id < t->n; id++)
+		free(t->name[id]);
+	free(t->name);
+	free(t->hash);
+	free(t->index.slots);
+}
+
+/* --- the store ----------------------------------------------------------------------------- */
+
+enum {
+	POD_LIVE = 1 << 0,     /* scheduled, has IPs, not hostNetwork, not Succeeded/Failed */
+	POD_LABELLED = 1 << 1, /* carries the managed label itself */
+	POD_SEEN = 1 << 2,     /* present in the relist being applied */
+};
+
+/* The parser allows one pod IP per family, as Kubernetes does. */
+#define POD_IPS_MAX 2
+
+struct pod {
+	int64_t created;
+	uint32_t ns;   /* namespace id */
+	uint32_t node; /* node id; 0 when not scheduled */
+	uint32_t hash; /* of (ns, name), for the name index */
+	uint8_t flags;
+	uint8_t n_ips; /* 0 unless POD_LIVE */
+	struct mc_ip ips[];
+	/* followed by the NUL-terminated name */
+};
+
+static const char *pod_name(const struct pod *p) {
+	return (const char *)(p->ips + p->n_ips);
+}
+
+struct node {
+	struct mc_object *node;   /* the Node, or NULL */
+	struct mc_object *mcnode; /* the MeshcryptNode, or NULL: not participating */
+	struct u32vec pods;       /* slots of the live pods scheduled on it */
+	bool node_seen, mcnode_seen;
+};
+
+struct ns {
+	bool present, managed, seen;
+};
+
+struct mc_store {
+	pthread_rwlock_t lock;
+	char *local_name;
+	uint32_t local_id;
+	char *label_key, *label_value;
+	void (*enqueue)(void *ctx, const struct mc_key *key);
+	void (*event)(void *ctx, int level, const char *message);
+	void *ctx;
+
+	struct names node_names;
+	struct node *nodes; /* [node id] */
+	uint32_t nodes_cap;
+	struct names ns_names;
+	struct ns *nss; /* [namespace id] */
+	uint32_t nss_cap;
+
+	struct pod **pods; /* [slot]; slot 0 unused, NULL = free */
+	uint32_t n_slots, cap_slots;
+	struct u32vec free_slots;
+	size_t n_pods, n_pod_ips;
+	struct idx by_name; /* pod slots by (namespace, name) */
+	struct idx by_ip;   /* slot << 1 | IP index, by IP: several pods may claim one IP */
+
+	struct mc_object **secrets;
+	bool *secret_seen;
+	size_t n_secrets;
+
+	/* every node's effective pod CIDRs, sorted, for "one IP in two nodes' CIDRs" */
+	struct cidr_entry {
+		struct mc_prefix prefix;
+		uint32_t node;
+	} *cidrs;
+	size_t n_cidrs;
+	bool cidrs_dirty;
+	/* the prefix lengths in use, per family (0: IPv4, 1: IPv6), to look up only those */
+	uint8_t cidr_lens[2][129];
+	unsigned n_cidr_lens[2];
+};
+
+static uint32_t pod_name_hash(const void *ctx, uint32_t slot) {
+	return ((const struct mc_store *)ctx)->pods[slot]->hash;
+}
+
+static uint32_t ip_hash(const struct mc_ip *ip) {
+	return hash_bytes(HASH_SEED, ip, sizeof(*ip));
+}
+
+static const struct mc_ip *ip_entry(const struct mc_store *s, uint32_t e) {
+	return &s->pods[e >> 1]->ips[e & 1];
+}
+
+static uint32_t pod_ip_hash(const void *ctx, uint32_t e) {
+	return ip_hash(ip_entry(ctx, e));
+}
+
+static uint32_t name_key_hash(uint32_t ns, const char *name) {
+	return hash_bytes(hash_bytes(HASH_SEED, &ns, sizeof(ns)), name, strlen(name));
+}
+
+static uint32_t pod_find(const struct mc_store *s, uint32_t ns, const char *name) {
+	uint32_t h = name_key_hash(ns, name), mask = s->by_name.cap - 1;
+
+	if (!s->by_name.cap)
+		return 0;
+	for (uint32_t i = h & mask, slot; (slot = s->by_name.slots[i]); i = (i + 1) & mask) {
+		const struct pod *p = s->pods[slot];
+
+		if (p->hash == h && p->ns == ns && strcmp(pod_name(p), name) == 0)
+			return slot;
+	}
+	return 0;
+}
+
+static bool pod_managed(const struct mc_store *s, const struct pod *p, const uint8_t *ns_view) {
+	/* ns_view: the namespaces' managed bits before this transaction (see struct txn) */
+	if (p->flags & POD_LABELLED)
+		return true;
+	if (ns_view && ns_view[p->ns])
+		return ns_view[p->ns] == 2;
+	return s->nss[p->ns].managed;
+}
+
+/* Newest creationTimestamp wins; on a tie the greater namespace/name. */
+static int pod_newer(const struct mc_store *s, const struct pod *a, const struct pod *b) {
+	int r;
+
+	if (a->created != b->created)
+		return a->created > b->created ? 1 : -1;
+	r = strcmp(s->ns_names.name[a->ns], s->ns_names.name[b->ns]);
+	return r ? r : strcmp(pod_name(a), pod_name(b));
+}
+
+/* The slots of the live pods claiming ip (at most max), winner first; returns their count. */
+static size_t ip_claimants(const struct mc_store *s, const struct mc_ip *ip, uint32_t *out,
+                           size_t max) {
+	uint32_t mask = s->by_ip.cap - 1, h = ip_hash(ip);
+	size_t n = 0;
+
+	if (!s->by_ip.cap)
+		return 0;
+	for (uint32_t i = h & mask, e; (e = s->by_ip.slots[i]); i = (i + 1) & mask) {
+		if (memcmp(ip_entry(s, e), ip, sizeof(*ip)) != 0)
+			continue;
+		if (n < max)
+			out[n] = e >> 1;
+		if (n > 0 && n < max && pod_newer(s, s->pods[out[n]], s->pods[out[0]]) > 0) {
+			uint32_t t = out[0];
+
+			out[0] = out[n];
+			out[n] = t;
+		}
+		n++;
+	}
+	return n;
+}
+
+static uint32_t ip_winner(const struct mc_store *s, const struct mc_ip *ip) {
+	uint32_t mask = s->by_ip.cap - 1, h = ip_hash(ip), w = 0;
+
+	if (!s->by_ip.cap)
+		return 0;
+	for (uint32_t i = h & mask, e; (e = s->by_ip.slots[i]); i = (i + 1) & mask)
+		if (memcmp(ip_entry(s, e), ip, sizeof(*ip)) == 0 &&
+		    (!w || pod_newer(s, s->pods[e >> 1], s->pods[w]) > 0))
+			w = e >> 1;
+	return w;
+}
+
+/* --- derived state --------------------------------------------------------------------------- */
+
+static void effective(const struct node *n, const struct mc_ip **addrs, size_t *n_addrs,
+                      const char **boot, const struct mc_prefix **cidrs, size_t *n_cidrs) {
+	const struct mc_object *nd = n->node, *mc = n->mcnode;
+
+	*addrs = NULL, *n_addrs = 0, *boot = "", *cidrs = NULL, *n_cidrs = 0;
+	if (mc && mc->mcnode.n_addresses)
+		*addrs = mc->mcnode.addresses, *n_addrs = mc->mcnode.n_addresses;
+	else if (nd)
+		*addrs = nd->node.addresses, *n_addrs = nd->node.n_addresses;
+	if (mc && mc->mcnode.boot_id[0])
+		*boot = mc->mcnode.boot_id;
+	else if (nd)
+		*boot = nd->node.boot_id;
+	if (mc && mc->mcnode.n_pod_cidrs)
+		*cidrs = mc->mcnode.pod_cidrs, *n_cidrs = mc->mcnode.n_pod_cidrs;
+	else if (nd)
+		*cidrs = nd->node.pod_cidrs, *n_cidrs = nd->node.n_pod_cidrs;
+}
+
+static int cmp_prefix(const void *a, const void *b) {
+	return mc_prefix_compare(a, b);
+}
+
+/* Sorts and deduplicates n prefixes in place; returns the new count. */
+static size_t prefixes_normalize(struct mc_prefix *p, size_t n) {
+	size_t o = 0;
+
+	if (n == 0)
+		return 0;
+	qsort(p, n, sizeof(*p), cmp_prefix);
+	for (size_t i = 0; i < n; i++)
+		if (o == 0 || mc_prefix_compare(&p[o - 1], &p[i]) != 0)
+			p[o++] = p[i];
+	return o;
+}
+
+static void *memdup_array(const void *src, size_t n, size_t size) {
+	void *p;
+
+	if (n == 0)
+		return NULL;
+	p = malloc(n * size);
+	if (p)
+		memcpy(p, src, n * size);
+	return p;
+}
+
+void mc_peer_state_free(struct mc_peer_state *p) {
+	if (!p)
+		return;
+	free(p->name);
+	free(p->addresses);
+	free(p->prefixes);
+	free(p);
+}
+
+void mc_local_state_free(struct mc_local_state *l) {
+	if (!l)
+		return;
+	free(l->name);
+	free(l->addresses);
+	free(l->pod_cidrs);
+	free(l);
+}
+
+static bool in_any(const struct mc_prefix *cidrs, size_t n, const struct mc_ip *ip) {
+	for (size_t i = 0; i < n; i++)
+		if (mc_prefix_contains(&cidrs[i], ip))
+			return true;
+	return false;
+}
+
+static struct mc_peer_state *derive_peer(const struct mc_store *s, uint32_t id) {
+	const struct node *n = &s->nodes[id];
+	const struct mc_prefix *cidrs;
+	const struct mc_ip *addrs;
+	const char *boot;
+	size_t n_addrs, n_cidrs, max;
+	struct mc_peer_state *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->peer_id = id;
+	if (!(p->name = strdup(s->node_names.name[id])))
+		goto fail;
+	if (id == s->local_id || !n->mcnode)
+		return p;
+	p->present = true;
+	effective(n, &addrs, &n_addrs, &boot, &cidrs, &n_cidrs);
+	if (n_addrs && !(p->addresses = memdup_array(addrs, n_addrs, sizeof(*addrs))))
+		goto fail;
+	p->n_addresses = n_addrs;
+	memcpy(p->boot_id, boot, strlen(boot) + 1);
+	p->key_generation = n->mcnode->mcnode.key_generation;
+	memcpy(p->wireguard_public_key, n->mcnode->mcnode.wireguard_public_key,
+	       sizeof(p->wireguard_public_key));
+	max = n_cidrs + (size_t)n->pods.n * POD_IPS_MAX;
+	if (max == 0)
+		return p;
+	if (!(p->prefixes = malloc(max * sizeof(*p->prefixes))))
+		goto fail;
+	if (n_cidrs)
+		memcpy(p->prefixes, cidrs, n_cidrs * sizeof(*cidrs));
+	p->n_prefixes = n_cidrs;
+	for (uint32_t i = 0; i < n->pods.n; i++) {
+		uint32_t slot = n->pods.v[i];
+		const struct pod *pod = s->pods[slot];
+
+		for (unsigned j = 0; j < pod->n_ips; j++) {
+			struct mc_prefix *h = &p->prefixes[p->n_prefixes];
+
+			/* an IP another (newer) pod won is not this node's to claim */
+			if (in_any(cidrs, n_cidrs, &pod->ips[j]) || ip_winner(s, &pod->ips[j]) != slot)
+				continue;
+			h->ip = pod->ips[j];
+			h->len = pod->ips[j].family == AF_INET ? 32 : 128;
+			p->n_prefixes++;
+		}
+	}
+	p->n_prefixes = prefixes_normalize(p->prefixes, p->n_prefixes);
+	return p;
+fail:
+	mc_peer_state_free(p);
+	errno = ENOMEM;
+	return NULL;
+}
+
+static bool peer_equal(const struct mc_peer_state *a, const struct mc_peer_state *b) {
+	return a->present == b->present && a->n_addresses == b->n_addresses &&
+	       a->n_prefixes == b->n_prefixes && a->key_generation == b->key_generation &&
+	       strcmp(a->boot_id, b->boot_id) == 0 &&
+	       strcmp(a->wireguard_public_key, b->wireguard_public_key) == 0 &&
+	       mem_equal(a->addresses, b->addresses, a->n_addresses * sizeof(*a->addresses)) &&
+	       mem_equal(a->prefixes, b->prefixes, a->n_prefixes * sizeof(*a->prefixes));
+}
+
+static struct mc_pod_state derive_pod(const struct mc_store *s, const struct mc_ip *ip,
+                                      const uint8_t *ns_view) {
+	struct mc_pod_state st = { .ip = *ip, .role = MC_POD_NONE };
+	uint32_t w = ip_winner(s, ip);
+	const struct pod *p;
+
+	if (!w)
+		return st;
+	p = s->pods[w];
+	if (!pod_managed(s, p, ns_view))
+		return st;
+	if (p->node == s->local_id) {
+		st.role = MC_POD_LOCAL_MANAGED;
+	} else if (s->nodes[p->node].mcnode) {
+		st.role = MC_POD_REMOTE_MANAGED;
+		st.peer_id = p->node;
+	}
+	return st;
+}
+
+static struct mc_local_state *derive_local(const struct mc_store *s) {
+	const struct node *n = &s->nodes[s->local_id];
+	const struct mc_prefix *cidrs;
+	const struct mc_ip *addrs;
+	const char *boot;
+	size_t n_addrs, n_cidrs;
+	struct mc_local_state *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	if (!(l->name = strdup(s->local_name)))
+		goto fail;
+	l->known = n->node || n->mcnode;
+	l->participating = n->mcnode != NULL;
+	effective(n, &addrs, &n_addrs, &boot, &cidrs, &n_cidrs);
+	if (n_addrs && !(l->addresses = memdup_array(addrs, n_addrs, sizeof(*addrs))))
+		goto fail;
+	l->n_addresses = n_addrs;
+	memcpy(l->boot_id, boot, strlen(boot) + 1);
+	l->key_generation = n->mcnode ? n->mcnode->mcnode.key_generation : 0;
+	if (n_cidrs && !(l->pod_cidrs = memdup_array(cidrs, n_cidrs, sizeof(*cidrs))))
+		goto fail;
+	l->n_pod_cidrs = prefixes_normalize(l->pod_cidrs, n_cidrs);
+	return l;
+fail:
+	mc_local_state_free(l);
+	errno = ENOMEM;
+	return NULL;
+}
+
+static bool local_equal(const struct mc_local_state *a, const struct mc_local_state *b) {
+	return a->known == b->known && a->participating == b->participating &&
+	       a->n_addresses == b->n_addresses && a->n_pod_cidrs == b->n_pod_cidrs &&
+	       a->key_generation == b->key_generation && strcmp(a->boot_id, b->boot_id) == 0 &&
+	       mem_equal(a->addresses, b->addresses, a->n_addresses * sizeof(*a->addresses)) &&
+	       mem_equal(a->pod_cidrs, b->pod_cidrs, a->n_pod_cidrs * sizeof(*a->pod_cidrs));
+}
+
+/* --- transactions ------------------------------------------------------------------------- */
+
+struct touched {
+	struct mc_key key;
+	bool unknown; /* the old state could not be captured (ENOMEM): enqueue regardless */
+	union {
+		struct mc_pod_state pod;
+		struct mc_peer_state *peer;
+		struct mc_local_state *local;
+	} before;
+};
+
+struct txn {
+	struct touched *v;
+	uint32_t n, cap;
+	struct idx index; /* entry number + 1, by key */
+	/* [namespace id]: 0 unchanged in this transaction, else 1 + its managed bit before it.
+	 * Namespace changes touch their pods in one pass at the end (touch_namespaces()), so
+	 * until then derive_pod() must see the old bits. */
+	uint8_t *ns_before;
+	uint32_t ns_before_cap;
+	bool ns_changed;
+	/* produced for the caller, who emits them with the lock released */
+	struct mc_key *changed;
+	size_t n_changed;
+	struct txn_event {
+		int level;
+		char *message;
+	} *events;
+	size_t n_events;
+	int error; /* first ENOMEM: keep going so that every change is still enqueued */
+};
+
+static uint32_t key_hash(const struct mc_key *k) {
+	return hash_bytes(HASH_SEED, k, sizeof(*k));
+}
+
+static uint32_t touched_hash(const void *ctx, uint32_t e) {
+	return key_hash(&((const struct txn *)ctx)->v[e - 1].key);
+}
+
+static struct mc_key make_key(uint32_t type, uint32_t peer_id, const struct mc_ip *ip) {
+	struct mc_key k;
+
+	memset(&k, 0, sizeof(k));
+	k.type = type;
+	k.peer_id = peer_id;
+	if (ip)
+		k.ip = *ip;
+	return k;
+}
+
+static void txn_oom(struct txn *t) {
+	if (!t->error)
+		t->error = -ENOMEM;
+}
+
+/* Records key as affected by the change about to be made, capturing its state first. */
+static void touch(struct mc_store *s, struct txn *t, const struct mc_key *key) {
+	uint32_t h = key_hash(key), mask = t->index.cap - 1;
+	struct touched *e;
+
+	if (t->index.cap)
+		for (uint32_t i = h & mask, x; (x = t->index.slots[i]); i = (i + 1) & mask)
+			if (memcmp(&t->v[x - 1].key, key, sizeof(*key)) == 0)
+				return;
+	if (t->n == t->cap) {
+		uint32_t cap = t->cap ? t->cap * 2 : 64;
+		struct touched *v = realloc(t->v, cap * sizeof(*v));
+
+		if (!v)
+			goto oom;
+		t->v = v;
+		t->cap = cap;
+	}
+	if (idx_reserve(&t->index, 1, touched_hash, t) < 0)
+		goto oom;
+	e = &t->v[t->n++];
+	memset(e, 0, sizeof(*e));
+	e->key = *key;
+	idx_insert(&t->index, h, t->n);
+	switch (key->type) {
+	case MC_KEY_POD:
+		e->before.pod = derive_pod(s, &key->ip, t->ns_before);
+		break;
+	case MC_KEY_PEER:
+		e->unknown = !(e->before.peer = derive_peer(s, key->peer_id));
+		break;
+	case MC_KEY_LOCAL:
+		e->unknown = !(e->before.local = derive_local(s));
+		break;
+	default:
+		e->unknown = true; /* secrets are compared when they are applied */
+		break;
+	}
+	if (e->unknown && key->type != MC_KEY_SECRET)
+		txn_oom(t);
+	return;
+oom:
+	/* without a record the key would be lost: the error makes the caller relist */
+	txn_oom(t);
+}
+
+static void touch_peer(struct mc_store *s, struct txn *t, uint32_t id) {
+	struct mc_key k = make_key(MC_KEY_PEER, id, NULL);
+
+	touch(s, t, &k);
+	if (id == s->local_id) {
+		k = make_key(MC_KEY_LOCAL, 0, NULL);
+		touch(s, t, &k);
+	}
+}
+
+/* A pod's IP key, and the peers of every pod claiming that IP: who wins decides whose host
+ * prefix it is. */
+static void touch_ip(struct mc_store *s, struct txn *t, const struct mc_ip *ip) {
+	struct mc_key k = make_key(MC_KEY_POD, 0, ip);
+	uint32_t claimants[8];
+	size_t n = ip_claimants(s, ip, claimants, 8);
+
+	touch(s, t, &k);
+	for (size_t i = 0; i < n && i < 8; i++)
+		touch_peer(s, t, s->pods[claimants[i]]->node);
+}
+
+static void touch_pod(struct mc_store *s, struct txn *t, const struct pod *p) {
+	for (unsigned i = 0; i < p->n_ips; i++)
+		touch_ip(s, t, &p->ips[i]);
+	if (p->n_ips)
+		touch_peer(s, t, p->node);
+}
+
+static void event(struct txn *t, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void event(struct txn *t, int level, const char *fmt, ...) {
+	struct txn_event *v = realloc(t->events, (t->n_events + 1) * sizeof(*v));
+	va_list ap;
+	char *msg;
+	int n;
+
+	if (!v)
+		return txn_oom(t);
+	t->events = v;
+	va_start(ap, fmt);
+	n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return txn_oom(t);
+	t->events[t->n_events++] = (struct txn_event){ level, msg };
+}
+
+static void report_conflicts(struct mc_store *s, struct txn *t, const struct mc_ip *ip) {
+	char ipbuf[MC_IP_STRLEN];
+	uint32_t c[4];
+	size_t n = ip_claimants(s, ip, c, 4), in = 0;
+	const struct pod *w;
+	uint32_t nodes[2];
+
+	if (n == 0)
+		return;
+	w = s->pods[c[0]];
+	mc_ip_to_string(ip, ipbuf);
+	if (n >= 2) {
+		const struct pod *l = s->pods[c[1]];
+
+		event(t, LOG_WARNING,
+		      "pod IP %s is claimed by %zu live pods: %s/%s (node %s) wins as the newest, "
+		      "over %s/%s (node %s)%s",
+		      ipbuf, n, s->ns_names.name[w->ns], pod_name(w), s->node_names.name[w->node],
+		      s->ns_names.name[l->ns], pod_name(l), s->node_names.name[l->node],
+		      n > 2 ? " and others" : "");
+	}
+	if (s->cidrs_dirty || !s->n_cidrs)
+		return;
+	for (unsigned l = 0, fam = ip->family == AF_INET6; l < s->n_cidr_lens[fam] && in < 2; l++) {
+		unsigned len = s->cidr_lens[fam][l];
+		struct cidr_entry key = { .prefix = { .ip = *ip, .len = (uint8_t)len } };
+		size_t lo = 0, hi = s->n_cidrs;
+
+		for (unsigned bit = len; bit < 128; bit++)
+			key.prefix.ip.addr[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (mc_prefix_compare(&s->cidrs[mid].prefix, &key.prefix) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < s->n_cidrs && in < 2 &&
+		       mc_prefix_compare(&s->cidrs[lo].prefix, &key.prefix) == 0;
+		     lo++)
+			if (in == 0 || nodes[0] != s->cidrs[lo].node)
+				nodes[in++] = s->cidrs[lo].node;
+	}
+	if (in == 2)
+		event(t, LOG_WARNING,
+		      "pod IP %s (%s/%s) lies inside the pod CIDRs of nodes %s and %s; it stays "
+		      "with its own node %s",
+		      ipbuf, s->ns_names.name[w->ns], pod_name(w), s->node_names.name[nodes[0]],
+		      s->node_names.name[nodes[1]], s->node_names.name[w->node]);
+}
+
+static int cmp_cidr_entry(const void *a, const void *b) {
+	const struct cidr_entry *x = a, *y = b;
+	int r = mc_prefix_compare(&x->prefix, &y->prefix);
+
+	return r ? r : (x->node > y->node) - (x->node < y->node);
+}
+
+static void rebuild_cidrs(struct mc_store *s, struct txn *t) {
+	size_t n = 0, o = 0;
+	struct cidr_entry *v;
+
+	for (uint32_t id = 1; id < s->node_names.n; id++) {
+		const struct mc_prefix *c;
+		const struct mc_ip *a;
+		const char *b;
+		size_t na, nc;
+
+		effective(&s->nodes[id], &a, &na, &b, &c, &nc);
+		n += nc;
+	}
+	v = n ? malloc(n * sizeof(*v)) : NULL;
+	if (n && !v)
+		return txn_oom(t);
+	for (uint32_t id = 1; id < s->node_names.n; id++) {
+		const struct mc_prefix *c;
+		const struct mc_ip *a;
+		const char *b;
+		size_t na, nc;
+
+		effective(&s->nodes[id], &a, &na, &b, &c, &nc);
+		for (size_t i = 0; i < nc; i++)
+			v[o++] = (struct cidr_entry){ c[i], id };
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_cidr_entry);
+	s->n_cidr_lens[0] = s->n_cidr_lens[1] = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned fam = v[i].prefix.ip.family == AF_INET6, k = s->n_cidr_lens[fam];
+
+		if (!memchr(s->cidr_lens[fam], v[i].prefix.len, k))
+			s->cidr_lens[fam][s->n_cidr_lens[fam]++] = v[i].prefix.len;
+	}
+	free(s->cidrs);
+	s->cidrs = v;
+	s->n_cidrs = n;
+	s->cidrs_dirty = false;
+}
+
+/* Touches the pods of the namespaces this transaction changed: one pass over all pods. */
+static void touch_namespaces(struct mc_store *s, struct txn *t) {
+	if (!t->ns_changed)
+		return;
+	for (uint32_t slot = 1; slot < s->n_slots; slot++) {
+		const struct pod *p = s->pods[slot];
+
+		if (p && p->n_ips && p->ns < t->ns_before_cap && t->ns_before[p->ns])
+			for (unsigned i = 0; i < p->n_ips; i++) {
+				struct mc_key k = make_key(MC_KEY_POD, 0, &p->ips[i]);
+
+				touch(s, t, &k);
+			}
+	}
+}
+
+/* Derives every touched key again and keeps those whose state changed. */
+static void txn_finish(struct mc_store *s, struct txn *t) {
+	touch_namespaces(s, t);
+	if (s->cidrs_dirty)
+		rebuild_cidrs(s, t);
+	t->changed = t->n ? malloc(t->n * sizeof(*t->changed)) : NULL;
+	if (t->n && !t->changed) {
+		txn_oom(t);
+		return;
+	}
+	for (uint32_t i = 0; i < t->n; i++) {
+		struct touched *e = &t->v[i];
+		bool changed = e->unknown;
+
+		switch (e->key.type) {
+		case MC_KEY_POD: {
+			struct mc_pod_state now = derive_pod(s, &e->key.ip, NULL);
+
+			changed = now.role != e->before.pod.role || now.peer_id != e->before.pod.peer_id;
+			report_conflicts(s, t, &e->key.ip);
+			break;
+		}
+		case MC_KEY_PEER: {
+			struct mc_peer_state *now = derive_peer(s, e->key.peer_id);
+
+			changed = changed || !now || !peer_equal(now, e->before.peer);
+			mc_peer_state_free(now);
+			break;
+		}
+		case MC_KEY_LOCAL: {
+			struct mc_local_state *now = derive_local(s);
+
+			changed = changed || !now || !local_equal(now, e->before.local);
+			mc_local_state_free(now);
+			break;
+		}
+		}
+		if (changed)
+			t->changed[t->n_changed++] = e->key;
+	}
+}
+
+static void txn_free(struct txn *t) {
+	for (uint32_t i = 0; i < t->n; i++) {
+		if (t->v[i].key.type == MC_KEY_PEER)
+			mc_peer_state_free(t->v[i].before.peer);
+		else if (t->v[i].key.type == MC_KEY_LOCAL)
+			mc_local_state_free(t->v[i].before.local);
+	}
+	free(t->v);
+	free(t->index.slots);
+	free(t->ns_before);
+	free(t->changed);
+	for (size_t i = 0; i < t->n_events; i++)
+		free(t->events[i].message);
+	free(t->events);
+}
+
+/* Ends a write: derives, unlocks, then hands out events and keys with the lock released. */
+static int txn_commit(struct mc_store *s, struct txn *t) {
+	int r;
+
+	txn_finish(s, t);
+	pthread_rwlock_unlock(&s->lock);
+	for (size_t i = 0; i < t->n_events; i++)
+		if (s->event)
+			s->event(s->ctx, t->events[i].level, t->events[i].message);
+	for (size_t i = 0; i < t->n_changed; i++)
+		s->enqueue(s->ctx, &t->changed[i]);
+	r = t->error;
+	txn_free(t);
+	return r;
+}
+
+/* --- applying objects ------------------------------------------------------------------------ */
+
+/* The id of name in t, issuing one if new; *array (one zeroed element of size elem per id,
+ * *cap of them) grows first, so a new id always has its element. */
+static int intern(struct names *t, const char *name, void **array, uint32_t *cap, size_t elem,
+                  uint32_t *id) {
+	uint32_t next = t->n ? t->n : 1;
+
+	if ((*id = names_lookup(t, name)))
+		return 0;
+	if (next >= *cap) {
+		uint32_t ncap = *cap ? *cap * 2 : 16;
+		uint8_t *v = realloc(*array, ncap * elem);
+
+		if (!v)
+			return -ENOMEM;
+		memset(v + *cap * elem, 0, (ncap - *cap) * elem);
+		*array = v;
+		*cap = ncap;
+	}
+	return names_intern(t, name, id);
+}
+
+static int intern_node(struct mc_store *s, const char *name, uint32_t *id) {
+	return intern(&s->node_names, name, (void **)&s->nodes, &s->nodes_cap, sizeof(*s->nodes),
+	              id);
+}
+
+static int intern_ns(struct mc_store *s, const char *name, uint32_t *id) {
+	return intern(&s->ns_names, name, (void **)&s->nss, &s->nss_cap, sizeof(*s->nss), id);
+}
+
+static bool labelled(const struct mc_store *s, const struct mc_object *o) {
+	const char *v = mc_object_label(o, s->label_key);
+
+	return v && strcmp(v, s->label_value) == 0;
+}
+
+static bool same_pod(const struct pod *a, const struct pod *b) {
+	return a->created == b->created && a->ns == b->ns && a->node == b->node &&
+	       (a->flags & ~POD_SEEN) == (b->flags & ~POD_SEEN) && a->n_ips == b->n_ips &&
+	       mem_equal(a->ips, b->ips, a->n_ips * sizeof(a->ips[0]));
+}
+
+/* Takes p out of the IP index and its node's list. */
+static void unindex_pod(struct mc_store *s, uint32_t slot) {
+	struct pod *p = s->pods[slot];
+
+	for (unsigned i = 0; i < p->n_ips; i++)
+		idx_remove(&s->by_ip, slot << 1 | i, pod_ip_hash, s);
+	if (p->n_ips)
+		vec_remove(&s->nodes[p->node].pods, slot);
+	s->n_pod_ips -= p->n_ips;
+}
+
+/* After the reservations in apply_pod(). */
+static void index_pod(struct mc_store *s, uint32_t slot) {
+	struct pod *p = s->pods[slot];
+
+	for (unsigned i = 0; i < p->n_ips; i++)
+		idx_insert(&s->by_ip, ip_hash(&p->ips[i]), slot << 1 | i);
+	if (p->n_ips)
+		s->nodes[p->node].pods.v[s->nodes[p->node].pods.n++] = slot;
+	s->n_pod_ips += p->n_ips;
+}
+
+static int new_slot(struct mc_store *s, uint32_t *slot) {
+	if (s->free_slots.n) {
+		*slot = s->free_slots.v[--s->free_slots.n];
+		return 0;
+	}
+	if (s->n_slots == 0)
+		s->n_slots = 1;
+	/* room for every slot in the free list, so that removing a pod cannot fail */
+	if (vec_reserve(&s->free_slots, s->n_slots + 1 - s->free_slots.n) < 0)
+		return -ENOMEM;
+	if (s->n_slots >= s->cap_slots) {
+		uint32_t cap = s->cap_slots ? s->cap_slots * 2 : 64;
+		struct pod **v;
+
+		if (cap > (1u << 30)) /* slot << 1 must fit the IP index */
+			return -ENOSPC;
+		v = realloc(s->pods, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		s->pods = v;
+		s->cap_slots = cap;
+	}
+	*slot = s->n_slots++;
+	s->pods[*slot] = NULL;
+	return 0;
+}
+
+static int apply_pod(struct mc_store *s, struct txn *t, const struct mc_object *o) {
+	size_t name_len = strlen(o->name);
+	uint32_t ns, node = 0, slot;
+	struct pod *p, *old;
+	unsigned n_ips = 0;
+	int r;
+
+	if ((r = intern_ns(s, o->namespace, &ns)) < 0)
+		return r;
+	if (o->pod.node_name && (r = intern_node(s, o->pod.node_name, &node)) < 0)
+		return r;
+	if (node && o->pod.n_ips && !o->pod.host_network && !o->pod.terminated)
+		n_ips = o->pod.n_ips < POD_IPS_MAX ? (unsigned)o->pod.n_ips : POD_IPS_MAX;
+	p = malloc(sizeof(*p) + n_ips * sizeof(struct mc_ip) + name_len + 1);
+	if (!p)
+		return -ENOMEM;
+	p->created = o->created;
+	p->ns = ns;
+	p->node = node;
+	p->hash = name_key_hash(ns, o->name);
+	p->flags = (n_ips ? POD_LIVE : 0) | (labelled(s, o) ? POD_LABELLED : 0) | POD_SEEN;
+	p->n_ips = (uint8_t)n_ips;
+	if (n_ips)
+		memcpy(p->ips, o->pod.ips, n_ips * sizeof(struct mc_ip));
+	memcpy((char *)pod_name(p), o->name, name_len + 1);
+
+	slot = pod_find(s, ns, o->name);
+	old = slot ? s->pods[slot] : NULL;
+	if (old && same_pod(old, p)) {
+		old->flags |= POD_SEEN;
+		free(p);
+		return 0;
+	}
+	/* reserve everything, so that nothing below fails half-way */
+	if ((r = idx_reserve(&s->by_ip, n_ips, pod_ip_hash, s)) < 0 ||
+	    (!old && (r = idx_reserve(&s->by_name, 1, pod_name_hash, s)) < 0) ||
+	    (n_ips && (r = vec_reserve(&s->nodes[node].pods, 1)) < 0) ||
+	    (!old && (r = new_slot(s, &slot)) < 0)) {
+		free(p);
+		return r;
+	}
+	if (old) {
+		touch_pod(s, t, old);
+		unindex_pod(s, slot);
+		free(old);
+	} else {
+		s->n_pods++;
+	}
+	s->pods[slot] = p;
+	if (!old)
+		idx_insert(&s->by_name, p->hash, slot);
+	/* the claimants before this pod joins them: they may lose the IP to it */
+	for (unsigned i = 0; i < n_ips; i++)
+		touch_ip(s, t, &p->ips[i]);
+	if (n_ips)
+		touch_peer(s, t, node);
+	index_pod(s, slot);
+	return 0;
+}
+
+static void remove_pod(struct mc_store *s, struct txn *t, uint32_t slot) {
+	struct pod *p = s->pods[slot];
+
+	touch_pod(s, t, p);
+	unindex_pod(s, slot);
+	idx_remove(&s->by_name, slot, pod_name_hash, s);
+	free(p);
+	s->pods[slot] = NULL;
+	s->n_pods--;
+	s->free_slots.v[s->free_slots.n++] = slot; /* room reserved by new_slot() */
+}
+
+static int set_namespace(struct mc_store *s, struct txn *t, uint32_t ns, bool present,
+                         bool managed) {
+	struct ns *n = &s->nss[ns];
+
+	n->seen = present;
+	if (n->present == present && n->managed == managed)
+		return 0;
+	if (n->managed != managed) {
+		if (ns >= t->ns_before_cap) {
+			uint32_t cap = s->ns_names.cap;
+			uint8_t *v = realloc(t->ns_before, cap);
+
+			if (!v)
+				return -ENOMEM;
+			memset(v + t->ns_before_cap, 0, cap - t->ns_before_cap);
+			t->ns_before = v;
+			t->ns_before_cap = cap;
+		}
+		if (!t->ns_before[ns])
+			t->ns_before[ns] = (uint8_t)(1 + n->managed);
+		t->ns_changed = true;
+	}
+	n->present = present;
+	n->managed = managed;
+	return 0;
+}
+
+static bool node_obj_equal(const struct mc_object *a, const struct mc_object *b) {
+	if (!a || !b)
+		return a == b;
+	if (a->kind == MC_OBJECT_NODE)
+		return a->node.n_addresses == b->node.n_addresses &&
+		       a->node.n_pod_cidrs == b->node.n_pod_cidrs &&
+		       strcmp(a->node.boot_id, b->node.boot_id) == 0 &&
+		       mem_equal(a->node.addresses, b->node.addresses,
+		                 a->node.n_addresses * sizeof(struct mc_ip)) &&
+		       mem_equal(a->node.pod_cidrs, b->node.pod_cidrs,
+		                 a->node.n_pod_cidrs * sizeof(struct mc_prefix));
+	return a->mcnode.n_addresses == b->mcnode.n_addresses &&
+	       a->mcnode.n_pod_cidrs == b->mcnode.n_pod_cidrs &&
+	       a->mcnode.key_generation == b->mcnode.key_generation &&
+	       strcmp(a->mcnode.boot_id, b->mcnode.boot_id) == 0 &&
+	       strcmp(a->mcnode.wireguard_public_key, b->mcnode.wireguard_public_key) == 0 &&
+	       mem_equal(a->mcnode.addresses, b->mcnode.addresses,
+	                 a->mcnode.n_addresses * sizeof(struct mc_ip)) &&
+	       mem_equal(a->mcnode.pod_cidrs, b->mcnode.pod_cidrs,
+	                 a->mcnode.n_pod_cidrs * sizeof(struct mc_prefix));
+}
+
+/* Installs o (a Node or MeshcryptNode; NULL removes) as node id's object of that kind. Takes
+ * ownership of o. */
+static void set_node_obj(struct mc_store *s, struct txn *t, uint32_t id, enum mc_object_kind kind,
+                         struct mc_object *o) {
+	struct node *n = &s->nodes[id];
+	struct mc_object **slot = kind == MC_OBJECT_NODE ? &n->node : &n->mcnode;
+
+	if (kind == MC_OBJECT_NODE)
+		n->node_seen = o != NULL;
+	else
+		n->mcnode_seen = o != NULL;
+	if (node_obj_equal(*slot, o)) {
+		mc_object_free(o);
+		return;
+	}
+	touch_peer(s, t, id);
+	/* participation decides whether its managed pods are remote-managed */
+	if (kind == MC_OBJECT_MESHCRYPT_NODE && (*slot == NULL) != (o == NULL))
+		for (uint32_t i = 0; i < n->pods.n; i++) {
+			const struct pod *p = s->pods[n->pods.v[i]];
+
+			for (unsigned j = 0; j < p->n_ips; j++)
+				touch_ip(s, t, &p->ips[j]);
+		}
+	mc_object_free(*slot);
+	*slot = o;
+	s->cidrs_dirty = true;
+}
+
+static bool secret_equal(const struct mc_object *a, const struct mc_object *b) {
+	if (a->secret.n_entries != b->secret.n_entries)
+		return false;
+	for (size_t i = 0; i < a->secret.n_entries; i++) {
+		const struct mc_secret_entry *x = &a->secret.entries[i], *y = &b->secret.entries[i];
+
+		if (strcmp(x->key, y->key) != 0 || x->len != y->len ||
+		    !mem_equal(x->data, y->data, x->len))
+			return false;
+	}
+	return true;
+}
+
+static ssize_t secret_find(const struct mc_store *s, const char *ns, const char *name) {
+	for (size_t i = 0; i < s->n_secrets; i++)
+		if (strcmp(s->secrets[i]->namespace, ns) == 0 && strcmp(s->secrets[i]->name, name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static void touch_secret(struct mc_store *s, struct txn *t) {
+	struct mc_key k = make_key(MC_KEY_SECRET, 0, NULL);
+
+	touch(s, t, &k);
+}
+
+/* Takes ownership of o. */
+static int apply_secret(struct mc_store *s, struct txn *t, struct mc_object *o) {
+	ssize_t i = secret_find(s, o->namespace, o->name);
+
+	if (i >= 0) {
+		s->secret_seen[i] = true;
+		if (!secret_equal(s->secrets[i], o))
+			touch_secret(s, t);
+		mc_object_free(s->secrets[i]);
+		s->secrets[i] = o;
+		return 0;
+	}
+	struct mc_object **v = realloc(s->secrets, (s->n_secrets + 1) * sizeof(*v));
+	bool *seen = v ? realloc(s->secret_seen, (s->n_secrets + 1) * sizeof(*seen)) : NULL;
+
+	if (v)
+		s->secrets = v;
+	if (!seen) {
+		mc_object_free(o);
+		return -ENOMEM;
+	}
+	s->secret_seen = seen;
+	s->secrets[s->n_secrets] = o;
+	s->secret_seen[s->n_secrets++] = true;
+	touch_secret(s, t);
+	return 0;
+}
+
+static void remove_secret(struct mc_store *s, struct txn *t, size_t i) {
+	mc_object_free(s->secrets[i]);
+	s->n_secrets--;
+	s->secrets[i] = s->secrets[s->n_secrets];
+	s->secret_seen[i] = s->secret_seen[s->n_secrets];
+	touch_secret(s, t);
+}
+
+/* Applies o to the store. Takes ownership of o. */
+static int apply(struct mc_store *s, struct txn *t, struct mc_object *o) {
+	uint32_t id;
+	int r = 0;
+
+	switch (o->kind) {
+	case MC_OBJECT_POD:
+		r = apply_pod(s, t, o);
+		break;
+	case MC_OBJECT_NAMESPACE:
+		if ((r = intern_ns(s, o->name, &id)) >= 0)
+			r = set_namespace(s, t, id, true, labelled(s, o));
+		break;
+	case MC_OBJECT_NODE:
+	case MC_OBJECT_MESHCRYPT_NODE:
+		if ((r = intern_node(s, o->name, &id)) < 0)
+			break;
+		set_node_obj(s, t, id, o->kind, o);
+		return 0;
+	case MC_OBJECT_SECRET:
+		return apply_secret(s, t, o);
+	}
+	mc_object_free(o);
+	return r;
+}
+
+static void write_lock(struct mc_store *s, struct txn *t) {
+	memset(t, 0, sizeof(*t));
+	pthread_rwlock_wrlock(&s->lock);
+}
+
+int mc_store_upsert(struct mc_store *s, struct mc_object *obj) {
+	struct txn t;
+	int r;
+
+	if (!s || !obj) {
+		mc_object_free(obj);
+		return -EINVAL;
+	}
+	write_lock(s, &t);
+	r = apply(s, &t, obj);
+	if (r < 0)
+		txn_oom(&t);
+	return txn_commit(s, &t);
+}
+
+int mc_store_delete(struct mc_store *s, enum mc_object_kind kind, const char *ns,
+                    const char *name) {
+	uint32_t id, slot;
+	struct txn t;
+	ssize_t i;
+	int r = 0;
+
+	if (!s || !name || ((kind == MC_OBJECT_POD || kind == MC_OBJECT_SECRET) && !ns))
+		return -EINVAL;
+	write_lock(s, &t);
+	switch (kind) {
+	case MC_OBJECT_POD:
+		id = names_lookup(&s->ns_names, ns);
+		if (id && (slot = pod_find(s, id, name)))
+			remove_pod(s, &t, slot);
+		else
+			r = -ENOENT;
+		break;
+	case MC_OBJECT_NAMESPACE:
+		id = names_lookup(&s->ns_names, name);
+		if (id && s->nss[id].present)
+			r = set_namespace(s, &t, id, false, false);
+		else
+			r = -ENOENT;
+		break;
+	case MC_OBJECT_NODE:
+	case MC_OBJECT_MESHCRYPT_NODE:
+		id = names_lookup(&s->node_names, name);
+		if (id && (kind == MC_OBJECT_NODE ? s->nodes[id].node : s->nodes[id].mcnode))
+			set_node_obj(s, &t, id, kind, NULL);
+		else
+			r = -ENOENT;
+		break;
+	case MC_OBJECT_SECRET:
+		if ((i = secret_find(s, ns, name)) >= 0)
+			remove_secret(s, &t, (size_t)i);
+		else
+			r = -ENOENT;
+		break;
+	default:
+		r = -EINVAL;
+	}
+	if (r == -ENOMEM)
+		txn_oom(&t);
+	int c = txn_commit(s, &t);
+
+	return r < 0 ? r : c;
+}
+
+int mc_store_replace_kinds(struct mc_store *s, unsigned kinds, struct mc_object_list *list) {
+	bool pods = kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_POD);
+	struct txn t;
+
+	if (!s || !list) {
+		mc_object_list_free(list);
+		return -EINVAL;
+	}
+	write_lock(s, &t);
+	for (uint32_t slot = 1; pods && slot < s->n_slots; slot++)
+		if (s->pods[slot])
+			s->pods[slot]->flags &= (uint8_t)~POD_SEEN;
+	for (uint32_t id = 1; id < s->ns_names.n; id++)
+		s->nss[id].seen = false;
+	for (uint32_t id = 1; id < s->node_names.n; id++)
+		s->nodes[id].node_seen = s->nodes[id].mcnode_seen = false;
+	for (size_t i = 0; i < s->n_secrets; i++)
+		s->secret_seen[i] = false;
+
+	for (size_t i = 0; i < list->n_objects && !t.error; i++) {
+		const struct mc_object *o = mc_object_list_get(list, i);
+
+		if (o && (kinds & MC_OBJECT_KIND_BIT(o->kind)) &&
+		    apply(s, &t, mc_object_list_steal(list, i)) < 0)
+			txn_oom(&t);
+	}
+	/* after a failure the seen marks are incomplete: deleting by them would be wrong */
+	if (!t.error) {
+		for (uint32_t slot = 1; pods && slot < s->n_slots; slot++)
+			if (s->pods[slot] && !(s->pods[slot]->flags & POD_SEEN))
+				remove_pod(s, &t, slot);
+		for (uint32_t id = 1; id < s->ns_names.n; id++)
+			if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_NAMESPACE)) && s->nss[id].present &&
+			    !s->nss[id].seen && set_namespace(s, &t, id, false, false) < 0)
+				txn_oom(&t);
+		for (uint32_t id = 1; id < s->node_names.n; id++) {
+			struct node *n = &s->nodes[id];
+
+			if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_NODE)) && n->node && !n->node_seen)
+				set_node_obj(s, &t, id, MC_OBJECT_NODE, NULL);
+			if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_MESHCRYPT_NODE)) && n->mcnode &&
+			    !n->mcnode_seen)
+				set_node_obj(s, &t, id, MC_OBJECT_MESHCRYPT_NODE, NULL);
+		}
+		for (size_t i = s->n_secrets; i-- > 0;)
+			if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_SECRET)) && !s->secret_seen[i])
+				remove_secret(s, &t, i);
+	}
+	mc_object_list_free(list);
+	return txn_commit(s, &t);
+}
+
+int mc_store_replace_all(struct mc_store *s, struct mc_object_list *list) {
+	return mc_store_replace_kinds(s, MC_OBJECT_KINDS_ALL, list);
+}
+
+/* --- readers ------------------------------------------------------------------------------- */
+
+int mc_store_get_peer(struct mc_store *s, uint32_t peer_id, struct mc_peer_state **out) {
+	int r = 0;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&s->lock);
+	if (peer_id == 0 || peer_id >= s->node_names.n)
+		r = -ENOENT;
+	else if (!(*out = derive_peer(s, peer_id)))
+		r = -ENOMEM;
+	pthread_rwlock_unlock(&s->lock);
+	return r;
+}
+
+int mc_store_get_pod(struct mc_store *s, const struct mc_ip *ip, struct mc_pod_state *out) {
+	if (!s || !ip || !out || (ip->family != AF_INET && ip->family != AF_INET6))
+		return -EINVAL;
+	pthread_rwlock_rdlock(&s->lock);
+	*out = derive_pod(s, ip, NULL);
+	pthread_rwlock_unlock(&s->lock);
+	return 0;
+}
+
+int mc_store_get_local(struct mc_store *s, struct mc_local_state **out) {
+	pthread_rwlock_rdlock(&s->lock);
+	*out = derive_local(s);
+	pthread_rwlock_unlock(&s->lock);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int cmp_node_name(const void *a, const void *b, void *ctx) {
+	const struct mc_store *s = ctx;
+	const uint32_t *x = a, *y = b;
+
+	return strcmp(s->node_names.name[*x], s->node_names.name[*y]);
+}
+
+/* The ids of the participating peers sorted by name; the caller holds the lock. */
+static int participating_peers(const struct mc_store *s, uint32_t **ids, size_t *n) {
+	uint32_t *v = NULL;
+	size_t k = 0;
+
+	for (uint32_t id = 1; id < s->node_names.n; id++)
+		k += s->nodes[id].mcnode && id != s->local_id;
+	if (k && !(v = malloc(k * sizeof(*v))))
+		return -ENOMEM;
+	k = 0;
+	for (uint32_t id = 1; id < s->node_names.n; id++)
+		if (s->nodes[id].mcnode && id != s->local_id)
+			v[k++] = id;
+	if (k)
+		qsort_r(v, k, sizeof(*v), cmp_node_name, (void *)s);
+	*ids = v;
+	*n = k;
+	return 0;
+}
+
+int mc_store_peer_ids(struct mc_store *s, uint32_t **ids, size_t *n) {
+	int r;
+
+	*ids = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&s->lock);
+	r = participating_peers(s, ids, n);
+	pthread_rwlock_unlock(&s->lock);
+	return r;
+}
+
+uint32_t mc_store_peer_id(struct mc_store *s, const char *name) {
+	uint32_t id;
+
+	pthread_rwlock_rdlock(&s->lock);
+	id = names_lookup(&s->node_names, name);
+	pthread_rwlock_unlock(&s->lock);
+	return id;
+}
+
+int mc_store_get_secret(struct mc_store *s, const char *ns, const char *name, const char *key,
+                        uint8_t **data, size_t *len) {
+	int r = -ENOENT;
+	ssize_t i;
+
+	*data = NULL;
+	*len = 0;
+	pthread_rwlock_rdlock(&s->lock);
+	i = secret_find(s, ns, name);
+	for (size_t j = 0; i >= 0 && j < s->secrets[i]->secret.n_entries; j++) {
+		const struct mc_secret_entry *e = &s->secrets[i]->secret.entries[j];
+
+		if (strcmp(e->key, key) != 0)
+			continue;
+		*data = malloc(e->len + 1);
+		if (!*data) {
+			r = -ENOMEM;
+			break;
+		}
+		memcpy(*data, e->data, e->len);
+		(*data)[e->len] = '\0';
+		*len = e->len;
+		r = 0;
+		break;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return r;
+}
+
+/* --- plan -------------------------------------------------------------------------------- */
+
+struct plan_pod {
+	struct mc_pod_state st;
+	uint32_t slot;
+};
+
+static int cmp_plan_pod(const void *a, const void *b) {
+	const struct plan_pod *x = a, *y = b;
+
+	if (x->st.role != y->st.role)
+		return x->st.role < y->st.role ? -1 : 1;
+	return mc_ip_compare(&x->st.ip, &y->st.ip);
+}
+
+static void write_addresses(FILE *f, const struct mc_ip *a, size_t n) {
+	char buf[MC_IP_STRLEN];
+
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "  address %s\n", mc_ip_to_string(&a[i], buf));
+}
+
+static void write_prefixes(FILE *f, const char *what, const struct mc_prefix *p, size_t n) {
+	char buf[MC_PREFIX_STRLEN];
+
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "  %s %s\n", what, mc_prefix_to_string(&p[i], buf));
+}
+
+static int write_plan_locked(const struct mc_store *s, FILE *f) {
+	struct mc_local_state *l = derive_local(s);
+	struct plan_pod *pods = NULL;
+	uint32_t *ids = NULL;
+	size_t n_ids = 0, n_pods = 0;
+	char buf[MC_IP_STRLEN];
+	int r = -ENOMEM;
+
+	if (!l || participating_peers(s, &ids, &n_ids) < 0)
+		goto out;
+	fprintf(f, "local %s%s%s\n", l->name, l->known ? "" : " unknown",
+	        l->participating ? " participating" : "");
+	write_addresses(f, l->addresses, l->n_addresses);
+	if (l->boot_id[0])
+		fprintf(f, "  boot-id %s\n", l->boot_id);
+	fprintf(f, "  key-generation %u\n", (unsigned)l->key_generation);
+	write_prefixes(f, "pod-cidr", l->pod_cidrs, l->n_pod_cidrs);
+	for (size_t i = 0; i < n_ids; i++) {
+		struct mc_peer_state *p = derive_peer(s, ids[i]);
+
+		if (!p)
+			goto out;
+		fprintf(f, "peer %s\n", p->name);
+		write_addresses(f, p->addresses, p->n_addresses);
+		if (p->boot_id[0])
+			fprintf(f, "  boot-id %s\n", p->boot_id);
+		fprintf(f, "  key-generation %u\n", (unsigned)p->key_generation);
+		if (p->wireguard_public_key[0])
+			fprintf(f, "  wireguard-public-key %s\n", p->wireguard_public_key);
+		write_prefixes(f, "prefix", p->prefixes, p->n_prefixes);
+		mc_peer_state_free(p);
+	}
+	if (s->n_pod_ips && !(pods = malloc(s->n_pod_ips * sizeof(*pods))))
+		goto out;
+	for (uint32_t slot = 1; slot < s->n_slots; slot++) {
+		const struct pod *p = s->pods[slot];
+
+		for (unsigned i = 0; p && i < p->n_ips; i++) {
+			struct mc_pod_state st = derive_pod(s, &p->ips[i], NULL);
+
+			if (st.role != MC_POD_NONE && ip_winner(s, &p->ips[i]) == slot)
+				pods[n_pods++] = (struct plan_pod){ st, slot };
+		}
+	}
+	if (n_pods)
+		qsort(pods, n_pods, sizeof(*pods), cmp_plan_pod);
+	for (size_t i = 0; i < n_pods; i++) {
+		const struct pod *p = s->pods[pods[i].slot];
+
+		if (pods[i].st.role == MC_POD_LOCAL_MANAGED)
+			fprintf(f, "local-pod %s %s/%s\n", mc_ip_to_string(&pods[i].st.ip, buf),
+			        s->ns_names.name[p->ns], pod_name(p));
+		else
+			fprintf(f, "remote-pod %s %s/%s peer %s\n", mc_ip_to_string(&pods[i].st.ip, buf),
+			        s->ns_names.name[p->ns], pod_name(p),
+			        s->node_names.name[pods[i].st.peer_id]);
+	}
+	r = 0;
+out:
+	free(pods);
+	free(ids);
+	mc_local_state_free(l);
+	return r;
+}
+
+int mc_store_write_plan(struct mc_store *s, FILE *f) {
+	int r;
+
+	pthread_rwlock_rdlock(&s->lock);
+	r = write_plan_locked(s, f);
+	pthread_rwlock_unlock(&s->lock);
+	if (r == 0 && (fflush(f) != 0 || ferror(f)))
+		r = -EIO;
+	return r;
+}
+
+/* --- stats ------------------------------------------------------------------------------- */
+
+static size_t usable(const void *p) {
+	return p ? malloc_usable_size((void *)p) : 0;
+}
+
+static size_t object_bytes(const struct mc_object *o) {
+	size_t b;
+
+	if (!o)
+		return 0;
+	b = usable(o) + usable(o->name) + usable(o->namespace);
+	if (o->kind == MC_OBJECT_NODE)
+		b += usable(o->node.addresses) + usable(o->node.pod_cidrs);
+	else if (o->kind == MC_OBJECT_MESHCRYPT_NODE)
+		b += usable(o->mcnode.addresses) + usable(o->mcnode.pod_cidrs);
+	else if (o->kind == MC_OBJECT_SECRET) {
+		b += usable(o->secret.entries);
+		for (size_t i = 0; i < o->secret.n_entries; i++)
+			b += usable(o->secret.entries[i].key) + usable(o->secret.entries[i].data);
+	}
+	return b;
+}
+
+static size_t names_bytes(const struct names *t) {
+	size_t b = usable(t->name) + usable(t->hash) + idx_bytes(&t->index);
+
+	for (uint32_t id = 1; id < t->n; id++)
+		b += usable(t->name[id]);
+	return b;
+}
+
+void mc_store_stats(struct mc_store *s, struct mc_store_stats *out) {
+	memset(out, 0, sizeof(*out));
+	pthread_rwlock_rdlock(&s->lock);
+	out->pods = s->n_pods;
+	out->pod_ips = s->n_pod_ips;
+	out->secrets = s->n_secrets;
+	out->names = (s->node_names.n ? s->node_names.n - 1 : 0) +
+	             (s->ns_names.n ? s->ns_names.n - 1 : 0);
+	out->bytes = usable(s) + usable(s->local_name) + usable(s->label_key) +
+	             names_bytes(&s->node_names) + names_bytes(&s->ns_names) + usable(s->nodes) +
+	             usable(s->nss) + usable(s->pods) + usable(s->free_slots.v) +
+	             idx_bytes(&s->by_name) + idx_bytes(&s->by_ip) + usable(s->secrets) +
+	             usable(s->secret_seen) + usable(s->cidrs);
+	for (uint32_t id = 1; id < s->node_names.n; id++) {
+		const struct node *n = &s->nodes[id];
+
+		out->nodes += n->node != NULL;
+		out->meshcrypt_nodes += n->mcnode != NULL;
+		out->bytes += object_bytes(n->node) + object_bytes(n->mcnode) + usable(n->pods.v);
+	}
+	for (uint32_t id = 1; id < s->ns_names.n; id++)
+		out->namespaces += s->nss[id].present;
+	for (uint32_t slot = 1; slot < s->n_slots; slot++)
+		out->bytes += usable(s->pods[slot]);
+	for (size_t i = 0; i < s->n_secrets; i++)
+		out->bytes += object_bytes(s->secrets[i]);
+	pthread_rwlock_unlock(&s->lock);
+}
+
+/* --- life cycle ---------------------------------------------------------------------------- */
+
+/* Splits "key=value" into s->label_key and s->label_value (one allocation). */
+static int parse_managed_label(struct mc_store *s, const char *label) {
+	const char *eq = strchr(label, '=');
+
+	if (!eq || eq == label || strpbrk(label, " \t\n,"))
+		return -EINVAL;
+	s->label_key = strdup(label);
+	if (!s->label_key)
+		return -ENOMEM;
+	s->label_key[eq - label] = '\0';
+	s->label_value = s->label_key + (eq - label) + 1;
+	return 0;
+}
+
+struct mc_store *mc_store_new(const struct mc_store_config *cfg) {
+	struct mc_store *s;
+	int r = 0;
+
+	if (!cfg || !cfg->local_node || !cfg->local_node[0] || !cfg->enqueue) {
+		errno = EINVAL;
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	pthread_rwlock_init(&s->lock, NULL);
+	s->enqueue = cfg->enqueue;
+	s->event = cfg->event;
+	s->ctx = cfg->ctx;
+	r = parse_managed_label(s, cfg->managed_label ? cfg->managed_label
+	                                              : MC_MANAGED_LABEL_DEFAULT);
+	if (r == 0 && !(s->local_name = strdup(cfg->local_node)))
+		r = -ENOMEM;
+	if (r == 0)
+		r = intern_node(s, s->local_name, &s->local_id);
+	if (r < 0) {
+		mc_store_free(s);
+		errno = -r;
+		return NULL;
+	}
+	return s;
+}
+
+void mc_store_free(struct mc_store *s) {
+	if (!s)
+		return;
+	for (uint32_t id = 1; s->nodes && id < s->node_names.n; id++) {
+		mc_object_free(s->nodes[id].node);
+		mc_object_free(s->nodes[id].mcnode);
+		free(s->nodes[id].pods.v);
+	}
+	for (uint32_t slot = 1; slot < s->n_slots; slot++)
+		free(s->pods[slot]);
+	for (size_t i = 0; i < s->n_secrets; i++)
+		mc_object_free(s->secrets[i]);
+	names_free(&s->node_names);
+	names_free(&s->ns_names);
+	free(s->nodes);
+	free(s->nss);
+	free(s->pods);
+	free(s->free_slots.v);
+	free(s->by_name.slots);
+	free(s->by_ip.slots);
+	free(s->secrets);
+	free(s->secret_seen);
+	free(s->cidrs);
+	free(s->local_name);
+	free(s->label_key);
+	pthread_rwlock_destroy(&s->lock);
+	free(s);
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Parsed Kubernetes objects: the layout shared by the parser, the store and their tests. */
+#pragma once
+
+#include <stdint.h>
+
+#include <meshcrypt/model.h>
+
+struct json_object;
+
+struct mc_label {
+	char *key;
+	char *value;
+};
+
+struct mc_secret_entry {
+	char *key;
+	uint8_t *data; /* wiped before it is freed */
+	size_t len;
+};
+
+/* Kubernetes names are DNS subdomains; namespaces are DNS labels. */
+#define MC_NAME_MAX 253
+#define MC_NAMESPACE_MAX 63
+
+struct mc_object {
+	enum mc_object_kind kind;
+	char *namespace; /* NULL for cluster-scoped kinds */
+	char *name;
+	int64_t created; /* metadata.creationTimestamp, seconds since the epoch; 0 if absent */
+	struct mc_label *labels; /* Namespace and Pod only */
+	size_t n_labels;
+	union {
+		struct {
+			struct mc_ip *addresses; /* InternalIP addresses, in status order */
+			size_t n_addresses;
+			char boot_id[MC_BOOT_ID_LEN + 1];
+			struct mc_prefix *pod_cidrs; /* spec.podCIDRs, else spec.podCIDR */
+			size_t n_pod_cidrs;
+		} node;
+		struct {
+			char *node_name; /* NULL until scheduled */
+			bool host_network;
+			bool terminated; /* phase Succeeded or Failed */
+			struct mc_ip *ips; /* status.podIPs, else status.podIP; one per family */
+			size_t n_ips;
+		} pod;
+		struct {
+			struct mc_ip *addresses;
+			size_t n_addresses;
+			char boot_id[MC_BOOT_ID_LEN + 1];
+			uint32_t key_generation;
+			char wireguard_public_key[MC_WG_KEY_LEN + 1];
+			struct mc_prefix *pod_cidrs;
+			size_t n_pod_cidrs;
+		} mcnode;
+		struct {
+			struct mc_secret_entry *entries;
+			size_t n_entries;
+		} secret;
+	};
+};
+
+struct mc_object_list {
+	struct mc_object **objects;
+	size_t n_objects;
+	char *resource_version;
+};
+
+/*
+ * Converts an already decoded object (e.g. a watch event's "object") like mc_object_parse().
+ * obj stays owned by the caller. err->line and err->column are 0: the tree has no positions.
+ */
+int mc_object_from_json(struct json_object *obj, struct mc_object **out,
+                        struct mc_parse_error *err);
+
+/* Detaches and returns object i of list (the slot becomes NULL). */
+struct mc_object *mc_object_list_steal(struct mc_object_list *list, size_t i);
