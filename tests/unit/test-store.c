@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -646,15 +647,15 @@ static void test_config(void **state) {
 
 struct reader {
 	struct mc_store *s;
-	volatile bool stop;
-	size_t reads;
+	atomic_bool stop;
+	atomic_size_t reads;
 };
 
 static void *read_loop(void *arg) {
 	struct reader *rd = arg;
 	struct mc_ip ip = ip_of("10.244.1.7");
 
-	while (!rd->stop) {
+	while (!atomic_load(&rd->stop)) {
 		struct mc_pod_state st;
 		struct mc_peer_state *p;
 		struct mc_local_state *l;
@@ -678,7 +679,7 @@ static void *read_loop(void *arg) {
 			abort();
 		fclose(f);
 		free(text);
-		rd->reads++;
+		atomic_fetch_add(&rd->reads, 1);
 	}
 	return NULL;
 }
@@ -699,10 +700,10 @@ static void test_concurrent_readers(void **state) {
 		                 0);
 		assert_true(r.n_keys > 0);
 	}
-	rd.stop = true;
+	atomic_store(&rd.stop, true);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	assert_true(rd.reads > 0);
+	assert_true(atomic_load(&rd.reads) > 0);
 	mc_store_free(s);
 }
 
