@@ -1,0 +1,1208 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The work queue: client-go's rate-limiting, delaying FIFO with dirty and processing sets, as
+ * one structure under one adaptive mutex (docs/workqueue.md).
+ *
+ * Every known item has one node in a slab, found through one open-addressing map, and a state
+ * made of three bits: DIRTY (needs a run), PROCESSING (a worker holds it), WAITING (in the
+ * delay heap). A DIRTY item that is not PROCESSING is in the FIFO, linked through its node.
+ * DIRTY and WAITING never hold together: an item has at most one pending run. A node whose
+ * state drops to 0 is freed.
+ *
+ * There is no delay thread. Items whose ready time has come are moved from the heap to the
+ * FIFO by whoever takes the lock next and looks (add, get, len, a metrics render), in ready-time
+ * order, so the result is what a timer thread would have produced. An idle worker sleeps until
+ * the earliest ready time, so a due item never waits for a later event.
+ *
+ * add, add_after, add_rate_limited and done do not take the lock while every worker is busy:
+ * they append an operation to a bounded lock-free log (Vyukov's MPMC ring, one consumer at a
+ * time), and whoever holds the lock applies the log, in log order, before it looks at the state.
+ * An operation takes effect at its place in the log, which every later locked call sees, so the
+ * semantics are those of applying it at once. This keeps the lock, the map and the nodes in one
+ * core's cache while the others only write log records. When a worker or a drain sleeps, a
+ * writer applies the log itself to wake it.
+ */
+
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include <meshcrypt/metrics.h>
+
+#include "workqueue-internal.h"
+
+enum {
+	ST_DIRTY = 1,
+	ST_PROCESSING = 2,
+	ST_WAITING = 4,
+};
+
+struct node {
+	/* FIFO successor while queued, heap position while WAITING, slab free list when free. */
+	uint32_t link;
+	uint8_t state;
+	/* then struct node_times when metrics are on, then the item (at key_offset) */
+};
+
+/* The times and the item follow an 8-byte header, so both are 8-byte aligned. */
+_Static_assert(sizeof(struct node) == 8, "node header must stay 8 bytes");
+
+struct node_times {
+	uint64_t add_ns;   /* became DIRTY: queue_duration */
+	uint64_t start_ns; /* handed to a worker: work_duration, unfinished work */
+	uint32_t prev, next; /* list of the items being processed */
+};
+
+struct waiting {
+	uint64_t ready_ns;
+	uint32_t idx;
+	uint32_t seq; /* equal ready times leave in the order they came */
+};
+
+enum log_op {
+	OP_ADD,
+	OP_ADD_AFTER,
+	OP_DONE,
+};
+
+/* One log record; the item's bytes follow. */
+struct log_rec {
+	atomic_uint_fast64_t seq; /* == position: free; position + 1: written */
+	uint64_t hash;
+	uint64_t at;    /* when the call happened: the record is applied as of then */
+	uint64_t ready; /* ADD_AFTER: ready time */
+	uint32_t op;
+};
+
+#define LOG_BYTES (64u * 1024u)
+
+#define SPINNER 0x80000000u
+/* How long the polling worker watches the log before it sleeps like the others. */
+#define SPIN_NS 50000u
+#define LOG_MIN_RECORDS 64u
+
+/* client-go's buckets for both durations, 1e-6 .. 1e3 s by x10, here in ns. */
+#define N_BOUNDS 10
+static const uint64_t bound_ns[N_BOUNDS] = {
+	1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+	100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+};
+static const double bound_s[N_BOUNDS] = { 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 1000 };
+
+/* How often a worker blocked in get() re-reads a replaced (test) clock. */
+#define CUSTOM_CLOCK_POLL_NS 1000000ull
+
+struct hist {
+	uint64_t counts[N_BOUNDS];
+	uint64_t count;
+	uint64_t sum_ns;
+};
+
+struct queue_metrics {
+	char *name;
+	struct mc_metrics_collector *collector;
+	uint64_t adds;
+	uint64_t retries;
+	struct hist queue_duration;
+	struct hist work_duration;
+	uint32_t processing_head;
+	/* client-go stops updating the unfinished-work gauges at shutdown; they keep these. */
+	bool frozen;
+	uint64_t frozen_unfinished_ns, frozen_longest_ns;
+};
+
+struct mc_workqueue {
+	/* Written by every adder: kept off the lines the lock holder works on. */
+	_Alignas(64) atomic_uint_fast64_t log_tail;
+	/* Threads asleep in get() or shutdown_with_drain(), plus SPINNER while one idle worker
+	 * polls the log instead. Writers apply the log themselves only when someone sleeps and
+	 * nobody polls. */
+	_Alignas(64) atomic_uint sleepers;
+
+	_Alignas(64) pthread_mutex_t lock;
+	unsigned char *log;
+	size_t log_stride;
+	uint64_t log_mask;
+	uint64_t log_head; /* under lock */
+
+	pthread_cond_t work_cond;  /* idle workers */
+	pthread_cond_t drain_cond; /* shutdown_with_drain */
+	atomic_bool shutting_down; /* written under lock; read without it on fast paths */
+	/* Set by the first delayed add. Until then the heap is empty and add and done need no
+	 * time (unless metrics are on), which saves a clock read per call. */
+	atomic_bool timed;
+	bool drain;
+
+	size_t item_size;
+	size_t key_offset;
+	uint64_t (*hash)(const void *item);
+	bool (*equal)(const void *a, const void *b);
+	struct mc_clock clock;
+	struct mc_rate_limiter *rl;
+
+	struct mci_idxmap map;
+	struct mci_slab slab;
+
+	uint32_t fifo_head, fifo_tail;
+	size_t fifo_len;
+
+	struct waiting *heap;
+	size_t heap_len, heap_cap;
+	uint32_t heap_seq;
+
+	size_t n_dirty; /* depth */
+	size_t n_processing;
+
+	/* Wake-ups: signal only a worker that sleeps and is not already being woken
+	 * (n_wakeups never exceeds the idle workers that are awake but have not yet
+	 * re-taken the lock, so skipping a signal never strands an item). */
+	unsigned n_idle;
+	unsigned n_wakeups;
+	/* Earliest ready time an idle worker sleeps until; UINT64_MAX: none. */
+	uint64_t timer_ns;
+
+	struct queue_metrics *m; /* NULL: metrics off */
+};
+
+/* ---- nodes ---- */
+
+static inline struct node *node_at(const struct mc_workqueue *q, uint32_t idx)
+{
+	return mci_slab_at(&q->slab, idx);
+}
+
+static inline struct node_times *times_of(struct node *n)
+{
+	return (struct node_times *)(void *)(n + 1);
+}
+
+static inline void *item_of(const struct mc_workqueue *q, struct node *n)
+{
+	return (unsigned char *)n + q->key_offset;
+}
+
+static inline struct mci_key key_for(const struct mc_workqueue *q, const void *item)
+{
+	return (struct mci_key){
+		.item = item,
+		.size = q->item_size,
+		.hash = q->hash ? q->hash(item) : mci_hash_bytes(item, q->item_size),
+		.equal = q->equal,
+	};
+}
+
+static inline uint64_t now_ns(const struct mc_workqueue *q)
+{
+	return mci_clock_now(&q->clock);
+}
+
+static uint32_t find(const struct mc_workqueue *q, const struct mci_key *k, uint32_t *slot)
+{
+	if (!q->map.slots)
+		return MCI_NONE;
+	return mci_idxmap_find(&q->map, &q->slab, q->key_offset, k, slot);
+}
+
+/* The node for k, created with state 0 if absent; MCI_NONE when out of memory. */
+static uint32_t find_or_create(struct mc_workqueue *q, const struct mci_key *k)
+{
+	uint32_t slot, idx;
+	struct node *n;
+
+	if (mci_idxmap_reserve(&q->map) < 0)
+		return MCI_NONE;
+	idx = mci_idxmap_find(&q->map, &q->slab, q->key_offset, k, &slot);
+	if (idx != MCI_NONE)
+		return idx;
+	idx = mci_slab_alloc(&q->slab);
+	if (idx == MCI_NONE)
+		return MCI_NONE;
+	n = node_at(q, idx);
+	n->state = 0;
+	memcpy(item_of(q, n), k->item, q->item_size);
+	mci_idxmap_insert_at(&q->map, slot, k->hash, idx);
+	return idx;
+}
+
+static void release_at(struct mc_workqueue *q, uint32_t idx, uint32_t slot)
+{
+	mci_idxmap_remove_at(&q->map, slot);
+	mci_slab_release(&q->slab, idx);
+}
+
+/* For the rare paths that hold an index but not its map slot. */
+static void release(struct mc_workqueue *q, uint32_t idx)
+{
+	struct mci_key k = key_for(q, item_of(q, node_at(q, idx)));
+	uint32_t slot = 0;
+
+	(void)find(q, &k, &slot);
+	release_at(q, idx, slot);
+}
+
+/* ---- FIFO ---- */
+
+static void fifo_push(struct mc_workqueue *q, uint32_t idx)
+{
+	node_at(q, idx)->link = MCI_NONE;
+	if (q->fifo_tail == MCI_NONE)
+		q->fifo_head = idx;
+	else
+		node_at(q, q->fifo_tail)->link = idx;
+	q->fifo_tail = idx;
+	q->fifo_len++;
+}
+
+static uint32_t fifo_pop(struct mc_workqueue *q)
+{
+	uint32_t idx = q->fifo_head;
+
+	q->fifo_head = node_at(q, idx)->link;
+	if (q->fifo_head == MCI_NONE)
+		q->fifo_tail = MCI_NONE;
+	q->fifo_len--;
+	return idx;
+}
+
+/* ---- delay heap (binary min-heap; each node knows its position) ---- */
+
+static inline bool before(const struct waiting *a, const struct waiting *b)
+{
+	return a->ready_ns < b->ready_ns ||
+	       (a->ready_ns == b->ready_ns && (int32_t)(a->seq - b->seq) < 0);
+}
+
+static inline void heap_set(struct mc_workqueue *q, size_t pos, const struct waiting *w)
+{
+	q->heap[pos] = *w;
+	node_at(q, w->idx)->link = (uint32_t)pos;
+}
+
+static void sift_up(struct mc_workqueue *q, size_t pos)
+{
+	struct waiting w = q->heap[pos];
+
+	while (pos) {
+		size_t parent = (pos - 1) / 2;
+
+		if (!before(&w, &q->heap[parent]))
+			break;
+		heap_set(q, pos, &q->heap[parent]);
+		pos = parent;
+	}
+	heap_set(q, pos, &w);
+}
+
+static void sift_down(struct mc_workqueue *q, size_t pos)
+{
+	struct waiting w = q->heap[pos];
+
+	for (;;) {
+		size_t c = 2 * pos + 1;
+
+		if (c >= q->heap_len)
+			break;
+		if (c + 1 < q->heap_len && before(&q->heap[c + 1], &q->heap[c]))
+			c++;
+		if (!before(&q->heap[c], &w))
+			break;
+		heap_set(q, pos, &q->heap[c]);
+		pos = c;
+	}
+	heap_set(q, pos, &w);
+}
+
+static void heap_remove(struct mc_workqueue *q, size_t pos)
+{
+	if (pos == --q->heap_len)
+		return;
+	q->heap[pos] = q->heap[q->heap_len];
+	if (pos && before(&q->heap[pos], &q->heap[(pos - 1) / 2]))
+		sift_up(q, pos);
+	else
+		sift_down(q, pos);
+}
+
+static int heap_push(struct mc_workqueue *q, uint32_t idx, uint64_t ready_ns)
+{
+	if (q->heap_len == q->heap_cap) {
+		size_t cap = q->heap_cap ? q->heap_cap * 2 : 64;
+		struct waiting *h = realloc(q->heap, cap * sizeof(*h));
+
+		if (!h)
+			return -ENOMEM;
+		q->heap = h;
+		q->heap_cap = cap;
+	}
+	q->heap[q->heap_len] = (struct waiting){ ready_ns, idx, q->heap_seq++ };
+	sift_up(q, q->heap_len++);
+	return 0;
+}
+
+/* ---- metrics bookkeeping (under the queue lock) ---- */
+
+static void hist_observe(struct hist *h, uint64_t ns)
+{
+	size_t i = 0;
+
+	while (i < N_BOUNDS && ns > bound_ns[i])
+		i++;
+	if (i < N_BOUNDS)
+		h->counts[i]++;
+	h->count++;
+	h->sum_ns += ns;
+}
+
+static uint64_t since(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;
+}
+
+static void metrics_started(struct mc_workqueue *q, uint32_t idx, uint64_t now)
+{
+	struct node_times *t = times_of(node_at(q, idx));
+
+	hist_observe(&q->m->queue_duration, since(now, t->add_ns));
+	t->start_ns = now;
+	t->prev = MCI_NONE;
+	t->next = q->m->processing_head;
+	if (t->next != MCI_NONE)
+		times_of(node_at(q, t->next))->prev = idx;
+	q->m->processing_head = idx;
+}
+
+static void metrics_finished(struct mc_workqueue *q, uint32_t idx, uint64_t now)
+{
+	struct node_times *t = times_of(node_at(q, idx));
+
+	hist_observe(&q->m->work_duration, since(now, t->start_ns));
+	if (t->prev != MCI_NONE)
+		times_of(node_at(q, t->prev))->next = t->next;
+	else
+		q->m->processing_head = t->next;
+	if (t->next != MCI_NONE)
+		times_of(node_at(q, t->next))->prev = t->prev;
+}
+
+static void unfinished_work(const struct mc_workqueue *q, uint64_t now, uint64_t *total,
+			    uint64_t *longest)
+{
+	*total = *longest = 0;
+	for (uint32_t idx = q->m->processing_head; idx != MCI_NONE;) {
+		struct node_times *t = times_of(node_at(q, idx));
+		uint64_t age = since(now, t->start_ns);
+
+		*total += age;
+		*longest = age > *longest ? age : *longest;
+		idx = t->next;
+	}
+}
+
+/* ---- state changes (under the queue lock) ---- */
+
+/* Ensures up to `want` idle workers are awake. */
+static void wake(struct mc_workqueue *q, size_t want)
+{
+	while (q->n_wakeups < want && q->n_wakeups < q->n_idle) {
+		q->n_wakeups++;
+		pthread_cond_signal(&q->work_cond);
+	}
+}
+
+/* If no sleeping worker will wake by the earliest ready time, wake one to watch it. */
+static void ensure_timer(struct mc_workqueue *q)
+{
+	if (q->heap_len && q->heap[0].ready_ns < q->timer_ns)
+		wake(q, 1);
+}
+
+static void mark_dirty(struct mc_workqueue *q, uint32_t idx, uint64_t added_ns)
+{
+	struct node *n = node_at(q, idx);
+
+	n->state |= ST_DIRTY;
+	q->n_dirty++;
+	if (q->m) {
+		q->m->adds++;
+		times_of(n)->add_ns = added_ns;
+	}
+	if (!(n->state & ST_PROCESSING))
+		fifo_push(q, idx);
+}
+
+/* Moves the items whose ready time has come to the FIFO; returns how many. */
+static size_t promote_due(struct mc_workqueue *q, uint64_t now)
+{
+	size_t n = 0;
+
+	while (q->heap_len && q->heap[0].ready_ns <= now) {
+		struct waiting w = q->heap[0];
+
+		heap_remove(q, 0);
+		node_at(q, w.idx)->state &= (uint8_t)~ST_WAITING;
+		/* Queue latency runs from the ready time, as if a timer had added it then. */
+		mark_dirty(q, w.idx, w.ready_ns);
+		n++;
+	}
+	return n;
+}
+
+static void timed_wait(struct mc_workqueue *q, uint64_t deadline)
+{
+	uint64_t at = deadline;
+	struct timespec ts;
+
+	if (q->clock.now_ns) {
+		uint64_t rem = since(deadline, now_ns(q));
+
+		at = mci_monotonic_ns() + (rem < CUSTOM_CLOCK_POLL_NS ? rem : CUSTOM_CLOCK_POLL_NS);
+	}
+	ts.tv_sec = (time_t)(at / 1000000000u);
+	ts.tv_nsec = (long)(at % 1000000000u);
+	(void)pthread_cond_timedwait(&q->work_cond, &q->lock, &ts);
+}
+
+/* The apply_* functions change the state as a call made at time `at` would have (under lock). */
+static int apply_add(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
+{
+	uint32_t idx;
+	struct node *n;
+
+	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
+		return -ESHUTDOWN;
+	idx = find_or_create(q, k);
+	if (idx == MCI_NONE)
+		return -ENOMEM;
+	n = node_at(q, idx);
+	if (n->state & ST_DIRTY)
+		return 0;
+	if (n->state & ST_WAITING) {
+		/* Fix 2: the immediate run replaces the delayed one instead of adding to it. */
+		heap_remove(q, n->link);
+		n->state &= (uint8_t)~ST_WAITING;
+	}
+	mark_dirty(q, idx, at);
+	wake(q, q->fifo_len);
+	return 0;
+}
+
+static int apply_add_after(struct mc_workqueue *q, const struct mci_key *k, uint64_t ready,
+			   uint64_t at)
+{
+	uint32_t idx;
+	struct node *n;
+
+	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
+		return -ESHUTDOWN;
+	if (q->m)
+		q->m->retries++;
+	if (ready <= at)
+		return apply_add(q, k, at);
+	idx = find_or_create(q, k);
+	if (idx == MCI_NONE)
+		return -ENOMEM;
+	n = node_at(q, idx);
+	if (n->state & ST_DIRTY) {
+		/* The pending run reads the latest state anyway (fix 2, other direction). */
+		wake(q, q->fifo_len);
+		return 0;
+	}
+	if (n->state & ST_WAITING) {
+		if (ready < q->heap[n->link].ready_ns) {
+			q->heap[n->link].ready_ns = ready;
+			sift_up(q, n->link);
+		}
+	} else {
+		if (heap_push(q, idx, ready) < 0) {
+			if (!n->state)
+				release(q, idx);
+			return -ENOMEM;
+		}
+		node_at(q, idx)->state |= ST_WAITING;
+	}
+	wake(q, q->fifo_len);
+	ensure_timer(q);
+	return 0;
+}
+
+static void apply_done(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
+{
+	uint32_t idx, slot;
+	struct node *n;
+
+	idx = find(q, k, &slot);
+	/* Fix 1: client-go queues a stray done()'s item a second time; ignore it instead. */
+	if (idx == MCI_NONE || !(node_at(q, idx)->state & ST_PROCESSING))
+		return;
+	n = node_at(q, idx);
+	n->state &= (uint8_t)~ST_PROCESSING;
+	q->n_processing--;
+	if (q->m)
+		metrics_finished(q, idx, at);
+	if (n->state & ST_DIRTY) {
+		fifo_push(q, idx);
+		wake(q, q->fifo_len);
+	} else if (!n->state) {
+		release_at(q, idx, slot);
+	}
+	if (!q->n_processing && q->drain)
+		pthread_cond_broadcast(&q->drain_cond);
+}
+
+static int apply(struct mc_workqueue *q, enum log_op op, const struct mci_key *k, uint64_t at,
+		 uint64_t ready)
+{
+	/* What was due by then went to the FIFO before this call. */
+	if (q->heap_len)
+		(void)promote_due(q, at);
+	switch (op) {
+	case OP_ADD:
+		return apply_add(q, k, at);
+	case OP_ADD_AFTER:
+		return apply_add_after(q, k, ready, at);
+	case OP_DONE:
+		apply_done(q, k, at);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* ---- operation log ---- */
+
+static inline struct log_rec *log_at(const struct mc_workqueue *q, uint64_t pos)
+{
+	return (struct log_rec *)(void *)(q->log + (size_t)(pos & q->log_mask) * q->log_stride);
+}
+
+/* Appends an operation without the lock; false when the log is full. */
+static bool log_push(struct mc_workqueue *q, enum log_op op, const struct mci_key *k, uint64_t at,
+		     uint64_t ready)
+{
+	uint64_t pos = atomic_load_explicit(&q->log_tail, memory_order_relaxed);
+	struct log_rec *r;
+
+	for (;;) {
+		int64_t diff;
+
+		r = log_at(q, pos);
+		diff = (int64_t)(atomic_load_explicit(&r->seq, memory_order_acquire) - pos);
+		if (diff == 0) {
+			if (atomic_compare_exchange_weak_explicit(&q->log_tail, &pos, pos + 1,
+								  memory_order_relaxed,
+								  memory_order_relaxed))
+				break;
+		} else if (diff < 0) {
+			return false;
+		} else {
+			pos = atomic_load_explicit(&q->log_tail, memory_order_relaxed);
+		}
+	}
+	r->hash = k->hash;
+	r->at = at;
+	r->ready = ready;
+	r->op = op;
+	memcpy(r + 1, k->item, q->item_size);
+	atomic_store_explicit(&r->seq, pos + 1, memory_order_release);
+	return true;
+}
+
+/* Applies every logged operation, in order (under the lock). */
+static void log_apply(struct mc_workqueue *q)
+{
+	unsigned spins = 0;
+
+	for (;;) {
+		struct log_rec *r = log_at(q, q->log_head);
+		struct mci_key k;
+
+		if (atomic_load_explicit(&r->seq, memory_order_acquire) != q->log_head + 1) {
+			if (atomic_load_explicit(&q->log_tail, memory_order_acquire) == q->log_head)
+				break;
+			/* A writer holds this record and is still filling it: operations behind
+			 * it must wait, or a caller could miss its own earlier add. */
+			if (++spins > 64)
+				sched_yield();
+			continue;
+		}
+		k = (struct mci_key){ .item = r + 1, .size = q->item_size, .hash = r->hash,
+				      .equal = q->equal };
+		/* A deferred add that finds no memory is dropped: nobody is left to tell. */
+		(void)apply(q, (enum log_op)r->op, &k, r->at, r->ready);
+		atomic_store_explicit(&r->seq, q->log_head + q->log_mask + 1, memory_order_release);
+		q->log_head++;
+	}
+}
+
+/*
+ * Store-load ordering between a writer (log, then sleepers) and a sleeper (sleepers, then log).
+ * TSan does not model fences; under it the order comes from read-modify-writes on sleepers,
+ * which it does (and which would cost every writer a contended cache line otherwise).
+ */
+#if defined(__SANITIZE_THREAD__)
+#define MC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MC_TSAN 1
+#endif
+#endif
+
+static inline bool needs_apply(unsigned sleepers)
+{
+	return sleepers && !(sleepers & SPINNER);
+}
+
+static inline bool needs_apply_after_write(struct mc_workqueue *q)
+{
+#ifdef MC_TSAN
+	return needs_apply(atomic_fetch_add_explicit(&q->sleepers, 0, memory_order_seq_cst));
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+	return needs_apply(atomic_load_explicit(&q->sleepers, memory_order_relaxed));
+#endif
+}
+
+static inline void sleeper_announce(struct mc_workqueue *q)
+{
+#ifdef MC_TSAN
+	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_seq_cst);
+#else
+	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+/*
+ * Announces a sleeper, then looks at the log once more: a writer either sees the sleeper and
+ * applies the log (waking it), or wrote before this check and is seen here. False: do not
+ * sleep, apply the log first.
+ */
+static bool sleep_begin(struct mc_workqueue *q)
+{
+	sleeper_announce(q);
+	if (atomic_load_explicit(&q->log_tail, memory_order_seq_cst) == q->log_head)
+		return true;
+	atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
+	return false;
+}
+
+static void sleep_end(struct mc_workqueue *q)
+{
+	atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
+}
+
+/* Runs op: through the log while nobody sleeps, else (or when the log is full) under the lock. */
+static int submit(struct mc_workqueue *q, enum log_op op, const struct mci_key *k, uint64_t at,
+		  uint64_t ready)
+{
+	int r;
+
+	if (!needs_apply(atomic_load_explicit(&q->sleepers, memory_order_relaxed)) &&
+	    log_push(q, op, k, at, ready)) {
+		if (!needs_apply_after_write(q))
+			return 0;
+		pthread_mutex_lock(&q->lock);
+		log_apply(q);
+		pthread_mutex_unlock(&q->lock);
+		return 0;
+	}
+	pthread_mutex_lock(&q->lock);
+	log_apply(q);
+	r = apply(q, op, k, at, ready);
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/*
+ * Futex sleeps and wake-ups cost far more than the queue operations, so one idle worker at a
+ * time polls the log for a short while (without the lock) before sleeping; meanwhile writers
+ * need not take the lock to wake anyone. Returns with the lock held; false if another worker
+ * polls already.
+ */
+static bool spin_for_work(struct mc_workqueue *q)
+{
+	uint64_t head = q->log_head, until;
+	unsigned n = 0;
+
+	if (q->heap_len || (atomic_fetch_or_explicit(&q->sleepers, SPINNER, memory_order_seq_cst) &
+			    SPINNER))
+		return false;
+	pthread_mutex_unlock(&q->lock);
+	until = mci_monotonic_ns() + SPIN_NS;
+	while (atomic_load_explicit(&q->log_tail, memory_order_relaxed) == head &&
+	       !atomic_load_explicit(&q->shutting_down, memory_order_relaxed) &&
+	       (++n % 64 || mci_monotonic_ns() < until))
+		cpu_relax();
+	/* Whatever a writer logged while it saw the spinner is applied by the caller's loop. */
+	atomic_fetch_and_explicit(&q->sleepers, ~SPINNER, memory_order_seq_cst);
+	pthread_mutex_lock(&q->lock);
+	return true;
+}
+
+/* Sleeps until woken, or until the earliest ready time if no other worker watches it. */
+static void idle_wait(struct mc_workqueue *q)
+{
+	uint64_t deadline = UINT64_MAX;
+
+	if (!sleep_begin(q))
+		return;
+	q->n_idle++;
+	if (q->heap_len && q->heap[0].ready_ns < q->timer_ns) {
+		deadline = q->heap[0].ready_ns;
+		q->timer_ns = deadline;
+		timed_wait(q, deadline);
+	} else {
+		pthread_cond_wait(&q->work_cond, &q->lock);
+	}
+	q->n_idle--;
+	if (q->n_wakeups)
+		q->n_wakeups--;
+	if (deadline != UINT64_MAX && q->timer_ns == deadline)
+		q->timer_ns = UINT64_MAX;
+	sleep_end(q);
+}
+
+/* Discards the delayed items (client-go drops them at shutdown). */
+static void drop_waiting(struct mc_workqueue *q)
+{
+	for (size_t i = 0; i < q->heap_len; i++) {
+		uint32_t idx = q->heap[i].idx;
+		struct node *n = node_at(q, idx);
+
+		n->state &= (uint8_t)~ST_WAITING;
+		if (!n->state)
+			release(q, idx);
+	}
+	q->heap_len = 0;
+}
+
+static void shutdown_locked(struct mc_workqueue *q, bool drain)
+{
+	/* What was logged before the shutdown happened before it. */
+	log_apply(q);
+	if (!atomic_load_explicit(&q->shutting_down, memory_order_relaxed)) {
+		uint64_t now = now_ns(q);
+
+		/* What was due is already queued; only what still waits is dropped. */
+		(void)promote_due(q, now);
+		drop_waiting(q);
+		if (q->m) {
+			unfinished_work(q, now, &q->m->frozen_unfinished_ns,
+					&q->m->frozen_longest_ns);
+			q->m->frozen = true;
+		}
+		atomic_store_explicit(&q->shutting_down, true, memory_order_relaxed);
+	}
+	q->drain = drain;
+	q->n_wakeups = q->n_idle;
+	pthread_cond_broadcast(&q->work_cond);
+	if (!drain)
+		pthread_cond_broadcast(&q->drain_cond);
+}
+
+/* ---- metrics collector ---- */
+
+static void hist_export(const struct hist *h, struct mc_metrics_histogram *out)
+{
+	*out = (struct mc_metrics_histogram){
+		.bounds = bound_s,
+		.counts = h->counts,
+		.n_bounds = N_BOUNDS,
+		.count = h->count,
+		.sum = (double)h->sum_ns / 1e9,
+	};
+}
+
+static int collect(struct mc_metrics_writer *w, void *userdata)
+{
+	struct mc_workqueue *q = userdata;
+	const struct mc_metrics_label label = { "name", q->m->name };
+	struct hist queue_duration, work_duration;
+	struct mc_metrics_histogram h;
+	uint64_t unfinished, longest, adds, retries;
+	size_t depth;
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	log_apply(q);
+	if (q->heap_len && promote_due(q, now_ns(q)))
+		wake(q, q->fifo_len);
+	depth = q->n_dirty;
+	adds = q->m->adds;
+	retries = q->m->retries;
+	queue_duration = q->m->queue_duration;
+	work_duration = q->m->work_duration;
+	if (q->m->frozen) {
+		unfinished = q->m->frozen_unfinished_ns;
+		longest = q->m->frozen_longest_ns;
+	} else {
+		unfinished_work(q, now_ns(q), &unfinished, &longest);
+	}
+	pthread_mutex_unlock(&q->lock);
+
+	r = mc_metrics_write_gauge(w, "workqueue_depth", "Current depth of workqueue", &label, 1,
+				   (double)depth);
+	if (r == 0)
+		r = mc_metrics_write_counter(w, "workqueue_adds_total",
+					     "Total number of adds handled by workqueue", &label,
+					     1, (double)adds);
+	hist_export(&queue_duration, &h);
+	if (r == 0)
+		r = mc_metrics_write_histogram(
+			w, "workqueue_queue_duration_seconds",
+			"How long in seconds an item stays in workqueue before being requested.",
+			&label, 1, &h);
+	hist_export(&work_duration, &h);
+	if (r == 0)
+		r = mc_metrics_write_histogram(
+			w, "workqueue_work_duration_seconds",
+			"How long in seconds processing an item from workqueue takes.", &label, 1,
+			&h);
+	if (r == 0)
+		r = mc_metrics_write_gauge(
+			w, "workqueue_unfinished_work_seconds",
+			"How many seconds of work has done that is in progress and hasn't been "
+			"observed by work_duration. Large values indicate stuck threads. One can "
+			"deduce the number of stuck threads by observing the rate at which this "
+			"increases.",
+			&label, 1, (double)unfinished / 1e9);
+	if (r == 0)
+		r = mc_metrics_write_gauge(w, "workqueue_longest_running_processor_seconds",
+					   "How many seconds has the longest running processor for "
+					   "workqueue been running.",
+					   &label, 1, (double)longest / 1e9);
+	if (r == 0)
+		r = mc_metrics_write_counter(w, "workqueue_retries_total",
+					     "Total number of retries handled by workqueue",
+					     &label, 1, (double)retries);
+	return r;
+}
+
+/* ---- construction ---- */
+
+static int metrics_init(struct mc_workqueue *q, const char *name, struct mc_metrics *reg)
+{
+	static const char prefix[] = "workqueue/";
+	char *key;
+
+	q->m = calloc(1, sizeof(*q->m));
+	if (!q->m)
+		return -ENOMEM;
+	q->m->processing_head = MCI_NONE;
+	q->m->name = strdup(name);
+	key = malloc(sizeof(prefix) + strlen(name));
+	if (!q->m->name || !key) {
+		free(key);
+		return -ENOMEM;
+	}
+	memcpy(key, prefix, sizeof(prefix) - 1);
+	strcpy(key + sizeof(prefix) - 1, name);
+	q->m->collector = mc_metrics_register(reg ? reg : mc_metrics_default(), key, collect, q);
+	free(key);
+	return q->m->collector ? 0 : -errno;
+}
+
+/* A log of about LOG_BYTES, a power of two of records, each record free for its position. */
+static int log_init(struct mc_workqueue *q)
+{
+	uint64_t n = LOG_MIN_RECORDS;
+
+	q->log_stride = (sizeof(struct log_rec) + q->item_size + 7) & ~(size_t)7;
+	while (n * 2 * q->log_stride <= LOG_BYTES)
+		n *= 2;
+	q->log = aligned_alloc(64, (size_t)n * q->log_stride);
+	if (!q->log)
+		return -ENOMEM;
+	q->log_mask = n - 1;
+	for (uint64_t i = 0; i < n; i++)
+		atomic_init(&log_at(q, i)->seq, i);
+	return 0;
+}
+
+/* Trailing fields of a newer caller's config that this library does not know must be zero. */
+static bool unknown_fields_zero(const struct mc_workqueue_config *cfg, size_t cfg_size)
+{
+	const unsigned char *p = (const unsigned char *)cfg;
+
+	for (size_t i = sizeof(*cfg); i < cfg_size; i++) {
+		if (p[i])
+			return false;
+	}
+	return true;
+}
+
+static bool config_valid(const struct mc_workqueue_config *c)
+{
+	return c->item_size > 0 && c->item_size <= UINT32_MAX && !c->hash == !c->equal;
+}
+
+struct mc_workqueue *mc_workqueue_new_sized(const struct mc_workqueue_config *cfg,
+					    size_t cfg_size)
+{
+	struct mc_workqueue_config c = { 0 };
+	pthread_condattr_t ca;
+	bool metrics;
+	struct mc_workqueue *q;
+	int r;
+
+	if (!cfg || cfg_size < offsetof(struct mc_workqueue_config, hash)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	memcpy(&c, cfg, cfg_size < sizeof(c) ? cfg_size : sizeof(c));
+	if (!unknown_fields_zero(cfg, cfg_size) || !config_valid(&c)) {
+		mc_rate_limiter_free(c.rate_limiter);
+		errno = EINVAL;
+		return NULL;
+	}
+	/* As in client-go, an empty name means no metrics. */
+	metrics = c.name && *c.name;
+	q = calloc(1, sizeof(*q));
+	if (!q) {
+		mc_rate_limiter_free(c.rate_limiter);
+		errno = ENOMEM;
+		return NULL;
+	}
+	mci_mutex_init_adaptive(&q->lock);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->work_cond, &ca);
+	pthread_cond_init(&q->drain_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	atomic_init(&q->shutting_down, false);
+	atomic_init(&q->timed, false);
+	q->item_size = c.item_size;
+	q->key_offset = sizeof(struct node) + (metrics ? sizeof(struct node_times) : 0);
+	q->hash = c.hash;
+	q->equal = c.equal;
+	if (c.clock)
+		q->clock = *c.clock;
+	mci_idxmap_init(&q->map);
+	mci_slab_init(&q->slab, (q->key_offset + c.item_size + 7) & ~(size_t)7);
+	q->fifo_head = q->fifo_tail = MCI_NONE;
+	q->timer_ns = UINT64_MAX;
+	atomic_init(&q->sleepers, 0);
+	atomic_init(&q->log_tail, 0);
+	if (log_init(q) < 0) {
+		mc_workqueue_free(q);
+		mc_rate_limiter_free(c.rate_limiter);
+		errno = ENOMEM;
+		return NULL;
+	}
+
+	q->rl = c.rate_limiter ? c.rate_limiter : mc_rate_limiter_default_controller();
+	if (!q->rl) {
+		mc_workqueue_free(q);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (c.clock)
+		mc_rate_limiter_set_clock(q->rl, c.clock);
+	if (metrics) {
+		r = metrics_init(q, c.name, c.metrics);
+		if (r < 0) {
+			mc_workqueue_free(q);
+			errno = -r;
+			return NULL;
+		}
+	}
+	return q;
+}
+
+void mc_workqueue_free(struct mc_workqueue *q)
+{
+	if (!q)
+		return;
+	if (q->m) {
+		/* First, so that no render is looking at the queue while it goes away. */
+		mc_metrics_unregister(q->m->collector);
+		free(q->m->name);
+		free(q->m);
+	}
+	mc_rate_limiter_free(q->rl);
+	mci_idxmap_fini(&q->map);
+	mci_slab_fini(&q->slab);
+	free(q->heap);
+	free(q->log);
+	pthread_cond_destroy(&q->drain_cond);
+	pthread_cond_destroy(&q->work_cond);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+/* ---- API ---- */
+
+/* The time of an add or done, where anything depends on it (see `timed`). */
+static uint64_t call_time(struct mc_workqueue *q)
+{
+	return q->m || atomic_load_explicit(&q->timed, memory_order_relaxed) ? now_ns(q) : 0;
+}
+
+int mc_workqueue_add(struct mc_workqueue *q, const void *item)
+{
+	struct mci_key k;
+
+	if (!q || !item)
+		return -EINVAL;
+	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
+		return -ESHUTDOWN;
+	k = key_for(q, item);
+	return submit(q, OP_ADD, &k, call_time(q), 0);
+}
+
+int mc_workqueue_add_after(struct mc_workqueue *q, const void *item, uint64_t delay_ns)
+{
+	struct mci_key k;
+	uint64_t now;
+
+	if (!q || !item)
+		return -EINVAL;
+	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
+		return -ESHUTDOWN;
+	k = key_for(q, item);
+	atomic_store_explicit(&q->timed, true, memory_order_relaxed);
+	now = now_ns(q);
+	return submit(q, OP_ADD_AFTER, &k, now, mci_add_sat(now, delay_ns));
+}
+
+int mc_workqueue_add_rate_limited(struct mc_workqueue *q, const void *item)
+{
+	struct mci_key k;
+	uint64_t delay, now;
+
+	if (!q || !item)
+		return -EINVAL;
+	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
+		return -ESHUTDOWN;
+	k = key_for(q, item);
+	delay = mci_rate_limiter_when(q->rl, &k);
+	atomic_store_explicit(&q->timed, true, memory_order_relaxed);
+	now = now_ns(q);
+	return submit(q, OP_ADD_AFTER, &k, now, mci_add_sat(now, delay));
+}
+
+bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
+{
+	bool spinning_done = false;
+	struct node *n;
+	uint32_t idx;
+
+	if (!q || !item_out)
+		return false;
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		log_apply(q);
+		if (q->heap_len)
+			(void)promote_due(q, now_ns(q));
+		if (q->fifo_head != MCI_NONE)
+			break;
+		if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed)) {
+			pthread_mutex_unlock(&q->lock);
+			return false;
+		}
+		if (!spinning_done) {
+			spinning_done = true;
+			if (spin_for_work(q))
+				continue;
+		}
+		idle_wait(q);
+	}
+	idx = fifo_pop(q);
+	n = node_at(q, idx);
+	n->state = (uint8_t)((n->state & ~ST_DIRTY) | ST_PROCESSING);
+	q->n_dirty--;
+	q->n_processing++;
+	if (q->m)
+		metrics_started(q, idx, now_ns(q));
+	memcpy(item_out, item_of(q, n), q->item_size);
+	wake(q, q->fifo_len);
+	ensure_timer(q);
+	pthread_mutex_unlock(&q->lock);
+	return true;
+}
+
+void mc_workqueue_done(struct mc_workqueue *q, const void *item)
+{
+	struct mci_key k;
+
+	if (!q || !item)
+		return;
+	k = key_for(q, item);
+	(void)submit(q, OP_DONE, &k, call_time(q), 0);
+}
+
+void mc_workqueue_forget(struct mc_workqueue *q, const void *item)
+{
+	struct mci_key k;
+
+	if (!q || !item)
+		return;
+	k = key_for(q, item);
+	mci_rate_limiter_forget(q->rl, &k);
+}
+
+unsigned mc_workqueue_num_requeues(struct mc_workqueue *q, const void *item)
+{
+	struct mci_key k;
+
+	if (!q || !item)
+		return 0;
+	k = key_for(q, item);
+	return mci_rate_limiter_num_requeues(q->rl, &k);
+}
+
+size_t mc_workqueue_len(struct mc_workqueue *q)
+{
+	size_t len;
+
+	if (!q)
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	log_apply(q);
+	if (q->heap_len && promote_due(q, now_ns(q)))
+		wake(q, q->fifo_len);
+	len = q->fifo_len;
+	pthread_mutex_unlock(&q->lock);
+	return len;
+}
+
+void mc_workqueue_shutdown(struct mc_workqueue *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	shutdown_locked(q, false);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void mc_workqueue_shutdown_with_drain(struct mc_workqueue *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	shutdown_locked(q, true);
+	while (q->drain && q->n_processing) {
+		if (sleep_begin(q)) {
+			pthread_cond_wait(&q->drain_cond, &q->lock);
+			sleep_end(q);
+		}
+		log_apply(q);
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+bool mc_workqueue_shutting_down(struct mc_workqueue *q)
+{
+	return q && atomic_load_explicit(&q->shutting_down, memory_order_relaxed);
+}

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Private to the work queue module (workqueue.c, rate-limiter.c, hashmap.c) and its tests.
+ * Symbols here are hidden: libmeshcrypt exports only the public mc_* API.
+ */
+#ifndef MC_WORKQUEUE_INTERNAL_H
+#define MC_WORKQUEUE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <pthread.h>
+
+#include <meshcrypt/workqueue.h>
+
+#define MCI_HIDDEN __attribute__((visibility("hidden")))
+
+#define MCI_NONE UINT32_MAX
+
+/* ---- time ---- */
+
+static inline uint64_t mci_monotonic_ns(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A clock whose now_ns is NULL is CLOCK_MONOTONIC, read without an indirect call. */
+static inline uint64_t mci_clock_now(const struct mc_clock *c)
+{
+	return c->now_ns ? c->now_ns(c->userdata) : mci_monotonic_ns();
+}
+
+static inline uint64_t mci_add_sat(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Short critical sections: spinning briefly before sleeping avoids most futex sleeps on the
+ * lock (BENCHMARKS.md: the largest single gain for the queue). */
+static inline void mci_mutex_init_adaptive(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+/* ---- hashing ---- */
+
+/* Bytewise hash with a per-process random seed, so that keys chosen by cluster users cannot
+ * be crafted to collide. */
+MCI_HIDDEN uint64_t mci_hash_bytes(const void *p, size_t n);
+
+/* How a caller identifies an item: its bytes, their hash, and the equality to use. */
+struct mci_key {
+	const void *item;
+	size_t size;
+	uint64_t hash;
+	bool (*equal)(const void *a, const void *b); /* NULL: memcmp */
+};
+
+static inline bool mci_key_equal(const struct mci_key *k, const void *stored)
+{
+	return k->equal ? k->equal(stored, k->item) : memcmp(stored, k->item, k->size) == 0;
+}
+
+/* ---- slab: fixed-size nodes addressed by a stable 32-bit index ---- */
+
+/*
+ * The first 4 bytes of a free node link the free list; the rest of a node is the caller's.
+ * Indices stay valid across growth, pointers do not: re-derive them after mci_slab_alloc.
+ */
+struct mci_slab {
+	unsigned char *mem;
+	size_t node_size;
+	uint32_t cap;
+	uint32_t used; /* high-water mark: nodes [used, cap) were never handed out */
+	uint32_t free_head;
+};
+
+MCI_HIDDEN void mci_slab_init(struct mci_slab *s, size_t node_size);
+MCI_HIDDEN void mci_slab_fini(struct mci_slab *s);
+/* An index, or MCI_NONE when memory is exhausted. */
+MCI_HIDDEN uint32_t mci_slab_alloc(struct mci_slab *s);
+MCI_HIDDEN void mci_slab_release(struct mci_slab *s, uint32_t idx);
+
+static inline void *mci_slab_at(const struct mci_slab *s, uint32_t idx)
+{
+	return s->mem + (size_t)idx * s->node_size;
+}
+
+/* ---- idxmap: open addressing (linear probing, backward-shift deletion) of indices ---- */
+
+/*
+ * A slot holds (upper 32 bits of the hash) << 32 | (index + 1); 0 is empty. The stored hash
+ * bits give each slot's home without touching the node, so growth and deletion never call back.
+ */
+struct mci_idxmap {
+	uint64_t *slots;
+	uint32_t mask;
+	uint32_t count;
+};
+
+MCI_HIDDEN void mci_idxmap_init(struct mci_idxmap *m);
+MCI_HIDDEN void mci_idxmap_fini(struct mci_idxmap *m);
+/* Makes room for one more entry (load <= 3/4). 0 or -ENOMEM. */
+MCI_HIDDEN int mci_idxmap_reserve(struct mci_idxmap *m);
+MCI_HIDDEN void mci_idxmap_remove_at(struct mci_idxmap *m, uint32_t slot);
+
+static inline uint32_t mci_idxmap_tag(uint64_t hash)
+{
+	return (uint32_t)(hash >> 32);
+}
+
+static inline uint32_t mci_idxmap_home(const struct mci_idxmap *m, uint64_t slot_value)
+{
+	return (uint32_t)(slot_value >> 32) & m->mask;
+}
+
+/*
+ * Looks k up among the nodes of s whose key starts key_offset bytes into the node. Returns the
+ * index or MCI_NONE; *slot is where it is, or the empty slot where it would go (valid until
+ * the map changes; reserve first if you mean to insert there).
+ */
+static inline uint32_t mci_idxmap_find(const struct mci_idxmap *m, const struct mci_slab *s,
+				       size_t key_offset, const struct mci_key *k, uint32_t *slot)
+{
+	uint32_t tag = mci_idxmap_tag(k->hash);
+	uint32_t i = tag & m->mask;
+
+	for (;; i = (i + 1) & m->mask) {
+		uint64_t v = m->slots[i];
+
+		if (!v)
+			break;
+		if ((uint32_t)(v >> 32) == tag) {
+			uint32_t idx = (uint32_t)v - 1;
+
+			if (mci_key_equal(k, (unsigned char *)mci_slab_at(s, idx) + key_offset)) {
+				*slot = i;
+				return idx;
+			}
+		}
+	}
+	*slot = i;
+	return MCI_NONE;
+}
+
+static inline void mci_idxmap_insert_at(struct mci_idxmap *m, uint32_t slot, uint64_t hash,
+					uint32_t idx)
+{
+	m->slots[slot] = (uint64_t)mci_idxmap_tag(hash) << 32 | (uint64_t)(idx + 1);
+	m->count++;
+}
+
+static inline uint32_t mci_idxmap_slot_index(uint64_t slot_value)
+{
+	return (uint32_t)slot_value - 1;
+}
+
+/* ---- rate limiters as seen by the queue ---- */
+
+struct mci_rate_limiter_ops {
+	uint64_t (*when)(struct mc_rate_limiter *rl, const struct mci_key *k);
+	void (*forget)(struct mc_rate_limiter *rl, const struct mci_key *k);
+	unsigned (*num_requeues)(struct mc_rate_limiter *rl, const struct mci_key *k);
+	/* Combinators pass the clock on to the limiters they own. */
+	void (*set_clock)(struct mc_rate_limiter *rl, const struct mc_clock *clock);
+	size_t (*entries)(struct mc_rate_limiter *rl);
+	void (*free)(struct mc_rate_limiter *rl);
+};
+
+struct mc_rate_limiter {
+	const struct mci_rate_limiter_ops *ops;
+	struct mc_clock clock;
+};
+
+/* The queue calls these with its own hash and equality, so that a limiter and the queue
+ * agree on which items are the same. */
+static inline uint64_t mci_rate_limiter_when(struct mc_rate_limiter *rl, const struct mci_key *k)
+{
+	return rl->ops->when(rl, k);
+}
+
+static inline void mci_rate_limiter_forget(struct mc_rate_limiter *rl, const struct mci_key *k)
+{
+	rl->ops->forget(rl, k);
+}
+
+static inline unsigned mci_rate_limiter_num_requeues(struct mc_rate_limiter *rl,
+						     const struct mci_key *k)
+{
+	return rl->ops->num_requeues(rl, k);
+}
+
+/* Number of per-item entries the limiter (and those it owns) currently holds; for tests. */
+MCI_HIDDEN size_t mci_rate_limiter_entries(struct mc_rate_limiter *rl);
+
+#endif /* MC_WORKQUEUE_INTERNAL_H */
