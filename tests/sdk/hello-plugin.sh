@@ -18,7 +18,9 @@ case $libdir in /*) ;; *) libdir=$prefix/$libdir ;; esac
 
 # Only the installed tree: its .pc files, with paths moved into the destdir.
 export PKG_CONFIG_LIBDIR=$dest$libdir/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest
-plugindir=$dest$(pkg-config --variable=plugindir meshcrypt-plugin)
+plugindir=$(pkg-config --variable=plugindir meshcrypt-plugin)
+# pkgconf puts the sysroot in front of variables too; pkg-config 0.29 does not.
+case $plugindir in "$dest"/*) ;; *) plugindir=$dest$plugindir ;; esac
 echo "SDK: $(pkg-config --modversion meshcrypt-plugin), ABI $(pkg-config --variable=abi_version meshcrypt-plugin), plugindir $plugindir"
 
 cp -r "$src/examples/hello-plugin" "$tmp/hello"
