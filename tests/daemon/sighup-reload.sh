@@ -3,21 +3,7 @@
 # precise line and the running one stays in force; a good one takes over (here: the daemon
 # becomes node-2 of the example cluster). SIGTERM then stops it with status 0.
 # Usage: sighup-reload.sh BUILD_DIR SOURCE_DIR
-set -euo pipefail
-build=$(realpath "$1") src=$(realpath "$2")
-tmp=$(mktemp -d /tmp/mc-hup-XXXXXX)
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ctl() { "$build/core/meshcryptctl" --run-dir "$tmp/run" "$@"; }
-fail() {
-	echo "FAIL: $*" >&2
-	cat "$tmp/log" >&2
-	exit 1
-}
+source "$(dirname "$0")/lib.sh"
 write_config() {
 	cat > "$tmp/meshcryptd.conf" <<CONF
 [core]
@@ -42,8 +28,7 @@ until_ok() {
 }
 
 write_config node-1 ""
-"$build/core/meshcryptd" --config "$tmp/meshcryptd.conf" --plugin-dir "$build/plugins" 2>"$tmp/log" &
-pid=$!
+start_daemon
 until_ok sh -c "'$build/core/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-1'" ||
 	fail "node-1 plan never appeared"
 echo "running as node-1"
@@ -63,9 +48,5 @@ until_ok sh -c "'$build/core/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '
 	fail "good configuration not applied"
 echo "good configuration applied: now node-2"
 
-kill -TERM "$pid"
-rc=0
-wait "$pid" || rc=$?
-pid=
-[ "$rc" = 0 ] || fail "meshcryptd exited $rc on SIGTERM"
+stop_daemon
 echo "sighup-reload: all checks passed"

@@ -3,16 +3,7 @@
 # renamed over the file each change the dryrun plan within 1 s; a broken edit is rejected with
 # a precise error and the previous plan stays; SIGTERM stops the daemon cleanly.
 # Usage: static-reload.sh BUILD_DIR SOURCE_DIR
-set -euo pipefail
-build=$(realpath "$1") src=$(realpath "$2")
-tmp=$(mktemp -d /tmp/mc-reload-XXXXXX)
-pid=
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-ctl() { "$build/core/meshcryptctl" --run-dir "$tmp/run" "$@"; }
+source "$(dirname "$0")/lib.sh"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 cp "$src/examples/cluster-3node.json" "$tmp/cluster.json"
@@ -28,9 +19,7 @@ plugin = dryrun
 [plugin.static]
 file = cluster.json
 CONF
-"$build/core/meshcryptd" --config "$tmp/meshcryptd.conf" --plugin-dir "$build/plugins" \
-	2>"$tmp/log" &
-pid=$!
+start_daemon
 
 # wait_plan PATTERN present|absent TIMEOUT_MS: polls the plan; prints the milliseconds taken.
 wait_plan() {
@@ -44,10 +33,7 @@ wait_plan() {
 			[ "$want" = absent ] && [ -n "$plan" ] && break
 		fi
 		if [ $(($(now_ms) - start)) -gt "$limit" ]; then
-			echo "FAIL: '$pattern' not $want after ${limit} ms; plan:" >&2
-			printf '%s\n' "$plan" >&2
-			cat "$tmp/log" >&2
-			exit 1
+			fail "'$pattern' not $want after ${limit} ms; plan: $plan"
 		fi
 		sleep 0.02
 	done
@@ -86,11 +72,11 @@ head -c 300 "$tmp/cluster.json" > "$tmp/broken.json"
 cat "$tmp/broken.json" > "$tmp/cluster.json"
 sleep 1
 after=$(ctl plan)
-[ "$before" = "$after" ] || { echo "FAIL: a broken file changed the plan" >&2; exit 1; }
+[ "$before" = "$after" ] || fail "a broken file changed the plan"
 grep -q "cluster.json:[0-9]*:[0-9]*: .*keeping the last good state" "$tmp/log" ||
-	{ echo "FAIL: no precise error for the broken file:" >&2; cat "$tmp/log" >&2; exit 1; }
+	fail "no precise error for the broken file"
 echo "broken edit rejected: $(grep 'keeping the last good state' "$tmp/log" | tail -1)"
-ctl status | grep -q '^ready: yes' || { echo "FAIL: not ready after a broken edit" >&2; exit 1; }
+ctl status | grep -q '^ready: yes' || fail "not ready after a broken edit"
 
 # 4. repaired: the original file again
 cp "$src/examples/cluster-3node.json" "$tmp/next.json"
@@ -98,9 +84,5 @@ mv "$tmp/next.json" "$tmp/cluster.json"
 wait_plan 'peer node-3' present 1000 >/dev/null
 echo "repaired file applied"
 
-kill -TERM "$pid"
-rc=0
-wait "$pid" || rc=$?
-pid=
-[ "$rc" = 0 ] || { echo "FAIL: meshcryptd exited $rc on SIGTERM" >&2; cat "$tmp/log" >&2; exit 1; }
+stop_daemon
 echo "static-reload: all checks passed"
