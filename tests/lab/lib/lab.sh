@@ -1,0 +1,352 @@
+# shellcheck shell=bash
+# Helpers for dataplane tests (integration suite on the host kernel, lab suite in the VM).
+# Source it from a bash test that runs with `set -euo pipefail`:
+#
+#   source "$(dirname "$0")/../lab/lib/lab.sh"     # path relative to the test
+#   lab_require_root; lab_require_kernel veth bridge esp
+#   lab_up --nodes 3                                # topology, torn down on exit
+#   lab_capture_start wire                          # on the bridge: what really is on the wire
+#   lab_assert_reach node1-a node2-a "$marker"      # ICMP + TCP, both ways, IPv4 + IPv6
+#   lab_capture_stop wire
+#   lab_assert_only_esp "$(lab_pcap wire)" node1-a node2-a
+#   lab_finish                                      # exit 1 if any assertion failed
+#
+# Assertions print "ok - ..." or "FAIL - ..." and go on, so one run shows every failure;
+# lab_finish turns them into the exit status. Skips exit 77 with the reason.
+# Names: nodes are node1..nodeN, pods are NODE-POD (node1-a); lab.env (see tests/lab/topology)
+# holds their namespaces (LAB_NS), addresses (LAB_IP4, LAB_IP6) and the rest.
+
+LAB_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB_TOPOLOGY=$(cd "$LAB_LIB_DIR/.." && pwd)/topology
+LAB_FAILURES=0
+LAB_TCP_PORT=7000
+LAB_RUN_DIR=
+LAB_COUNTS=
+declare -gA LAB_CAPTURE_PID=() LAB_CAPTURE_FILE=()
+
+# --- outcome ----------------------------------------------------------------------------------
+
+lab_log() { echo "# $*"; }
+lab_ok() { echo "ok - $*"; }
+lab_fail() {
+	echo "FAIL - $*"
+	LAB_FAILURES=$((LAB_FAILURES + 1))
+}
+lab_skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+
+# Records an outcome: lab_record DESCRIPTION STATUS (0 = passed).
+lab_record() {
+	if (($2 == 0)); then lab_ok "$1"; else lab_fail "$1"; fi
+}
+
+# Records the outcome of a command: lab_check DESCRIPTION COMMAND...
+lab_check() {
+	local what=$1 rc=0
+	shift
+	"$@" || rc=$?
+	lab_record "$what" "$rc"
+}
+
+# lab_not COMMAND...: succeeds when the command fails (for lab_check).
+lab_not() { ! "$@"; }
+
+lab_finish() {
+	if ((LAB_FAILURES)); then
+		echo "$LAB_FAILURES assertion(s) failed"
+		exit 1
+	fi
+	echo "all assertions passed"
+}
+
+# --- prerequisites ----------------------------------------------------------------------------
+
+lab_require_root() {
+	((EUID == 0)) || lab_skip "needs root (network namespaces)"
+}
+
+lab_require_cmds() {
+	local cmd
+	for cmd in "$@"; do
+		command -v "$cmd" >/dev/null || lab_skip "$cmd not installed (tests/lab/install-deps)"
+	done
+}
+
+# Probes kernel features in a scratch namespace: veth, bridge, esp (ESP with AES-GCM SAs),
+# wireguard, clsact. A missing one is a skip, not a failure: the host kernel may lack ESP, and
+# the lab VM has everything.
+lab_require_kernel() {
+	local ns probe feature ok
+	ns=mclprobe$$
+	ip netns add "$ns" || lab_skip "cannot create a network namespace"
+	for feature in "$@"; do
+		case $feature in
+		veth) probe="ip link add p0 type veth peer name p1" ;;
+		bridge) probe="ip link add b0 type bridge" ;;
+		esp) probe="ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 mode tunnel
+			aead rfc4106(gcm(aes)) 0x$(printf '%072d' 0) 128" ;;
+		wireguard) probe="ip link add w0 type wireguard" ;;
+		clsact) probe="tc qdisc add dev lo clsact" ;;
+		*) ip netns del "$ns"; lab_fail "unknown kernel feature $feature"; lab_finish ;;
+		esac
+		ok=1
+		# shellcheck disable=SC2086 # the probe is a word list on purpose
+		ip netns exec "$ns" $probe >/dev/null 2>&1 || ok=0
+		if ((!ok)); then
+			ip netns del "$ns"
+			lab_skip "kernel $(uname -r) lacks $feature (run this suite in the lab VM: tests/lab/vm)"
+		fi
+	done
+	ip netns del "$ns"
+}
+
+# --- topology ---------------------------------------------------------------------------------
+
+# Builds a topology (arguments as for `topology up`), loads its lab.env, and arranges for
+# everything to be torn down when the test exits, however it exits.
+lab_up() {
+	[[ -z $LAB_RUN_DIR ]] || { echo "lab: one topology per test" >&2; return 2; }
+	trap lab_cleanup EXIT
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
+	# The directory is made here so that teardown knows it even when `up` fails half-way.
+	LAB_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mclab.XXXXXX")
+	"$LAB_TOPOLOGY" up --dir "$LAB_RUN_DIR" "$@" >/dev/null
+	# shellcheck source=/dev/null
+	source "$LAB_RUN_DIR/lab.env"
+	lab_log "topology up: ${#LAB_NODES[@]} nodes, ${#LAB_PODS[@]} pods, prefix $LAB_PREFIX, in $LAB_RUN_DIR"
+}
+
+# Runs on exit: stops captures, stops the agents and deletes the namespaces, removes the run's
+# directory (kept with LAB_KEEP=1, for a look at captures and agent logs after a failure).
+lab_cleanup() {
+	local rc=$? name
+	for name in "${!LAB_CAPTURE_PID[@]}"; do
+		kill "${LAB_CAPTURE_PID[$name]}" 2>/dev/null || true
+	done
+	if [[ -f $LAB_RUN_DIR/lab.env ]]; then
+		if [[ ${LAB_KEEP:-0} == 1 ]]; then
+			"$LAB_TOPOLOGY" down "$LAB_RUN_DIR" || rc=1
+			echo "# kept $LAB_RUN_DIR"
+		else
+			"$LAB_TOPOLOGY" down --purge "$LAB_RUN_DIR" || rc=1
+		fi
+	elif [[ -n $LAB_RUN_DIR ]]; then
+		rm -rf "$LAB_RUN_DIR"
+	fi
+	exit "$rc"
+}
+
+# lab_exec NAME COMMAND...: runs a command in a node's or pod's namespace.
+lab_exec() {
+	local name=$1
+	shift
+	[[ -n ${LAB_NS[$name]:-} ]] || { echo "lab: no node or pod named $name" >&2; return 2; }
+	ip netns exec "${LAB_NS[$name]}" "$@"
+}
+
+# lab_ip NAME 4|6: the address of a node or pod in that family.
+lab_ip() {
+	if [[ $2 == 6 ]]; then echo "${LAB_IP6[$1]}"; else echo "${LAB_IP4[$1]}"; fi
+}
+
+# A marker string for payloads, unique per call, easy to find in a capture.
+lab_marker() {
+	echo "MCLAB-MARK-$1-$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')"
+}
+
+# --- traffic ----------------------------------------------------------------------------------
+
+# lab_ping FROM TO 4|6: one echo request from pod FROM to pod (or node) TO; the payload is the
+# byte 0xa5 repeated, which a capture shows in plaintext but never inside ESP.
+lab_ping() {
+	lab_exec "$1" busybox ping "-$3" -c 1 -W "${LAB_PING_WAIT:-2}" -p a5 "$(lab_ip "$2" "$3")" >/dev/null 2>&1
+}
+
+# lab_tcp FROM TO 4|6 MARKER: a TCP connection from pod FROM to an echo server in pod TO; the
+# marker goes both ways (request and echoed reply). Succeeds when the echo comes back intact.
+lab_tcp() {
+	local from=$1 to=$2 family=$3 marker=$4 port server rc=0
+	port=$LAB_TCP_PORT
+	LAB_TCP_PORT=$((LAB_TCP_PORT + 1))
+	# Not through lab_exec: $! must be the server itself (ip execs nc), not a subshell.
+	ip netns exec "${LAB_NS[$to]}" busybox nc -l -p "$port" -e cat >/dev/null 2>&1 &
+	server=$!
+	# The client retries while the server is not listening yet (refused at once); a path that
+	# drops packets makes it hang until the timeout instead.
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	timeout "${LAB_TCP_WAIT:-5}" ip netns exec "${LAB_NS[$from]}" bash -c '
+		for _ in 1 2 3 4 5 6 7 8 9 10; do
+			exec 3<>"/dev/tcp/$1/$2" && break
+			sleep 0.2
+		done 2>/dev/null
+		printf "%s\n" "$3" >&3 && read -r -t 3 reply <&3 && [[ $reply == "$3" ]]' \
+		lab-tcp "$(lab_ip "$to" "$family")" "$port" "$marker" || rc=1
+	kill "$server" 2>/dev/null || true
+	wait "$server" 2>/dev/null || true
+	return "$rc"
+}
+
+# lab_assert_reach A B MARKER: ICMP and TCP (carrying MARKER), A -> B and B -> A, IPv4 and IPv6.
+lab_assert_reach() {
+	local a=$1 b=$2 marker=$3 f
+	for f in 4 6; do
+		lab_check "ICMPv$f $a -> $b" lab_ping "$a" "$b" "$f"
+		lab_check "ICMPv$f $b -> $a" lab_ping "$b" "$a" "$f"
+		lab_check "TCPv$f $a -> $b" lab_tcp "$a" "$b" "$f" "$marker"
+		lab_check "TCPv$f $b -> $a" lab_tcp "$b" "$a" "$f" "$marker"
+	done
+}
+
+# lab_assert_no_reach FROM TO 4|6 MARKER: neither ICMP nor TCP from FROM to TO gets through.
+lab_assert_no_reach() {
+	local from=$1 to=$2 f=$3 marker=$4
+	# Shorter waits than for traffic that must pass: here every attempt runs into its timeout.
+	local LAB_PING_WAIT=1 LAB_TCP_WAIT=3
+	lab_check "ICMPv$f $from -> $to is dropped" lab_not lab_ping "$from" "$to" "$f"
+	lab_check "TCPv$f $from -> $to is dropped" lab_not lab_tcp "$from" "$to" "$f" "$marker"
+}
+
+# --- captures ---------------------------------------------------------------------------------
+
+# lab_capture_start NAME [NODE]: captures on the bridge (everything on the wire), or on NODE's
+# bridge port (the wire of that node only). Not on the node's own uplink: there a capture also
+# shows decrypted tunnel-mode packets re-injected on that device, which never were on the wire.
+lab_capture_start() {
+	local name=$1 dev=$LAB_BRIDGE file log i
+	[[ -n ${2:-} ]] && dev=${LAB_PORT[$2]}
+	file=$LAB_DIR/capture-$name.pcap log=$LAB_DIR/capture-$name.log
+	ip netns exec "$LAB_HUB" tcpdump --immediate-mode -U -n -i "$dev" -w "$file" 2>"$log" &
+	LAB_CAPTURE_PID[$name]=$!
+	LAB_CAPTURE_FILE[$name]=$file
+	for ((i = 0; i < 100; i++)); do
+		grep -q 'listening on' "$log" 2>/dev/null && return 0
+		kill -0 "${LAB_CAPTURE_PID[$name]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	lab_fail "capture $name did not start: $(cat "$log")"
+	return 1
+}
+
+lab_capture_stop() {
+	local name=$1 pid=${LAB_CAPTURE_PID[$1]}
+	# Give tcpdump time to write what it has received (it is slow to be scheduled under TCG).
+	sleep "${LAB_CAPTURE_SETTLE:-1}"
+	kill -INT "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	unset "LAB_CAPTURE_PID[$name]"
+}
+
+lab_pcap() { echo "${LAB_CAPTURE_FILE[$1]}"; }
+
+# lab_pcap_count PCAP FILTER: the number of packets matching a tcpdump filter.
+lab_pcap_count() {
+	tcpdump -n -r "$1" "$2" 2>/dev/null | wc -l
+}
+
+# Filter expression: any packet whose own (outer) addresses are pods A and B, both families.
+lab_filter_between_pods() {
+	echo "(host $(lab_ip "$1" 4) and host $(lab_ip "$2" 4)) or (host $(lab_ip "$1" 6) and host $(lab_ip "$2" 6))"
+}
+
+# Filter expression: any packet between the nodes that host pods A and B, both families.
+lab_filter_between_nodes() {
+	local na=${LAB_NODE_OF[$1]} nb=${LAB_NODE_OF[$2]}
+	echo "((host ${LAB_IP4[$na]} and host ${LAB_IP4[$nb]}) or (host ${LAB_IP6[$na]} and host ${LAB_IP6[$nb]}))"
+}
+
+# lab_only_esp PCAP A B: succeeds when traffic between pods A and B crossed the wire only as ESP
+# between their nodes: no packet carries the pods' addresses, and ESP between the nodes was seen.
+# Leaves the packet counts in LAB_COUNTS.
+lab_only_esp() {
+	lab_only_tunnel "$1" "$2" "$3" "(ip proto 50 or ip6 proto 50)" ESP
+}
+
+# lab_only_wireguard PCAP A B [PORT]: the same for WireGuard's UDP (default port 51830). Assert
+# with lab_check "..." lab_only_wireguard PCAP A B.
+lab_only_wireguard() {
+	lab_only_tunnel "$1" "$2" "$3" "udp port ${4:-51830}" WireGuard
+}
+
+lab_only_tunnel() {
+	local pcap=$1 a=$2 b=$3 filter=$4 name=$5 plain tunnel
+	plain=$(lab_pcap_count "$pcap" "$(lab_filter_between_pods "$a" "$b")")
+	tunnel=$(lab_pcap_count "$pcap" "$filter and $(lab_filter_between_nodes "$a" "$b")")
+	LAB_COUNTS="plaintext $plain, $name $tunnel"
+	((plain == 0 && tunnel > 0))
+}
+
+# lab_assert_only_esp PCAP A B: records lab_only_esp as an assertion, with the counts.
+lab_assert_only_esp() {
+	local rc=0
+	lab_only_esp "$@" || rc=$?
+	lab_record "$2 <-> $3 only as ESP on the wire ($LAB_COUNTS)" "$rc"
+}
+
+# lab_assert_plaintext PCAP A B: traffic between pods A and B crossed the wire in the clear.
+lab_assert_plaintext() {
+	local n
+	n=$(lab_pcap_count "$1" "$(lab_filter_between_pods "$2" "$3")")
+	lab_check "$2 <-> $3 in plaintext on the wire ($n packets)" test "$n" -gt 0
+}
+
+# lab_assert_marker_seen PCAP MARKER / lab_assert_marker_absent PCAP MARKER: whether the payload
+# marker appears in plaintext anywhere in the capture.
+lab_assert_marker_seen() {
+	lab_check "marker $2 seen in plaintext" grep -qaF -- "$2" "$1"
+}
+
+lab_assert_marker_absent() {
+	lab_check "marker $2 not seen in plaintext" lab_not grep -qaF -- "$2" "$1"
+}
+
+# --- xfrm -------------------------------------------------------------------------------------
+
+# lab_xfrm_stat NODE [COUNTER]: /proc/net/xfrm_stat of the node (one counter, or all).
+lab_xfrm_stat() {
+	if [[ -n ${2:-} ]]; then
+		# shellcheck disable=SC2016 # awk's own variables
+		lab_exec "$1" awk -v k="$2" '$1 == k { print $2 }' /proc/net/xfrm_stat
+	else
+		lab_exec "$1" cat /proc/net/xfrm_stat
+	fi
+}
+
+# lab_xfrm_snapshot NODE: remembers the node's counters for the assertions below.
+lab_xfrm_snapshot() {
+	lab_xfrm_stat "$1" >"$LAB_DIR/xfrm_stat-$1"
+}
+
+# lab_assert_xfrm_unchanged NODE [COUNTER...]: the counters (default: all) are as at the snapshot.
+lab_assert_xfrm_unchanged() {
+	local node=$1 changed
+	shift
+	changed=$(lab_xfrm_stat "$node" | awk -v want=" $* " '
+		NR == FNR { before[$1] = $2; next }
+		(want == "  " || index(want, " " $1 " ")) && before[$1] != $2 { printf " %s %s->%s", $1, before[$1], $2 }
+	' "$LAB_DIR/xfrm_stat-$node" -)
+	lab_check "$node: xfrm counters ${*:-(all)} unchanged${changed:+ (changed:$changed)}" test -z "$changed"
+}
+
+# lab_assert_xfrm_increased NODE COUNTER: the counter grew since the snapshot.
+lab_assert_xfrm_increased() {
+	local node=$1 counter=$2 before after
+	before=$(awk -v k="$counter" '$1 == k { print $2 }' "$LAB_DIR/xfrm_stat-$node")
+	after=$(lab_xfrm_stat "$node" "$counter")
+	lab_check "$node: $counter increased ($before -> $after)" test "${after:-0}" -gt "${before:-0}"
+}
+
+# lab_xfrm_list NODE: the node's SAs and policies, as iproute2 shows them (for logs and greps).
+lab_xfrm_list() {
+	echo "== $1: xfrm states"
+	ip -n "${LAB_NS[$1]}" xfrm state
+	echo "== $1: xfrm policies"
+	ip -n "${LAB_NS[$1]}" xfrm policy
+}
+
+# lab_xfrm_count NODE state|policy: how many SAs or policies the node has.
+lab_xfrm_count() {
+	ip -n "${LAB_NS[$1]}" xfrm "$2" list | grep -c '^src' || true
+}
