@@ -3,7 +3,8 @@
  * One plugin source, built into several test plugins (tests/unit/meson.build):
  *   TEST_KIND, TEST_NAME  what the descriptor says
  *   TEST_ABI_MAJOR        another ABI major, to be refused
- *   TEST_NO_DESCRIPTOR    exports no descriptor
+ *   TEST_NO_DESCRIPTOR    exports its descriptor under another name (as an old or foreign
+ *                         plugin would), so the loader finds no `meshcrypt_plugin`
  *   TEST_UNDEFINED        calls a function nothing defines (refused at load: -z now)
  *   TEST_SMALL            a descriptor whose struct_size is too small
  * Each callback appends "<name> <callback>" to the file named by the `trace` key, so tests
@@ -96,7 +97,9 @@ static const struct mc_option test_options[] = {
 	{ 0 }
 };
 
-#ifndef TEST_NO_DESCRIPTOR
+#ifdef TEST_NO_DESCRIPTOR
+#define meshcrypt_plugin module_register
+#endif
 MC_PLUGIN_EXPORT const struct mc_plugin meshcrypt_plugin = {
 #ifdef TEST_SMALL
 	.struct_size = offsetof(struct mc_plugin, name),
@@ -119,4 +122,3 @@ MC_PLUGIN_EXPORT const struct mc_plugin meshcrypt_plugin = {
 	.fini = test_fini,
 	.dataplane = TEST_KIND == MC_PLUGIN_SOURCE ? NULL : &test_ops,
 };
-#endif
