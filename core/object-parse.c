@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Kubernetes JSON -> struct mc_object. json-c decodes the document; this file keeps the few
- * fields meshcrypt reads and checks them. An error names the object and the field; when the
- * document text is at hand, a small scanner walks it along the field's path to give the line.
+ * Kubernetes JSON -> struct mc_object, with one reader over the text (json-reader.h): no tree
+ * is built and only the kept fields are copied (docs/model.md, "How the parser reads").
+ *
+ * A document counts only once it has been read to its end, which checks all of it: a syntax
+ * error anywhere wins over any content error and a bad document yields no objects. One walk
+ * over an object notes where each kept member starts (walk(), entering metadata, spec and
+ * status) and skips the others; the kept ones are then converted in a fixed order. So members
+ * may come in any order (kubectl writes "items" before "kind"), a repeated key means its last
+ * value, as with json-c before, and of two content errors always the same one is reported.
  */
 
 #include <errno.h>
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,11 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json-reader.h"
 #include "object-internal.h"
 
-/* Kubernetes objects nest about 20 levels deep (managedFields); 64 leaves room, and bounds the
- * recursion of json-c and of locate() below. */
-#define MC_JSON_DEPTH 64
 #define PATH_DEPTH 8
 #define LABEL_KEY_MAX 317 /* prefix (253) + '/' + name (63) */
 #define LABEL_VALUE_MAX 63
@@ -30,155 +33,28 @@
 struct path_elem {
 	const char *key; /* NULL: an array index */
 	size_t index;
+	const char *at; /* where its value starts */
 };
 
 struct pctx {
 	struct mc_parse_error *err;
-	const char *text; /* NULL when converting a decoded tree */
-	size_t len;
+	struct mc_json_reader *r;
 	long item; /* index in the List's items[], -1 for a document that is one object */
+	const char *at; /* the object being converted */
 	const char *kind;
 	const char *ns, *name;
 	struct path_elem path[PATH_DEPTH];
 	unsigned depth;
+	struct mc_arena *list_arena; /* the arena of the list being filled, if any */
+	struct mc_arena *arena;      /* where the object being converted lives: NULL, the heap */
 };
 
-/* --- scanning the text: locating a field, splitting a List ------------------------------- */
-
-/* The scanner never validates (json-c does), it only finds boundaries and stays in bounds. */
-static const char *skip_ws(const char *p, const char *end) {
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
-/* End of the string at p (at its '"'), or NULL when it does not end. */
-static const char *skip_string(const char *p, const char *end) {
-	for (p++; p < end; p++) {
-		const char *q = memchr(p, '"', (size_t)(end - p)), *b = q;
-
-		if (!q)
-			return NULL;
-		/* a quote after an odd number of backslashes is escaped */
-		while (b > p && b[-1] == '\\')
-			b--;
-		if ((q - b) % 2 == 0)
-			return q + 1;
-		p = q;
-	}
-	return NULL;
-}
-
-static const bool structural[256] = { ['"'] = true, ['{'] = true, ['['] = true, ['}'] = true,
-	                               [']'] = true };
-
-/* End of the JSON value at p, or NULL. It need not validate: the fast path below has json-c
- * decode each span, and the locator runs only on text json-c accepted. */
-static const char *span_end(const char *p, const char *end) {
-	unsigned depth = 0;
-
-	do {
-		if (p >= end)
-			return NULL;
-		if (*p == '"') {
-			if (!(p = skip_string(p, end)))
-				return NULL;
-		} else if (*p == '{' || *p == '[') {
-			depth++, p++;
-		} else if (*p == '}' || *p == ']') {
-			if (depth-- == 0)
-				return NULL;
-			p++;
-		} else if (depth == 0) {
-			while (p < end && !strchr(" \t\r\n,:]}", *p))
-				p++;
-			return p;
-		} else {
-			/* inside a container only quotes and brackets matter: skip to the next one */
-			for (p++; p < end && !structural[(unsigned char)*p]; p++)
-				;
-		}
-	} while (depth > 0);
-	return p;
-}
-
-/* p at '{': returns the start of member key's value, or NULL. */
-static const char *find_member(const char *p, const char *end, const char *key) {
-	size_t klen = strlen(key);
-
-	for (p = skip_ws(p + 1, end); p < end && *p == '"';) {
-		const char *k = p + 1, *v = skip_string(p, end);
-		bool match;
-
-		if (!v)
-			return NULL;
-		match = (size_t)(v - 1 - k) == klen && memcmp(k, key, klen) == 0;
-		v = skip_ws(v, end);
-		if (v >= end || *v != ':')
-			return NULL;
-		v = skip_ws(v + 1, end);
-		if (match)
-			return v;
-		if (!(p = span_end(v, end)))
-			return NULL;
-		p = skip_ws(p, end);
-		if (p < end && *p == ',')
-			p = skip_ws(p + 1, end);
-	}
-	return NULL;
-}
-
-/* p at '[': returns the start of element index, or NULL. */
-static const char *find_index(const char *p, const char *end, size_t index) {
-	p = skip_ws(p + 1, end);
-	for (size_t i = 0; p < end && *p != ']'; i++) {
-		if (i == index)
-			return p;
-		if (!(p = span_end(p, end)))
-			return NULL;
-		p = skip_ws(p, end);
-		if (p < end && *p == ',')
-			p = skip_ws(p + 1, end);
-	}
-	return NULL;
-}
-
-static const char *descend(const char *p, const char *end, const struct path_elem *e) {
-	if (e->key)
-		return *p == '{' ? find_member(p, end, e->key) : NULL;
-	return *p == '[' ? find_index(p, end, e->index) : NULL;
-}
-
-static void set_position(struct mc_parse_error *err, const char *text, size_t offset) {
-	err->line = 1;
-	err->column = 1;
-	for (size_t i = 0; i < offset; i++) {
-		if (text[i] == '\n') {
-			err->line++;
-			err->column = 1;
-		} else {
-			err->column++;
-		}
-	}
-}
-
-/* Points err at the deepest element of the path that exists (its parent, for a missing one). */
-static void locate(struct pctx *c, const char *last_key) {
-	const char *end = c->text + c->len, *p = skip_ws(c->text, end), *next;
-	struct path_elem items[2] = { { "items", 0 }, { NULL, (size_t)c->item } };
-	struct path_elem last = { last_key, 0 };
-
-	for (unsigned i = 0; c->item >= 0 && i < 2; i++, p = next)
-		if (!(next = descend(p, end, &items[i])))
-			goto out;
-	for (unsigned i = 0; i < c->depth; i++, p = next)
-		if (!(next = descend(p, end, &c->path[i])))
-			goto out;
-	if (last_key && (next = descend(p, end, &last)))
-		p = next;
-out:
-	set_position(c->err, c->text, (size_t)(p - c->text));
-}
+/* A member's value as noted by walk() or collect(): where it starts, and its type (0: absent or null,
+ * as Kubernetes writes null for empty lists, "conditions": null). */
+struct val {
+	struct mc_json_mark m;
+	enum mc_json_type type;
+};
 
 /* --- errors ------------------------------------------------------------------------------ */
 
@@ -198,11 +74,15 @@ static void append(char *buf, size_t size, size_t *pos, const char *fmt, ...) {
 		*pos += (size_t)n;
 }
 
-static int fail(struct pctx *c, int r, const char *last_key, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+static int fail(struct pctx *c, int r, const char *last_key, const char *at, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
 
-/* Fills the error as "<Kind> <ns>/<name>: <field path>: <detail>" and returns r. */
-static int fail(struct pctx *c, int r, const char *last_key, const char *fmt, ...) {
+/*
+ * Fills the error as "<Kind> <ns>/<name>: <field path>: <detail>" and returns r. at is where
+ * last_key's value starts; NULL (a missing field) points at the innermost element of the path.
+ */
+static int fail(struct pctx *c, int r, const char *last_key, const char *at, const char *fmt,
+                ...) {
 	struct mc_parse_error *err = c->err;
 	size_t pos = 0, size = sizeof(err->message);
 	char *m = err->message;
@@ -234,11 +114,17 @@ static int fail(struct pctx *c, int r, const char *last_key, const char *fmt, ..
 		vsnprintf(m + pos, size - pos, fmt, ap);
 		va_end(ap);
 	}
-	if (c->text)
-		locate(c, last_key);
-	else
-		err->line = err->column = 0;
+	if (!at)
+		at = c->depth ? c->path[c->depth - 1].at : c->at;
+	mc_json_position(c->r, at, &err->line, &err->column);
 	return r;
+}
+
+/* A syntax error the reader found. */
+static int syntax_error(struct pctx *c) {
+	snprintf(c->err->message, sizeof(c->err->message), "JSON: %s", c->r->error);
+	mc_json_position(c->r, c->r->error_at, &c->err->line, &c->err->column);
+	return -EINVAL;
 }
 
 /* A value for a message: quoted, cut at QUOTE_MAX characters, control bytes shown as '?'. */
@@ -259,78 +145,169 @@ static const char *quote(char buf[QUOTE_MAX + 8], const char *s, size_t len) {
 
 /* --- typed access ------------------------------------------------------------------------ */
 
-static void push_key(struct pctx *c, const char *key) {
-	c->path[c->depth++] = (struct path_elem){ key, 0 };
+static void push_key(struct pctx *c, const char *key, const char *at) {
+	c->path[c->depth++] = (struct path_elem){ key, 0, at };
 }
 
-static void push_index(struct pctx *c, size_t index) {
-	c->path[c->depth++] = (struct path_elem){ NULL, index };
+static void push_index(struct pctx *c, size_t index, const char *at) {
+	c->path[c->depth++] = (struct path_elem){ NULL, index, at };
 }
 
 static void pop(struct pctx *c) {
 	c->depth--;
 }
 
-static const char *type_name(enum json_type t) {
+static const char *type_name(enum mc_json_type t) {
 	switch (t) {
-	case json_type_null:
+	case MC_JSON_NULL:
 		return "null";
-	case json_type_boolean:
+	case MC_JSON_BOOL:
 		return "a boolean";
-	case json_type_double:
+	case MC_JSON_REAL:
 		return "a number";
-	case json_type_int:
+	case MC_JSON_INT:
 		return "an integer";
-	case json_type_object:
+	case MC_JSON_OBJECT:
 		return "an object";
-	case json_type_array:
+	case MC_JSON_ARRAY:
 		return "an array";
-	case json_type_string:
+	case MC_JSON_STRING:
 		return "a string";
 	}
 	return "?";
 }
 
-/* Member key of parent, checked to be of type want. Absent and null both give *out = NULL:
- * Kubernetes writes null for empty lists ("conditions": null). */
-static int member(struct pctx *c, struct json_object *parent, const char *key, enum json_type want,
-                  struct json_object **out) {
-	struct json_object *v = NULL;
+/*
+ * Notes where the value of each of keys[] starts in the object at m, the last one for a
+ * repeated key, and skips every other member at scanning speed. For the small objects in
+ * arrays (addresses, podIPs); whole objects are read by walk().
+ */
+static int collect(struct pctx *c, const struct mc_json_mark *m, const char *const *keys,
+                   size_t n, struct val *vals) {
+	struct mc_json_reader *r = c->r;
+	const char *k;
+	size_t len;
+	int more;
 
-	*out = NULL;
-	if (!parent || !json_object_object_get_ex(parent, key, &v) || !v)
+	memset(vals, 0, n * sizeof(*vals));
+	mc_json_seek(r, m);
+	if (mc_json_enter_object(r) < 0)
+		return syntax_error(c);
+	while ((more = mc_json_next_member(r, &k, &len)) > 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (strlen(keys[i]) != len || memcmp(keys[i], k, len) != 0)
+				continue;
+			vals[i].m = mc_json_mark(r);
+			if (mc_json_peek(r, &vals[i].type) < 0)
+				return syntax_error(c);
+			if (vals[i].type == MC_JSON_NULL)
+				vals[i].type = 0;
+			break;
+		}
+		if (mc_json_skip(r) < 0)
+			return syntax_error(c);
+	}
+	return more < 0 ? syntax_error(c) : 0;
+}
+
+/* Checks that the member key noted in v, if present, is of type want. */
+static int member(struct pctx *c, const char *key, const struct val *v, enum mc_json_type want) {
+	if (!v->type || v->type == want)
 		return 0;
-	if (json_object_get_type(v) != want)
-		return fail(c, -EINVAL, key, "expected %s, got %s", type_name(want),
-		            type_name(json_object_get_type(v)));
-	*out = v;
+	return fail(c, -EINVAL, key, v->m.p, "expected %s, got %s", type_name(want),
+	            type_name(v->type));
+}
+
+/* A string read from the text: in buf when it fits, else on the heap. s is NULL when the
+ * member is absent. */
+struct str {
+	char *s;
+	size_t len;
+	char buf[256];
+};
+
+static void str_free(struct str *s) {
+	if (s->s != s->buf)
+		free(s->s);
+	s->s = NULL;
+}
+
+/* Reads the string value at v into s, refusing embedded NUL characters. */
+static int read_str(struct pctx *c, const char *key, const struct val *v, struct str *s) {
+	struct mc_json_reader *r = c->r;
+
+	s->s = s->buf;
+	mc_json_seek(r, &v->m);
+	if (mc_json_read_string(r, s->buf, sizeof(s->buf), &s->len) < 0)
+		return syntax_error(c);
+	if (s->len >= sizeof(s->buf)) {
+		if (!(s->s = malloc(s->len + 1)))
+			return -ENOMEM;
+		mc_json_seek(r, &v->m);
+		if (mc_json_read_string(r, s->s, s->len + 1, &s->len) < 0)
+			return syntax_error(c);
+	}
+	if (memchr(s->s, '\0', s->len))
+		return fail(c, -EINVAL, key, v->m.p, "contains a NUL character");
 	return 0;
 }
 
-/* A string value, refusing embedded NUL bytes; *len may be NULL. */
-static int string_value(struct pctx *c, struct json_object *v, const char *key, const char **s,
-                        size_t *len) {
-	size_t n = (size_t)json_object_get_string_len(v);
+/* The string member key noted in v; s->s stays NULL when it is absent. */
+static int member_str(struct pctx *c, const char *key, const struct val *v, struct str *s) {
+	int r = member(c, key, v, MC_JSON_STRING);
 
-	*s = json_object_get_string(v);
-	if (strlen(*s) != n)
-		return fail(c, -EINVAL, key, "contains a NUL character");
-	if (len)
-		*len = n;
-	return 0;
-}
-
-static int member_string(struct pctx *c, struct json_object *parent, const char *key,
-                         const char **s, size_t *len) {
-	struct json_object *v;
-	int r = member(c, parent, key, json_type_string, &v);
-
-	*s = NULL;
-	if (len)
-		*len = 0;
-	if (r < 0 || !v)
+	s->s = NULL;
+	s->len = 0;
+	if (r < 0 || !v->type)
 		return r;
-	return string_value(c, v, key, s, len);
+	return read_str(c, key, v, s);
+}
+
+/* Counts the members or elements of the container at v. */
+static int count(struct pctx *c, const struct val *v, size_t *n) {
+	struct mc_json_reader *r = c->r;
+	const char *k;
+	size_t len;
+	int more;
+
+	*n = 0;
+	mc_json_seek(r, &v->m);
+	if (v->type == MC_JSON_OBJECT) {
+		if (mc_json_enter_object(r) < 0)
+			return syntax_error(c);
+		while ((more = mc_json_next_member(r, &k, &len)) > 0 && mc_json_skip(r) == 0)
+			(*n)++;
+	} else {
+		if (mc_json_enter_array(r) < 0)
+			return syntax_error(c);
+		while ((more = mc_json_next_element(r)) > 0 && mc_json_skip(r) == 0)
+			(*n)++;
+	}
+	return more != 0 ? syntax_error(c) : 0;
+}
+
+/* --- the object's memory ------------------------------------------------------------------ */
+
+/* Zeroed memory for the object being converted: from its list's arena for a Pod or a Namespace
+ * (object-internal.h), else from the heap. */
+static void *obj_alloc(struct pctx *c, size_t n, size_t size) {
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	return c->arena ? mc_arena_alloc(c->arena, n * size) : calloc(n, size);
+}
+
+static char *obj_strndup(struct pctx *c, const char *s, size_t len) {
+	char *d = obj_alloc(c, len + 1, 1);
+
+	if (d)
+		memcpy(d, s, len);
+	return d;
+}
+
+/* Gives back what obj_alloc() returned; arena memory goes with the list. */
+static void obj_release(struct pctx *c, void *p) {
+	if (!c->arena)
+		free(p);
 }
 
 /* --- field checks ------------------------------------------------------------------------ */
@@ -344,59 +321,66 @@ static bool dns_chars(const char *s, size_t len) {
 }
 
 /* A DNS-style Kubernetes name of at most max characters, copied into *out. */
-static int name_value(struct pctx *c, const char *key, const char *s, size_t len, size_t max,
-                      char **out) {
+static int name_value(struct pctx *c, const char *key, const char *at, const struct str *s,
+                      size_t max, char **out) {
 	char q[QUOTE_MAX + 8];
 
-	if (len == 0)
-		return fail(c, -EINVAL, key, "must not be empty");
-	if (len > max)
-		return fail(c, -EINVAL, key, "%s is longer than %zu characters", quote(q, s, len), max);
-	if (!dns_chars(s, len))
-		return fail(c, -EINVAL, key, "%s is not a DNS name (a-z, 0-9, '-', '.')",
-		            quote(q, s, len));
-	*out = strndup(s, len);
+	if (s->len == 0)
+		return fail(c, -EINVAL, key, at, "must not be empty");
+	if (s->len > max)
+		return fail(c, -EINVAL, key, at, "%s is longer than %zu characters",
+		            quote(q, s->s, s->len), max);
+	if (!dns_chars(s->s, s->len))
+		return fail(c, -EINVAL, key, at, "%s is not a DNS name (a-z, 0-9, '-', '.')",
+		            quote(q, s->s, s->len));
+	*out = obj_strndup(c, s->s, s->len);
 	return *out ? 0 : -ENOMEM;
 }
 
-static int ip_value(struct pctx *c, const char *key, const char *s, size_t len, struct mc_ip *out) {
+static int ip_value(struct pctx *c, const char *key, const char *at, const struct str *s,
+                    struct mc_ip *out) {
 	char q[QUOTE_MAX + 8];
 
-	if (mc_ip_parse(s, out) < 0)
-		return fail(c, -EINVAL, key, "%s is not an IP address", quote(q, s, len));
+	if (mc_ip_parse(s->s, out) < 0)
+		return fail(c, -EINVAL, key, at, "%s is not an IP address", quote(q, s->s, s->len));
 	return 0;
 }
 
-static int prefix_value(struct pctx *c, const char *key, const char *s, size_t len,
+static int prefix_value(struct pctx *c, const char *key, const char *at, const struct str *s,
                         struct mc_prefix *out) {
 	char q[QUOTE_MAX + 8];
 
-	if (mc_prefix_parse(s, out) < 0)
-		return fail(c, -EINVAL, key, "%s is not a CIDR (network address/length)",
-		            quote(q, s, len));
+	if (mc_prefix_parse(s->s, out) < 0)
+		return fail(c, -EINVAL, key, at, "%s is not a CIDR (network address/length)",
+		            quote(q, s->s, s->len));
 	return 0;
 }
 
 /* A boot ID is HKDF input on both ends (DESIGN.md §6): exactly a 36-character UUID. */
-static int boot_id_member(struct pctx *c, struct json_object *parent, const char *key,
+static int boot_id_member(struct pctx *c, const char *key, const struct val *v,
                           char out[MC_BOOT_ID_LEN + 1]) {
 	char q[QUOTE_MAX + 8];
-	const char *s;
+	struct str s;
 	size_t len;
-	int r = member_string(c, parent, key, &s, &len);
+	int r = member_str(c, key, v, &s);
 
-	if (r < 0 || !s || len == 0)
-		return r;
+	if (r < 0 || !s.s || s.len == 0)
+		goto out;
+	len = s.len;
 	for (size_t i = 0; i < len && len == MC_BOOT_ID_LEN; i++) {
 		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
 
-		if (dash ? s[i] != '-' : !strchr("0123456789abcdefABCDEF", s[i]))
+		if (dash ? s.s[i] != '-' : !strchr("0123456789abcdefABCDEF", s.s[i]))
 			len = 0;
 	}
 	if (len != MC_BOOT_ID_LEN)
-		return fail(c, -EINVAL, key, "%s is not a boot ID (a UUID)", quote(q, s, strlen(s)));
-	memcpy(out, s, MC_BOOT_ID_LEN + 1);
-	return 0;
+		r = fail(c, -EINVAL, key, v->m.p, "%s is not a boot ID (a UUID)",
+		         quote(q, s.s, s.len));
+	else
+		memcpy(out, s.s, MC_BOOT_ID_LEN + 1);
+out:
+	str_free(&s);
+	return r;
 }
 
 static int b64_digit(char ch) {
@@ -443,62 +427,71 @@ static int base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_l
 	return 0;
 }
 
-static int wireguard_key_member(struct pctx *c, struct json_object *parent,
+static int wireguard_key_member(struct pctx *c, const struct val *v,
                                 char out[MC_WG_KEY_LEN + 1]) {
 	const char *key = "wireguardPublicKey";
 	char q[QUOTE_MAX + 8];
 	uint8_t *raw = NULL;
-	const char *s;
-	size_t len, raw_len = 0;
-	int r = member_string(c, parent, key, &s, &len);
+	size_t raw_len = 0;
+	struct str s;
+	int r = member_str(c, key, v, &s);
 
-	if (r < 0 || !s || len == 0)
-		return r;
-	r = len == MC_WG_KEY_LEN ? base64_decode(s, len, &raw, &raw_len) : -EINVAL;
+	if (r < 0 || !s.s || s.len == 0)
+		goto out;
+	r = s.len == MC_WG_KEY_LEN ? base64_decode(s.s, s.len, &raw, &raw_len) : -EINVAL;
 	free(raw);
 	if (r == -ENOMEM)
-		return r;
+		goto out;
 	if (r < 0 || raw_len != 32)
-		return fail(c, -EINVAL, key, "%s is not a WireGuard key (32 bytes in base64)",
-		            quote(q, s, len));
-	memcpy(out, s, MC_WG_KEY_LEN + 1);
-	return 0;
+		r = fail(c, -EINVAL, key, v->m.p, "%s is not a WireGuard key (32 bytes in base64)",
+		         quote(q, s.s, s.len));
+	else
+		memcpy(out, s.s, MC_WG_KEY_LEN + 1);
+out:
+	str_free(&s);
+	return r;
 }
 
+/* Converts one string into an element (an IP, a prefix); at is where the value starts. */
+typedef int (*conv_fn)(struct pctx *c, const char *key, const char *at, const struct str *s,
+                       void *out);
+
 /* An array member of strings, each converted by conv into elements of size elem_size. */
-typedef int (*conv_fn)(struct pctx *c, const char *key, const char *s, size_t len, void *out);
-
-static int string_array(struct pctx *c, struct json_object *parent, const char *key,
-                        size_t elem_size, conv_fn conv, void **out, size_t *n_out) {
-	struct json_object *arr;
+static int string_array(struct pctx *c, const char *key, const struct val *v, size_t elem_size,
+                        conv_fn conv, void **out, size_t *n_out) {
+	struct mc_json_reader *r = c->r;
 	uint8_t *elems = NULL;
-	size_t n = 0, count;
-	int r = member(c, parent, key, json_type_array, &arr);
+	size_t n = 0, total;
+	int more = 0, ret = member(c, key, v, MC_JSON_ARRAY);
 
-	if (r < 0 || !arr)
-		return r;
-	count = json_object_array_length(arr);
-	if (count == 0)
-		return 0;
-	elems = calloc(count, elem_size);
+	if (ret < 0 || !v->type)
+		return ret;
+	if ((ret = count(c, v, &total)) < 0 || total == 0)
+		return ret;
+	elems = obj_alloc(c, total, elem_size);
 	if (!elems)
 		return -ENOMEM;
-	push_key(c, key);
-	for (size_t i = 0; i < count; i++) {
-		struct json_object *v = json_object_array_get_idx(arr, i);
-		const char *s = NULL;
-		size_t len = 0;
+	push_key(c, key, v->m.p);
+	mc_json_seek(r, &v->m);
+	if (mc_json_enter_array(r) < 0)
+		ret = syntax_error(c);
+	for (size_t i = 0; ret >= 0 && (more = mc_json_next_element(r)) > 0; i++) {
+		struct val e = { .m = mc_json_mark(r) };
+		struct str s = { .s = NULL };
 
-		push_index(c, i);
-		if (json_object_get_type(v) != json_type_string)
-			r = fail(c, -EINVAL, NULL, "expected a string, got %s",
-			         type_name(json_object_get_type(v)));
+		push_index(c, i, e.m.p);
+		if (mc_json_peek(r, &e.type) < 0)
+			ret = syntax_error(c);
+		else if (e.type != MC_JSON_STRING)
+			ret = fail(c, -EINVAL, NULL, NULL, "expected a string, got %s",
+			           type_name(e.type));
 		else
-			r = string_value(c, v, NULL, &s, &len);
-		if (r >= 0)
-			r = conv(c, NULL, s, len, elems + n * elem_size);
+			ret = read_str(c, NULL, &e, &s);
+		if (ret >= 0)
+			ret = conv(c, NULL, e.m.p, &s, elems + n * elem_size);
+		str_free(&s);
 		pop(c);
-		if (r < 0)
+		if (ret < 0)
 			break;
 		/* keep each value once: "a pod's IPs" and "a node's CIDRs" are sets */
 		bool dup = false;
@@ -507,56 +500,62 @@ static int string_array(struct pctx *c, struct json_object *parent, const char *
 		if (!dup)
 			n++;
 	}
+	if (ret >= 0 && more < 0)
+		ret = syntax_error(c);
 	pop(c);
-	if (r < 0) {
-		free(elems);
-		return r;
+	if (ret < 0) {
+		obj_release(c, elems);
+		return ret;
 	}
 	*out = elems;
 	*n_out = n;
 	return 0;
 }
 
-static int conv_ip(struct pctx *c, const char *key, const char *s, size_t len, void *out) {
-	return ip_value(c, key, s, len, out);
+static int conv_ip(struct pctx *c, const char *key, const char *at, const struct str *s,
+                   void *out) {
+	return ip_value(c, key, at, s, out);
 }
 
-static int conv_prefix(struct pctx *c, const char *key, const char *s, size_t len, void *out) {
-	return prefix_value(c, key, s, len, out);
+static int conv_prefix(struct pctx *c, const char *key, const char *at, const struct str *s,
+                       void *out) {
+	return prefix_value(c, key, at, s, out);
 }
 
-static int ip_array(struct pctx *c, struct json_object *parent, const char *key,
-                    struct mc_ip **out, size_t *n) {
-	return string_array(c, parent, key, sizeof(**out), conv_ip, (void **)out, n);
+static int ip_array(struct pctx *c, const char *key, const struct val *v, struct mc_ip **out,
+                    size_t *n) {
+	return string_array(c, key, v, sizeof(**out), conv_ip, (void **)out, n);
 }
 
-static int prefix_array(struct pctx *c, struct json_object *parent, const char *key,
+static int prefix_array(struct pctx *c, const char *key, const struct val *v,
                         struct mc_prefix **out, size_t *n) {
-	return string_array(c, parent, key, sizeof(**out), conv_prefix, (void **)out, n);
+	return string_array(c, key, v, sizeof(**out), conv_prefix, (void **)out, n);
 }
 
 /* A single optional string converted like one element of an array (status.podIP,
  * spec.podCIDR); an empty string means none. */
-static int single_string(struct pctx *c, struct json_object *parent, const char *key,
-                         size_t elem_size, conv_fn conv, void **out, size_t *n) {
-	const char *s;
-	size_t len;
-	void *elem;
-	int r = member_string(c, parent, key, &s, &len);
+static int single_string(struct pctx *c, const char *key, const struct val *v, size_t elem_size,
+                         conv_fn conv, void **out, size_t *n) {
+	struct str s;
+	void *elem = NULL;
+	int r = member_str(c, key, v, &s);
 
-	if (r < 0 || !s || len == 0)
-		return r;
-	elem = calloc(1, elem_size);
-	if (!elem)
-		return -ENOMEM;
-	r = conv(c, key, s, len, elem);
-	if (r < 0) {
-		free(elem);
-		return r;
+	if (r < 0 || !s.s || s.len == 0)
+		goto out;
+	elem = obj_alloc(c, 1, elem_size);
+	if (!elem) {
+		r = -ENOMEM;
+		goto out;
 	}
+	if ((r = conv(c, key, v->m.p, &s, elem)) < 0)
+		goto out;
 	*out = elem;
 	*n = 1;
-	return 0;
+	elem = NULL;
+out:
+	obj_release(c, elem);
+	str_free(&s);
+	return r;
 }
 
 /* RFC 3339 as Kubernetes writes metav1.Time: 2006-01-02T15:04:05Z or with an offset; a
@@ -585,268 +584,491 @@ static int parse_time(const char *s, int64_t *out) {
 
 /* --- objects ----------------------------------------------------------------------------- */
 
-static int parse_labels(struct pctx *c, struct json_object *meta, struct mc_object *o) {
-	struct json_object *labels;
-	char q[QUOTE_MAX + 8];
-	size_t n;
-	int r = member(c, meta, "labels", json_type_object, &labels);
+/*
+ * The members this file reads, for every kind at once: one walk over an object notes where
+ * each of them starts (in vals[slot]), entering metadata, spec and status rather than skipping
+ * them, so that an object is read once. A repeated key means its last value; when a container
+ * repeats, what was noted inside the earlier one is forgotten.
+ */
+enum slot {
+	S_KIND, S_API_VERSION, S_METADATA, S_SPEC, S_STATUS, S_DATA, S_ITEMS,
+	/* metadata.* */
+	S_NAME, S_NAMESPACE, S_LABELS, S_CREATED, S_RESOURCE_VERSION,
+	/* spec.* */
+	S_POD_CIDRS, S_POD_CIDR, S_NODE_NAME, S_HOST_NETWORK, S_SPEC_ADDRESSES, S_SPEC_BOOT_ID,
+	S_KEY_GENERATION, S_WG_KEY,
+	/* status.* */
+	S_NODE_INFO, S_BOOT_ID, S_STATUS_ADDRESSES, S_PHASE, S_POD_IPS, S_POD_IP,
+	S_N
+};
 
-	if (r < 0 || !labels || (n = (size_t)json_object_object_length(labels)) == 0)
+struct field {
+	const char *key;
+	unsigned len, slot;
+	const struct field *sub; /* the members read inside, when the value is an object */
+	unsigned sub_first, sub_end; /* the slots of sub and what is inside them */
+};
+
+#define LEAF(k, s) { k, sizeof(k) - 1, s, NULL, 0, 0 }
+#define NODE(k, s, f, first, end) { k, sizeof(k) - 1, s, f, first, end }
+
+static const struct field info_fields[] = { LEAF("bootID", S_BOOT_ID), { NULL } };
+
+static const struct field metadata_fields[] = {
+	LEAF("name", S_NAME),
+	LEAF("namespace", S_NAMESPACE),
+	LEAF("labels", S_LABELS),
+	LEAF("creationTimestamp", S_CREATED),
+	LEAF("resourceVersion", S_RESOURCE_VERSION),
+	{ NULL },
+};
+
+static const struct field spec_fields[] = {
+	LEAF("podCIDRs", S_POD_CIDRS),
+	LEAF("podCIDR", S_POD_CIDR),
+	LEAF("nodeName", S_NODE_NAME),
+	LEAF("hostNetwork", S_HOST_NETWORK),
+	LEAF("addresses", S_SPEC_ADDRESSES),
+	LEAF("bootID", S_SPEC_BOOT_ID),
+	LEAF("keyGeneration", S_KEY_GENERATION),
+	LEAF("wireguardPublicKey", S_WG_KEY),
+	{ NULL },
+};
+
+static const struct field status_fields[] = {
+	NODE("nodeInfo", S_NODE_INFO, info_fields, S_BOOT_ID, S_BOOT_ID + 1),
+	LEAF("addresses", S_STATUS_ADDRESSES),
+	LEAF("phase", S_PHASE),
+	LEAF("podIPs", S_POD_IPS),
+	LEAF("podIP", S_POD_IP),
+	{ NULL },
+};
+
+static const struct field object_fields[] = {
+	LEAF("kind", S_KIND),
+	LEAF("apiVersion", S_API_VERSION),
+	NODE("metadata", S_METADATA, metadata_fields, S_NAME, S_RESOURCE_VERSION + 1),
+	NODE("spec", S_SPEC, spec_fields, S_POD_CIDRS, S_WG_KEY + 1),
+	NODE("status", S_STATUS, status_fields, S_NODE_INFO, S_POD_IP + 1),
+	LEAF("data", S_DATA),
+	LEAF("items", S_ITEMS),
+	{ NULL },
+};
+
+/* Called by walk() for the root's "items" instead of skipping it; it consumes the value. */
+struct items_hook {
+	int (*fn)(struct pctx *c, struct val *vals, struct items_hook *hook);
+};
+
+/* Notes the members of fields in the object at the reader into vals, and consumes it. The
+ * recursion follows the fields, three levels at most, never the input. */
+static int walk(struct pctx *c, const struct field *fields, struct val *vals,
+                struct items_hook *hook) {
+	struct mc_json_reader *r = c->r;
+	const char *k;
+	size_t len;
+	int more, ret;
+
+	if (mc_json_enter_object(r) < 0)
+		return syntax_error(c);
+	while ((more = mc_json_next_member(r, &k, &len)) > 0) {
+		const struct field *f = fields;
+		struct val *v;
+
+		while (f->key && (f->len != len || f->key[0] != k[0] || memcmp(f->key, k, len) != 0))
+			f++;
+		if (!f->key) {
+			if (mc_json_skip(r) < 0)
+				return syntax_error(c);
+			continue;
+		}
+		v = &vals[f->slot];
+		v->m = mc_json_mark(r);
+		if (mc_json_peek(r, &v->type) < 0)
+			return syntax_error(c);
+		if (v->type == MC_JSON_NULL)
+			v->type = 0;
+		if (f->sub)
+			memset(&vals[f->sub_first], 0, (f->sub_end - f->sub_first) * sizeof(*v));
+		if (f->sub && v->type == MC_JSON_OBJECT)
+			ret = walk(c, f->sub, vals, NULL);
+		else if (hook && f->slot == S_ITEMS)
+			ret = hook->fn(c, vals, hook);
+		else
+			ret = mc_json_skip(r) < 0 ? syntax_error(c) : 0;
+		if (ret < 0)
+			return ret;
+	}
+	return more < 0 ? syntax_error(c) : 0;
+}
+
+/*
+ * Walks the members (labels, Secret data) of the object at v in document order: each key is
+ * checked (non-empty, at most key_max bytes) and handed NUL-terminated to each(), with its
+ * value, which must be a string. what names the keys in messages ("label key").
+ */
+typedef int (*entry_fn)(struct pctx *c, const char *key, const struct val *v,
+                        struct mc_object *o);
+
+static int map_entries(struct pctx *c, const struct val *v, const char *what, size_t key_max,
+                       entry_fn each, struct mc_object *o) {
+	struct mc_json_reader *r = c->r;
+	struct mc_json_mark after;
+	char q[QUOTE_MAX + 8], key[LABEL_KEY_MAX + 1];
+	const char *k;
+	size_t len;
+	int more, ret;
+
+	mc_json_seek(r, &v->m);
+	if (mc_json_enter_object(r) < 0)
+		return syntax_error(c);
+	while ((more = mc_json_next_member(r, &k, &len)) > 0) {
+		struct val e = { .m = mc_json_mark(r) };
+
+		if (len == 0 || len > key_max)
+			return fail(c, -EINVAL, NULL, NULL, "%s %s is empty or too long", what,
+			            quote(q, k, len));
+		memcpy(key, k, len);
+		key[len] = '\0';
+		if (mc_json_peek(r, &e.type) < 0 || mc_json_skip(r) < 0)
+			return syntax_error(c);
+		after = r->at;
+		if (e.type != MC_JSON_STRING)
+			return fail(c, -EINVAL, key, e.m.p, "expected a string, got %s",
+			            type_name(e.type));
+		if ((ret = each(c, key, &e, o)) < 0)
+			return ret;
+		mc_json_seek(r, &after);
+	}
+	return more < 0 ? syntax_error(c) : 0;
+}
+
+static int label_entry(struct pctx *c, const char *key, const struct val *v, struct mc_object *o) {
+	char q[QUOTE_MAX + 8];
+	struct mc_label *l = NULL;
+	struct str s;
+	char *value;
+	int r = read_str(c, key, v, &s);
+
+	if (r < 0)
+		goto out;
+	if (s.len > LABEL_VALUE_MAX) {
+		r = fail(c, -EINVAL, key, v->m.p, "%s is longer than %d characters",
+		         quote(q, s.s, s.len), LABEL_VALUE_MAX);
+		goto out;
+	}
+	if (!(value = obj_strndup(c, s.s, s.len))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* a repeated key keeps its place and takes the last value, as json-c's objects did */
+	for (size_t i = 0; i < o->n_labels && !l; i++)
+		if (strcmp(o->labels[i].key, key) == 0)
+			l = &o->labels[i];
+	if (!l) {
+		l = &o->labels[o->n_labels];
+		if (!(l->key = obj_strndup(c, key, strlen(key)))) {
+			obj_release(c, value);
+			r = -ENOMEM;
+			goto out;
+		}
+		o->n_labels++;
+	}
+	obj_release(c, l->value);
+	l->value = value;
+out:
+	str_free(&s);
+	return r;
+}
+
+static int parse_labels(struct pctx *c, const struct val *v, struct mc_object *o) {
+	size_t n;
+	int r = member(c, "labels", v, MC_JSON_OBJECT);
+
+	if (r < 0 || !v->type || (r = count(c, v, &n)) < 0 || n == 0)
 		return r;
-	o->labels = calloc(n, sizeof(*o->labels));
+	o->labels = obj_alloc(c, n, sizeof(*o->labels));
 	if (!o->labels)
 		return -ENOMEM;
-	push_key(c, "labels");
-	json_object_object_foreach(labels, key, val) {
-		struct mc_label *l = &o->labels[o->n_labels];
-		const char *s;
-		size_t klen = strlen(key), vlen = 0;
-
-		if (klen == 0 || klen > LABEL_KEY_MAX) {
-			r = fail(c, -EINVAL, NULL, "label key %s is empty or too long",
-			         quote(q, key, klen));
-			break;
-		}
-		if (json_object_get_type(val) != json_type_string) {
-			r = fail(c, -EINVAL, key, "expected a string, got %s",
-			         type_name(json_object_get_type(val)));
-			break;
-		}
-		if ((r = string_value(c, val, key, &s, &vlen)) < 0)
-			break;
-		if (vlen > LABEL_VALUE_MAX) {
-			r = fail(c, -EINVAL, key, "%s is longer than %d characters",
-			         quote(q, s, vlen), LABEL_VALUE_MAX);
-			break;
-		}
-		l->key = strdup(key);
-		l->value = strndup(s, vlen);
-		o->n_labels++;
-		if (!l->key || !l->value) {
-			r = -ENOMEM;
-			break;
-		}
-	}
+	push_key(c, "labels", v->m.p);
+	r = map_entries(c, v, "label key", LABEL_KEY_MAX, label_entry, o);
 	pop(c);
 	return r;
 }
 
-static int parse_node(struct pctx *c, struct json_object *root, struct mc_object *o) {
-	struct json_object *spec, *status, *info, *addresses;
-	int r;
+/* Calls each() for every element of the array member key at v, which must be objects; the
+ * element is on the path meanwhile. */
+typedef int (*element_fn)(struct pctx *c, const struct val *e, struct mc_object *o);
 
-	if ((r = member(c, root, "spec", json_type_object, &spec)) < 0)
-		return r;
-	if (spec) {
-		push_key(c, "spec");
-		r = prefix_array(c, spec, "podCIDRs", &o->node.pod_cidrs, &o->node.n_pod_cidrs);
-		if (r >= 0 && o->node.n_pod_cidrs == 0)
-			r = single_string(c, spec, "podCIDR", sizeof(struct mc_prefix), conv_prefix,
-			                  (void **)&o->node.pod_cidrs, &o->node.n_pod_cidrs);
-		pop(c);
-		if (r < 0)
-			return r;
-	}
-	if ((r = member(c, root, "status", json_type_object, &status)) < 0 || !status)
-		return r;
-	push_key(c, "status");
-	r = member(c, status, "nodeInfo", json_type_object, &info);
-	if (r >= 0 && info) {
-		push_key(c, "nodeInfo");
-		r = boot_id_member(c, info, "bootID", o->node.boot_id);
-		pop(c);
-	}
-	if (r >= 0)
-		r = member(c, status, "addresses", json_type_array, &addresses);
-	if (r >= 0 && addresses) {
-		size_t count = json_object_array_length(addresses);
+static int object_elements(struct pctx *c, const char *key, const struct val *v,
+                           element_fn each, struct mc_object *o) {
+	struct mc_json_reader *r = c->r;
+	struct mc_json_mark after;
+	int more = 0, ret = 0;
 
-		push_key(c, "addresses");
-		o->node.addresses = count ? calloc(count, sizeof(struct mc_ip)) : NULL;
-		if (count && !o->node.addresses)
-			r = -ENOMEM;
-		for (size_t i = 0; r >= 0 && i < count; i++) {
-			struct json_object *a = json_object_array_get_idx(addresses, i);
-			struct mc_ip *ip = &o->node.addresses[o->node.n_addresses];
-			const char *type, *addr;
-			size_t len;
+	push_key(c, key, v->m.p);
+	mc_json_seek(r, &v->m);
+	if (mc_json_enter_array(r) < 0)
+		ret = syntax_error(c);
+	for (size_t i = 0; ret >= 0 && (more = mc_json_next_element(r)) > 0; i++) {
+		struct val e = { .m = mc_json_mark(r) };
 
-			push_index(c, i);
-			if (json_object_get_type(a) != json_type_object)
-				r = fail(c, -EINVAL, NULL, "expected an object, got %s",
-				         type_name(json_object_get_type(a)));
-			if (r >= 0)
-				r = member_string(c, a, "type", &type, NULL);
-			if (r >= 0 && type && strcmp(type, "InternalIP") == 0) {
-				r = member_string(c, a, "address", &addr, &len);
-				if (r >= 0 && !addr)
-					r = fail(c, -EINVAL, "address", "missing");
-				if (r >= 0)
-					r = ip_value(c, "address", addr, len, ip);
-				if (r >= 0 && !memmem(o->node.addresses, o->node.n_addresses * sizeof(*ip),
-				                      ip, sizeof(*ip)))
-					o->node.n_addresses++;
-			}
-			pop(c);
+		if (mc_json_peek(r, &e.type) < 0 || mc_json_skip(r) < 0) {
+			ret = syntax_error(c);
+			break;
 		}
+		after = r->at;
+		push_index(c, i, e.m.p);
+		if (e.type != MC_JSON_OBJECT)
+			ret = fail(c, -EINVAL, NULL, NULL, "expected an object, got %s",
+			           type_name(e.type));
+		else
+			ret = each(c, &e, o);
 		pop(c);
+		mc_json_seek(r, &after);
 	}
+	if (ret >= 0 && more < 0)
+		ret = syntax_error(c);
 	pop(c);
-	return r;
+	return ret;
 }
 
-static int parse_pod(struct pctx *c, struct json_object *root, struct json_object *meta,
-                     struct mc_object *o) {
-	struct json_object *spec, *status, *hn;
-	const char *s;
-	size_t len, count;
-	char q[QUOTE_MAX + 8];
-	int r;
+static int node_address(struct pctx *c, const struct val *e, struct mc_object *o) {
+	static const char *const keys[] = { "type", "address" };
+	struct mc_ip *ip = &o->node.addresses[o->node.n_addresses];
+	struct val vals[2];
+	struct str type, addr = { .s = NULL };
+	int r = collect(c, &e->m, keys, 2, vals);
 
-	push_key(c, "metadata");
-	r = member_string(c, meta, "creationTimestamp", &s, &len);
-	if (r >= 0 && s && parse_time(s, &o->created) < 0)
-		r = fail(c, -EINVAL, "creationTimestamp", "%s is not an RFC 3339 time",
-		         quote(q, s, len));
-	pop(c);
-	if (r < 0)
+	if (r < 0 || (r = member_str(c, "type", &vals[0], &type)) < 0)
 		return r;
-	if ((r = member(c, root, "spec", json_type_object, &spec)) < 0)
-		return r;
-	if (spec) {
-		push_key(c, "spec");
-		r = member_string(c, spec, "nodeName", &s, &len);
-		if (r >= 0 && s && len > 0)
-			r = name_value(c, "nodeName", s, len, MC_NAME_MAX, &o->pod.node_name);
+	if (type.s && strcmp(type.s, "InternalIP") == 0) {
+		r = member_str(c, "address", &vals[1], &addr);
+		if (r >= 0 && !addr.s)
+			r = fail(c, -EINVAL, "address", NULL, "missing");
 		if (r >= 0)
-			r = member(c, spec, "hostNetwork", json_type_boolean, &hn);
-		if (r >= 0 && hn)
-			o->pod.host_network = json_object_get_boolean(hn);
+			r = ip_value(c, "address", vals[1].m.p, &addr, ip);
+		if (r >= 0 &&
+		    !memmem(o->node.addresses, o->node.n_addresses * sizeof(*ip), ip, sizeof(*ip)))
+			o->node.n_addresses++;
+	}
+	str_free(&type);
+	str_free(&addr);
+	return r;
+}
+
+static int parse_node(struct pctx *c, const struct val *vals, struct mc_object *o) {
+	const struct val *spec = &vals[S_SPEC], *status = &vals[S_STATUS];
+	const struct val *info = &vals[S_NODE_INFO], *addresses = &vals[S_STATUS_ADDRESSES];
+	size_t n = 0;
+	int r;
+
+	if ((r = member(c, "spec", spec, MC_JSON_OBJECT)) < 0)
+		return r;
+	if (spec->type) {
+		push_key(c, "spec", spec->m.p);
+		r = prefix_array(c, "podCIDRs", &vals[S_POD_CIDRS], &o->node.pod_cidrs,
+		                 &o->node.n_pod_cidrs);
+		if (r >= 0 && o->node.n_pod_cidrs == 0)
+			r = single_string(c, "podCIDR", &vals[S_POD_CIDR], sizeof(struct mc_prefix),
+			                  conv_prefix, (void **)&o->node.pod_cidrs,
+			                  &o->node.n_pod_cidrs);
 		pop(c);
 		if (r < 0)
 			return r;
 	}
-	if ((r = member(c, root, "status", json_type_object, &status)) < 0 || !status)
+	if ((r = member(c, "status", status, MC_JSON_OBJECT)) < 0 || !status->type)
 		return r;
-	push_key(c, "status");
-	r = member_string(c, status, "phase", &s, NULL);
-	if (r >= 0 && s)
-		o->pod.terminated = strcmp(s, "Succeeded") == 0 || strcmp(s, "Failed") == 0;
-	if (r >= 0) {
-		struct json_object *ips;
-
-		r = member(c, status, "podIPs", json_type_array, &ips);
-		count = r >= 0 && ips ? json_object_array_length(ips) : 0;
-		if (count > 0) {
-			o->pod.ips = calloc(count, sizeof(struct mc_ip));
-			if (!o->pod.ips)
-				r = -ENOMEM;
-			push_key(c, "podIPs");
-			for (size_t i = 0; r >= 0 && i < count; i++) {
-				struct json_object *e = json_object_array_get_idx(ips, i);
-				struct mc_ip *ip = &o->pod.ips[o->pod.n_ips];
-
-				push_index(c, i);
-				if (json_object_get_type(e) != json_type_object)
-					r = fail(c, -EINVAL, NULL, "expected an object, got %s",
-					         type_name(json_object_get_type(e)));
-				if (r >= 0)
-					r = member_string(c, e, "ip", &s, &len);
-				if (r >= 0 && !s)
-					r = fail(c, -EINVAL, "ip", "missing");
-				if (r >= 0)
-					r = ip_value(c, "ip", s, len, ip);
-				for (size_t j = 0; r >= 0 && j < o->pod.n_ips; j++)
-					if (o->pod.ips[j].family == ip->family &&
-					    memcmp(&o->pod.ips[j], ip, sizeof(*ip)) != 0)
-						r = fail(c, -EINVAL, "ip",
-						         "a second address of one family (Kubernetes allows "
-						         "one IPv4 and one IPv6 address)");
-				if (r >= 0 && !memmem(o->pod.ips, o->pod.n_ips * sizeof(*ip), ip,
-				                      sizeof(*ip)))
-					o->pod.n_ips++;
-				pop(c);
-			}
-			pop(c);
-		} else if (r >= 0) {
-			/* servers before 1.16 (and kubelet's early states) set only podIP */
-			r = single_string(c, status, "podIP", sizeof(struct mc_ip), conv_ip,
-			                  (void **)&o->pod.ips, &o->pod.n_ips);
-		}
+	push_key(c, "status", status->m.p);
+	r = member(c, "nodeInfo", info, MC_JSON_OBJECT);
+	if (r >= 0 && info->type) {
+		push_key(c, "nodeInfo", info->m.p);
+		r = boot_id_member(c, "bootID", &vals[S_BOOT_ID], o->node.boot_id);
+		pop(c);
+	}
+	if (r >= 0)
+		r = member(c, "addresses", addresses, MC_JSON_ARRAY);
+	if (r >= 0 && addresses->type)
+		r = count(c, addresses, &n);
+	if (r >= 0 && n > 0) {
+		o->node.addresses = obj_alloc(c, n, sizeof(struct mc_ip));
+		r = o->node.addresses ? object_elements(c, "addresses", addresses, node_address, o)
+		                      : -ENOMEM;
 	}
 	pop(c);
 	return r;
 }
 
-static int parse_meshcrypt_node(struct pctx *c, struct json_object *root, struct mc_object *o) {
-	struct json_object *spec, *gen;
+static int pod_ip(struct pctx *c, const struct val *e, struct mc_object *o) {
+	static const char *const keys[] = { "ip" };
+	struct mc_ip *ip = &o->pod.ips[o->pod.n_ips];
+	struct val v;
+	struct str s = { .s = NULL };
+	int r = collect(c, &e->m, keys, 1, &v);
+
+	if (r >= 0)
+		r = member_str(c, "ip", &v, &s);
+	if (r >= 0 && !s.s)
+		r = fail(c, -EINVAL, "ip", NULL, "missing");
+	if (r >= 0)
+		r = ip_value(c, "ip", v.m.p, &s, ip);
+	for (size_t j = 0; r >= 0 && j < o->pod.n_ips; j++)
+		if (o->pod.ips[j].family == ip->family && memcmp(&o->pod.ips[j], ip, sizeof(*ip)) != 0)
+			r = fail(c, -EINVAL, "ip", v.m.p,
+			         "a second address of one family (Kubernetes allows one IPv4 and one "
+			         "IPv6 address)");
+	if (r >= 0 && !memmem(o->pod.ips, o->pod.n_ips * sizeof(*ip), ip, sizeof(*ip)))
+		o->pod.n_ips++;
+	str_free(&s);
+	return r;
+}
+
+static int parse_pod(struct pctx *c, const struct val *vals, struct mc_object *o) {
+	const struct val *spec = &vals[S_SPEC], *status = &vals[S_STATUS];
+	const struct val *host = &vals[S_HOST_NETWORK], *ips = &vals[S_POD_IPS];
+	char q[QUOTE_MAX + 8];
+	struct str s;
+	size_t n = 0;
 	int r;
 
-	if ((r = member(c, root, "spec", json_type_object, &spec)) < 0 || !spec)
+	push_key(c, "metadata", vals[S_METADATA].m.p);
+	r = member_str(c, "creationTimestamp", &vals[S_CREATED], &s);
+	if (r >= 0 && s.s && parse_time(s.s, &o->created) < 0)
+		r = fail(c, -EINVAL, "creationTimestamp", vals[S_CREATED].m.p,
+		         "%s is not an RFC 3339 time", quote(q, s.s, s.len));
+	str_free(&s);
+	pop(c);
+	if (r < 0 || (r = member(c, "spec", spec, MC_JSON_OBJECT)) < 0)
 		return r;
-	push_key(c, "spec");
-	r = ip_array(c, spec, "addresses", &o->mcnode.addresses, &o->mcnode.n_addresses);
+	if (spec->type) {
+		push_key(c, "spec", spec->m.p);
+		r = member_str(c, "nodeName", &vals[S_NODE_NAME], &s);
+		if (r >= 0 && s.s && s.len > 0)
+			r = name_value(c, "nodeName", vals[S_NODE_NAME].m.p, &s, MC_NAME_MAX,
+			               &o->pod.node_name);
+		str_free(&s);
+		if (r >= 0)
+			r = member(c, "hostNetwork", host, MC_JSON_BOOL);
+		if (r >= 0 && host->type) {
+			mc_json_seek(c->r, &host->m);
+			if (mc_json_read_bool(c->r, &o->pod.host_network) < 0)
+				r = syntax_error(c);
+		}
+		pop(c);
+		if (r < 0)
+			return r;
+	}
+	if ((r = member(c, "status", status, MC_JSON_OBJECT)) < 0 || !status->type)
+		return r;
+	push_key(c, "status", status->m.p);
+	r = member_str(c, "phase", &vals[S_PHASE], &s);
+	if (r >= 0 && s.s)
+		o->pod.terminated = strcmp(s.s, "Succeeded") == 0 || strcmp(s.s, "Failed") == 0;
+	str_free(&s);
 	if (r >= 0)
-		r = boot_id_member(c, spec, "bootID", o->mcnode.boot_id);
-	if (r >= 0)
-		r = member(c, spec, "keyGeneration", json_type_int, &gen);
-	if (r >= 0 && gen) {
-		int64_t g = json_object_get_int64(gen);
+		r = member(c, "podIPs", ips, MC_JSON_ARRAY);
+	if (r >= 0 && ips->type)
+		r = count(c, ips, &n);
+	if (r >= 0 && n > 0) {
+		o->pod.ips = obj_alloc(c, n, sizeof(struct mc_ip));
+		r = o->pod.ips ? object_elements(c, "podIPs", ips, pod_ip, o) : -ENOMEM;
+	} else if (r >= 0) {
+		/* servers before 1.16 (and kubelet's early states) set only podIP */
+		r = single_string(c, "podIP", &vals[S_POD_IP], sizeof(struct mc_ip), conv_ip,
+		                  (void **)&o->pod.ips, &o->pod.n_ips);
+	}
+	pop(c);
+	return r;
+}
 
-		/* json-c clamps out-of-range numbers to INT64_MAX, which fails here too */
-		if (g < 0 || g > UINT32_MAX)
-			r = fail(c, -EINVAL, "keyGeneration", "%lld is not in 0..%u", (long long)g,
-			         UINT32_MAX);
+static int parse_meshcrypt_node(struct pctx *c, const struct val *vals, struct mc_object *o) {
+	const struct val *spec = &vals[S_SPEC], *gen = &vals[S_KEY_GENERATION];
+	int64_t g;
+	int r;
+
+	if ((r = member(c, "spec", spec, MC_JSON_OBJECT)) < 0 || !spec->type)
+		return r;
+	push_key(c, "spec", spec->m.p);
+	r = ip_array(c, "addresses", &vals[S_SPEC_ADDRESSES], &o->mcnode.addresses,
+	             &o->mcnode.n_addresses);
+	if (r >= 0)
+		r = boot_id_member(c, "bootID", &vals[S_SPEC_BOOT_ID], o->mcnode.boot_id);
+	if (r >= 0)
+		r = member(c, "keyGeneration", gen, MC_JSON_INT);
+	if (r >= 0 && gen->type) {
+		mc_json_seek(c->r, &gen->m);
+		if (mc_json_read_int(c->r, &g) < 0)
+			r = syntax_error(c);
+		/* numbers beyond int64_t read as its limits, which fail here too */
+		else if (g < 0 || g > UINT32_MAX)
+			r = fail(c, -EINVAL, "keyGeneration", gen->m.p, "%lld is not in 0..%u",
+			         (long long)g, UINT32_MAX);
 		else
 			o->mcnode.key_generation = (uint32_t)g;
 	}
 	if (r >= 0)
-		r = wireguard_key_member(c, spec, o->mcnode.wireguard_public_key);
+		r = wireguard_key_member(c, &vals[S_WG_KEY], o->mcnode.wireguard_public_key);
 	if (r >= 0)
-		r = prefix_array(c, spec, "podCIDRs", &o->mcnode.pod_cidrs, &o->mcnode.n_pod_cidrs);
+		r = prefix_array(c, "podCIDRs", &vals[S_POD_CIDRS], &o->mcnode.pod_cidrs,
+		                 &o->mcnode.n_pod_cidrs);
 	pop(c);
 	return r;
 }
 
-static int parse_secret(struct pctx *c, struct json_object *root, struct mc_object *o) {
-	struct json_object *data;
-	char q[QUOTE_MAX + 8];
-	size_t n;
-	int r = member(c, root, "data", json_type_object, &data);
+static int secret_entry(struct pctx *c, const char *key, const struct val *v,
+                        struct mc_object *o) {
+	struct mc_secret_entry *e;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	struct str s;
+	int r = read_str(c, key, v, &s);
 
-	if (r < 0 || !data || (n = (size_t)json_object_object_length(data)) == 0)
+	if (r >= 0) {
+		r = base64_decode(s.s, s.len, &data, &len);
+		if (r == -EINVAL)
+			r = fail(c, -EINVAL, key, v->m.p, "not valid base64");
+	}
+	/* the text is the secret too */
+	if (s.s)
+		explicit_bzero(s.s, s.len);
+	str_free(&s);
+	if (r < 0)
+		return r;
+	/* a repeated key keeps its place and takes the last value, as json-c's objects did */
+	for (size_t i = 0; i < o->secret.n_entries; i++) {
+		e = &o->secret.entries[i];
+		if (strcmp(e->key, key) != 0)
+			continue;
+		explicit_bzero(e->data, e->len);
+		free(e->data);
+		e->data = data;
+		e->len = len;
+		return 0;
+	}
+	e = &o->secret.entries[o->secret.n_entries];
+	if (!(e->key = strdup(key))) {
+		explicit_bzero(data, len);
+		free(data);
+		return -ENOMEM;
+	}
+	e->data = data;
+	e->len = len;
+	o->secret.n_entries++;
+	return 0;
+}
+
+static int parse_secret(struct pctx *c, const struct val *vals, struct mc_object *o) {
+	const struct val *data = &vals[S_DATA];
+	size_t n;
+	int r = member(c, "data", data, MC_JSON_OBJECT);
+
+	if (r < 0 || !data->type || (r = count(c, data, &n)) < 0 || n == 0)
 		return r;
 	o->secret.entries = calloc(n, sizeof(*o->secret.entries));
 	if (!o->secret.entries)
 		return -ENOMEM;
-	push_key(c, "data");
-	json_object_object_foreach(data, key, val) {
-		struct mc_secret_entry *e = &o->secret.entries[o->secret.n_entries];
-		const char *s;
-		size_t klen = strlen(key), len = 0;
-
-		if (klen == 0 || klen > MC_NAME_MAX) {
-			r = fail(c, -EINVAL, NULL, "key %s is empty or too long", quote(q, key, klen));
-			break;
-		}
-		if (json_object_get_type(val) != json_type_string) {
-			r = fail(c, -EINVAL, key, "expected a string, got %s",
-			         type_name(json_object_get_type(val)));
-			break;
-		}
-		if ((r = string_value(c, val, key, &s, &len)) < 0)
-			break;
-		if (!(e->key = strdup(key))) {
-			r = -ENOMEM;
-			break;
-		}
-		o->secret.n_entries++;
-		r = base64_decode(s, len, &e->data, &e->len);
-		if (r == -EINVAL)
-			r = fail(c, -EINVAL, key, "not valid base64");
-		if (r < 0)
-			break;
-	}
+	push_key(c, "data", data->m.p);
+	r = map_entries(c, data, "key", MC_NAME_MAX, secret_entry, o);
 	pop(c);
 	return r;
 }
@@ -885,75 +1107,94 @@ static const struct kind_info *lookup_kind(const char *kind, const char *api_ver
 	return NULL;
 }
 
-/* Converts one object. Returns 0 with *out set, 1 when the kind is not one meshcrypt reads
- * (*out NULL, *kind_out its name for a message), or -errno. */
-static int convert(struct pctx *c, struct json_object *root, const char *default_kind,
-                   struct mc_object **out, const char **kind_out) {
-	struct json_object *meta;
+/* The metadata every kind has: name, namespace, labels. */
+static int parse_metadata(struct pctx *c, const struct kind_info *k, const struct val *vals,
+                          struct mc_object *o) {
+	struct str s;
+	int r = member_str(c, "name", &vals[S_NAME], &s);
+
+	if (r >= 0 && !s.s)
+		r = fail(c, -EINVAL, "name", NULL, "missing");
+	if (r >= 0)
+		r = name_value(c, "name", vals[S_NAME].m.p, &s, MC_NAME_MAX, &o->name);
+	str_free(&s);
+	if (r < 0)
+		return r;
+	c->name = o->name;
+	if (k->namespaced) {
+		r = member_str(c, "namespace", &vals[S_NAMESPACE], &s);
+		if (r >= 0 && !s.s)
+			r = fail(c, -EINVAL, "namespace", NULL, "missing");
+		if (r >= 0)
+			r = name_value(c, "namespace", vals[S_NAMESPACE].m.p, &s, MC_NAMESPACE_MAX,
+			               &o->namespace);
+		str_free(&s);
+		if (r < 0)
+			return r;
+		c->ns = o->namespace;
+	}
+	if (k->kind == MC_OBJECT_NAMESPACE || k->kind == MC_OBJECT_POD)
+		r = parse_labels(c, &vals[S_LABELS], o);
+	return r;
+}
+
+/*
+ * Converts the object whose members walk() noted in vals. Returns 0 with *out set, 1 when the
+ * kind is not one meshcrypt reads (*out NULL; kind holds its name for a message, or is NULL
+ * when default_kind was used), or -errno.
+ */
+static int convert(struct pctx *c, const struct val *vals, const char *default_kind,
+                   struct mc_object **out, struct str *kind) {
+	const struct val *meta = &vals[S_METADATA];
 	const struct kind_info *k;
 	struct mc_object *o;
-	const char *kind, *api_version, *s;
-	size_t len;
+	struct str api;
+	const char *name;
 	int r;
 
 	*out = NULL;
-	if (json_object_get_type(root) != json_type_object)
-		return fail(c, -EINVAL, NULL, "expected an object, got %s",
-		            type_name(json_object_get_type(root)));
-	if ((r = member_string(c, root, "kind", &kind, NULL)) < 0 ||
-	    (r = member_string(c, root, "apiVersion", &api_version, NULL)) < 0)
+	if ((r = member_str(c, "kind", &vals[S_KIND], kind)) < 0 ||
+	    (r = member_str(c, "apiVersion", &vals[S_API_VERSION], &api)) < 0)
 		return r;
-	if (!kind && !(kind = default_kind))
-		return fail(c, -EINVAL, "kind", "missing");
-	*kind_out = kind;
-	if (!(k = lookup_kind(kind, api_version)))
+	if (!(name = kind->s ? kind->s : default_kind)) {
+		str_free(&api);
+		return fail(c, -EINVAL, "kind", NULL, "missing");
+	}
+	k = lookup_kind(name, api.s);
+	str_free(&api);
+	if (!k)
 		return 1;
 	c->kind = k->name;
 
-	o = calloc(1, sizeof(*o));
+	c->arena = k->kind == MC_OBJECT_POD || k->kind == MC_OBJECT_NAMESPACE ? c->list_arena : NULL;
+	o = obj_alloc(c, 1, sizeof(*o));
 	if (!o)
 		return -ENOMEM;
 	o->kind = k->kind;
-	if ((r = member(c, root, "metadata", json_type_object, &meta)) < 0)
+	o->in_arena = c->arena != NULL;
+	if ((r = member(c, "metadata", meta, MC_JSON_OBJECT)) < 0)
 		goto fail;
-	if (!meta) {
-		r = fail(c, -EINVAL, "metadata", "missing");
+	if (!meta->type) {
+		r = fail(c, -EINVAL, "metadata", NULL, "missing");
 		goto fail;
 	}
-	push_key(c, "metadata");
-	r = member_string(c, meta, "name", &s, &len);
-	if (r >= 0 && !s)
-		r = fail(c, -EINVAL, "name", "missing");
-	if (r >= 0)
-		r = name_value(c, "name", s, len, MC_NAME_MAX, &o->name);
-	if (r >= 0)
-		c->name = o->name;
-	if (r >= 0 && k->namespaced) {
-		r = member_string(c, meta, "namespace", &s, &len);
-		if (r >= 0 && !s)
-			r = fail(c, -EINVAL, "namespace", "missing");
-		if (r >= 0)
-			r = name_value(c, "namespace", s, len, MC_NAMESPACE_MAX, &o->namespace);
-		if (r >= 0)
-			c->ns = o->namespace;
-	}
-	if (r >= 0 && (k->kind == MC_OBJECT_NAMESPACE || k->kind == MC_OBJECT_POD))
-		r = parse_labels(c, meta, o);
+	push_key(c, "metadata", meta->m.p);
+	r = parse_metadata(c, k, vals, o);
 	pop(c);
 	if (r < 0)
 		goto fail;
 	switch (k->kind) {
 	case MC_OBJECT_POD:
-		r = parse_pod(c, root, meta, o);
+		r = parse_pod(c, vals, o);
 		break;
 	case MC_OBJECT_NODE:
-		r = parse_node(c, root, o);
+		r = parse_node(c, vals, o);
 		break;
 	case MC_OBJECT_MESHCRYPT_NODE:
-		r = parse_meshcrypt_node(c, root, o);
+		r = parse_meshcrypt_node(c, vals, o);
 		break;
 	case MC_OBJECT_SECRET:
-		r = parse_secret(c, root, o);
+		r = parse_secret(c, vals, o);
 		break;
 	case MC_OBJECT_NAMESPACE:
 		break;
@@ -973,61 +1214,6 @@ static void clear_error(struct mc_parse_error *err) {
 	err->message[0] = '\0';
 }
 
-int mc_object_from_json(struct json_object *obj, struct mc_object **out,
-                        struct mc_parse_error *err) {
-	struct mc_parse_error scratch;
-	struct pctx c = { .err = err ? err : &scratch, .item = -1 };
-	const char *kind = NULL;
-	int r;
-
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	clear_error(c.err);
-	r = convert(&c, obj, NULL, out, &kind);
-	if (r == 1)
-		return fail(&c, -ENOTSUP, NULL, "kind %s is not one meshcrypt reads", kind);
-	return r;
-}
-
-/* Decodes text into a json-c tree, or explains why not. */
-static int decode(const char *json, size_t len, struct json_object **out,
-                  struct mc_parse_error *err) {
-	struct json_tokener *tok;
-	enum json_tokener_error jerr;
-	size_t end;
-
-	*out = NULL;
-	if (len > MC_DOCUMENT_MAX) {
-		snprintf(err->message, sizeof(err->message),
-		         "document of %zu bytes is larger than the limit of %zu", len,
-		         (size_t)MC_DOCUMENT_MAX);
-		return -EFBIG;
-	}
-	tok = json_tokener_new_ex(MC_JSON_DEPTH);
-	if (!tok)
-		return -ENOMEM;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	*out = json_tokener_parse_ex(tok, json, (int)len);
-	jerr = json_tokener_get_error(tok);
-	end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-	if (*out)
-		return 0;
-	if (jerr == json_tokener_continue) {
-		snprintf(err->message, sizeof(err->message), "JSON: unexpected end of document");
-		end = len;
-	} else if (jerr == json_tokener_error_depth) {
-		snprintf(err->message, sizeof(err->message), "JSON: nested deeper than %d levels",
-		         MC_JSON_DEPTH);
-	} else {
-		snprintf(err->message, sizeof(err->message), "JSON: %s",
-		         json_tokener_error_desc(jerr));
-	}
-	set_position(err, json, end);
-	return -EINVAL;
-}
-
 /* "PodList" -> "Pod" in buf; "List" -> NULL (its items name their kind). */
 static const char *item_kind(const char *list_kind, char *buf, size_t size) {
 	size_t n = strlen(list_kind) - 4;
@@ -1043,62 +1229,6 @@ static bool is_list(const char *kind) {
 	size_t n = kind ? strlen(kind) : 0;
 
 	return n >= 4 && strcmp(kind + n - 4, "List") == 0;
-}
-
-static int convert_list(const char *json, size_t len, struct json_object *root,
-                        struct mc_object_list *list, struct mc_parse_error *err) {
-	struct pctx c = { .err = err, .text = json, .len = len, .item = -1 };
-	struct json_object *items, *meta;
-	const char *kind, *rv;
-	char kind_buf[64];
-	const char *default_kind;
-	size_t count;
-	int r;
-
-	if ((r = member_string(&c, root, "kind", &kind, NULL)) < 0)
-		return r;
-	default_kind = item_kind(kind, kind_buf, sizeof(kind_buf));
-	if ((r = member(&c, root, "metadata", json_type_object, &meta)) < 0)
-		return r;
-	push_key(&c, "metadata");
-	r = member_string(&c, meta, "resourceVersion", &rv, NULL);
-	pop(&c);
-	if (r < 0)
-		return r;
-	if (rv && *rv && !(list->resource_version = strdup(rv)))
-		return -ENOMEM;
-	if ((r = member(&c, root, "items", json_type_array, &items)) < 0 || !items)
-		return r;
-	count = json_object_array_length(items);
-	if (count > 0 && !(list->objects = calloc(count, sizeof(*list->objects))))
-		return -ENOMEM;
-	for (size_t i = 0; i < count; i++) {
-		struct pctx ic = { .err = err, .text = json, .len = len, .item = (long)i };
-		struct mc_object *o;
-		const char *k;
-
-		r = convert(&ic, json_object_array_get_idx(items, i), default_kind, &o, &k);
-		if (r < 0)
-			return r;
-		if (r == 0)
-			list->objects[list->n_objects++] = o;
-	}
-	return 0;
-}
-
-/* --- the fast path for large Lists ------------------------------------------------------ */
-
-/* Decodes exactly [p, p + len) as one JSON value, or returns NULL. */
-static struct json_object *decode_span(struct json_tokener *tok, const char *p, size_t len) {
-	struct json_object *o;
-
-	json_tokener_reset(tok);
-	o = json_tokener_parse_ex(tok, p, (int)len);
-	if (o && json_tokener_get_parse_end(tok) != len) {
-		json_object_put(o);
-		return NULL;
-	}
-	return o;
 }
 
 static int list_append(struct mc_object_list *list, size_t *cap, struct mc_object *o) {
@@ -1117,185 +1247,182 @@ static int list_append(struct mc_object_list *list, size_t *cap, struct mc_objec
 	return 0;
 }
 
+/* A syntax error, which ends the reading; a content error (-EINVAL with the reader content)
+ * does not. */
+static bool is_syntax_error(const struct pctx *c, int r) {
+	return r == -EINVAL && c->r->error;
+}
+
 /*
- * Converts a List item by item: json-c decodes one item at a time, which is freed before the
- * next, instead of the whole document at once (for 150,000 pods, a tree of gigabytes built in
- * seconds). The two outer levels are split here; everything below them is decoded by json-c.
- * Returns 0 with *out set, 1 when the document is not a plainly shaped List or has any error
- * (the slow path then decides and explains it precisely), or -ENOMEM.
+ * Converts the List whose members are noted in vals into list, leaving the reader after its
+ * items. On a content error, the items after it are still read, so that a syntax error further
+ * on is the one reported, as it would be with the whole document checked first.
  */
-static int fast_list(const char *json, size_t len, struct mc_object_list **out) {
-	const char *end = json + len, *p = skip_ws(json, end), *items = NULL, *items_end = NULL;
-	struct json_object *kind = NULL, *meta = NULL, *rv;
-	struct mc_object_list *list = NULL;
-	struct mc_parse_error scratch;
-	struct json_tokener *tok;
+static int convert_list(struct pctx *c, const struct val *vals, const char *list_kind,
+                        struct mc_object_list *list) {
+	struct mc_json_reader *r = c->r;
+	const struct val *meta = &vals[S_METADATA], *items = &vals[S_ITEMS];
 	char kind_buf[64];
-	const char *default_kind;
+	const char *default_kind = item_kind(list_kind, kind_buf, sizeof(kind_buf));
+	struct str s;
 	size_t cap = 0;
-	int r = 1;
+	int more, ret = member(c, "metadata", meta, MC_JSON_OBJECT);
 
-	if (p >= end || *p != '{' || !(tok = json_tokener_new_ex(MC_JSON_DEPTH - 2)))
-		return p < end && *p == '{' ? -ENOMEM : 1;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	for (p = skip_ws(p + 1, end);;) {
-		const char *k = p + 1, *ke = k, *v, *e;
-		struct json_object *val;
-
-		if (p >= end || *p != '"')
-			goto out;
-		/* a key written with escapes could be "items": leave it to json-c */
-		while (ke < end && *ke != '"' && *ke != '\\')
-			ke++;
-		if (ke >= end || *ke != '"')
-			goto out;
-		p = skip_ws(ke + 1, end);
-		if (p >= end || *p != ':')
-			goto out;
-		v = skip_ws(p + 1, end);
-		if (!(e = span_end(v, end)))
-			goto out;
-		if ((size_t)(ke - k) == 5 && memcmp(k, "items", 5) == 0) {
-			items = v;
-			items_end = e;
-		} else {
-			if (!(val = decode_span(tok, v, (size_t)(e - v))))
-				goto out;
-			if ((size_t)(ke - k) == 4 && memcmp(k, "kind", 4) == 0) {
-				json_object_put(kind);
-				kind = val;
-			} else if ((size_t)(ke - k) == 8 && memcmp(k, "metadata", 8) == 0) {
-				json_object_put(meta);
-				meta = val;
-			} else {
-				json_object_put(val);
-			}
+	if (ret >= 0 && meta->type) {
+		push_key(c, "metadata", meta->m.p);
+		ret = member_str(c, "resourceVersion", &vals[S_RESOURCE_VERSION], &s);
+		pop(c);
+		if (ret >= 0 && s.s && s.len > 0 && !(list->resource_version = strdup(s.s)))
+			ret = -ENOMEM;
+		str_free(&s);
+	}
+	if (ret >= 0)
+		ret = member(c, "items", items, MC_JSON_ARRAY);
+	if (ret < 0 || items->type != MC_JSON_ARRAY) {
+		/* not converted, but read: the reader is to end up after them (even a null) */
+		if (ret != -ENOMEM && items->m.p) {
+			mc_json_seek(r, &items->m);
+			if (mc_json_skip(r) < 0)
+				return syntax_error(c);
 		}
-		p = skip_ws(e, end);
-		if (p < end && *p == ',') {
-			p = skip_ws(p + 1, end);
+		return ret;
+	}
+	mc_json_seek(r, &items->m);
+	if (mc_json_enter_array(r) < 0)
+		return syntax_error(c);
+	for (long i = 0; (more = mc_json_next_element(r)) > 0; i++) {
+		struct pctx ic = { .err = c->err, .r = r, .item = i, .list_arena = &list->arena };
+		struct val item = { .m = mc_json_mark(r) }, iv[S_N];
+		struct mc_json_mark after;
+		struct mc_object *o;
+		struct str kind;
+		int cr;
+
+		ic.at = item.m.p;
+		if (mc_json_peek(r, &item.type) < 0)
+			return syntax_error(c);
+		if (item.type != MC_JSON_OBJECT || ret < 0) {
+			if (mc_json_skip(r) < 0)
+				return syntax_error(c);
+			if (ret >= 0)
+				ret = fail(&ic, -EINVAL, NULL, NULL, "expected an object, got %s",
+				           type_name(item.type));
 			continue;
 		}
-		if (p < end && *p == '}' && skip_ws(p + 1, end) == end)
-			break;
-		goto out;
+		memset(iv, 0, sizeof(iv));
+		if ((cr = walk(&ic, object_fields, iv, NULL)) < 0)
+			return cr;
+		after = r->at;
+		cr = convert(&ic, iv, default_kind, &o, &kind);
+		str_free(&kind);
+		if (cr == -ENOMEM || (cr == 0 && list_append(list, &cap, o) < 0))
+			return -ENOMEM;
+		if (cr < 0)
+			ret = cr;
+		mc_json_seek(r, &after);
 	}
-	if (!kind || !json_object_is_type(kind, json_type_string) ||
-	    !is_list(json_object_get_string(kind)) || !items || *items != '[' ||
-	    (meta && !json_object_is_type(meta, json_type_object)))
-		goto out;
-	if (!(list = calloc(1, sizeof(*list)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	if (meta && json_object_object_get_ex(meta, "resourceVersion", &rv) && rv) {
-		if (!json_object_is_type(rv, json_type_string))
-			goto out;
-		if (json_object_get_string_len(rv) > 0 &&
-		    !(list->resource_version = strdup(json_object_get_string(rv)))) {
-			r = -ENOMEM;
-			goto out;
-		}
-	}
-	default_kind = item_kind(json_object_get_string(kind), kind_buf, sizeof(kind_buf));
-	p = skip_ws(items + 1, items_end);
-	for (long i = 0; p < items_end && *p != ']'; i++) {
-		struct pctx ic = { .err = &scratch, .item = i };
-		const char *e = span_end(p, items_end), *k;
-		struct json_object *item;
-		struct mc_object *o;
+	return more < 0 ? syntax_error(c) : ret;
+}
 
-		if (!e || !(item = decode_span(tok, p, (size_t)(e - p))))
-			goto out;
-		r = convert(&ic, item, default_kind, &o, &k);
-		json_object_put(item);
-		if (r < 0 || (r == 0 && list_append(list, &cap, o) < 0)) {
-			r = r == -ENOMEM || r == 0 ? -ENOMEM : 1;
-			goto out;
-		}
-		r = 1;
-		p = skip_ws(e, items_end);
-		if (p < items_end && *p == ',')
-			p = skip_ws(p + 1, items_end);
-		else if (p >= items_end || *p != ']')
-			goto out;
+/*
+ * A List's items are converted while the document is read, when its kind and metadata came
+ * before them (as the API server writes them); kubectl writes "items" first, and then they are
+ * converted after the reading. The conversion counts only if neither kind, metadata nor items
+ * came again later.
+ */
+struct list_hook {
+	struct items_hook hook;
+	struct mc_object_list *list;
+	const char *items_at; /* the items converted, NULL when none were */
+	int result;
+};
+
+static int items_now(struct pctx *c, struct val *vals, struct items_hook *hook) {
+	struct list_hook *lh = (struct list_hook *)hook;
+	struct mc_object_list *list = lh->list;
+	struct str kind;
+	int r;
+
+	lh->items_at = NULL;
+	if (vals[S_KIND].type != MC_JSON_STRING)
+		return mc_json_skip(c->r) < 0 ? syntax_error(c) : 0;
+	if ((r = read_str(c, "kind", &vals[S_KIND], &kind)) < 0 || !is_list(kind.s)) {
+		str_free(&kind);
+		if (r < 0 && (r == -ENOMEM || is_syntax_error(c, r)))
+			return r;
+		mc_json_seek(c->r, &vals[S_ITEMS].m);
+		return mc_json_skip(c->r) < 0 ? syntax_error(c) : 0;
 	}
-	if (p + 1 != items_end)
-		goto out;
-	*out = list;
-	list = NULL;
-	r = 0;
-out:
-	mc_object_list_free(list);
-	json_object_put(kind);
-	json_object_put(meta);
-	json_tokener_free(tok);
-	return r;
+	/* a repeated "items": start again */
+	for (size_t i = 0; i < list->n_objects; i++)
+		mc_object_free(list->objects[i]);
+	list->n_objects = 0;
+	free(list->resource_version);
+	list->resource_version = NULL;
+	clear_error(c->err);
+	r = convert_list(c, vals, kind.s, list);
+	str_free(&kind);
+	if (r == -ENOMEM || is_syntax_error(c, r))
+		return r;
+	lh->items_at = vals[S_ITEMS].m.p;
+	lh->result = r;
+	return 0;
+}
+
+/*
+ * Reads the whole document once, which checks that all of it is JSON, and notes the root
+ * value in *root and, when it is an object, its members in vals. hook (may be NULL) converts
+ * a List's items on the way.
+ */
+static int read_document(struct pctx *c, const char *json, size_t len, struct val *root,
+                         struct val vals[S_N], struct items_hook *hook) {
+	if (len > MC_DOCUMENT_MAX) {
+		snprintf(c->err->message, sizeof(c->err->message),
+		         "document of %zu bytes is larger than the limit of %zu", len,
+		         (size_t)MC_DOCUMENT_MAX);
+		return -EFBIG;
+	}
+	mc_json_reader_init(c->r, json, len);
+	root->m = mc_json_mark(c->r);
+	c->at = root->m.p;
+	memset(vals, 0, S_N * sizeof(*vals));
+	if (mc_json_peek(c->r, &root->type) < 0)
+		return syntax_error(c);
+	if (root->type == MC_JSON_OBJECT) {
+		int r = walk(c, object_fields, vals, hook);
+
+		if (r < 0)
+			return r;
+	} else if (mc_json_skip(c->r) < 0) {
+		return syntax_error(c);
+	}
+	return mc_json_finish(c->r) < 0 ? syntax_error(c) : 0;
+}
+
+/* Drops the items converted while reading, which did not count after all (the kind, metadata
+ * or items came again later), and the error they may have left. */
+static int discard_items(struct pctx *c, struct list_hook *lh) {
+	clear_error(c->err);
+	if (!lh->items_at)
+		return 0;
+	mc_object_list_free(lh->list);
+	lh->list = calloc(1, sizeof(*lh->list));
+	return lh->list ? 0 : -ENOMEM;
+}
+
+/* Whether the member noted in v is absent or came before at. */
+static bool before(const struct val *v, const char *at) {
+	return !v->m.p || v->m.p < at;
 }
 
 int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **out,
                          struct mc_parse_error *err) {
 	struct mc_parse_error scratch;
-	struct json_object *root;
-	struct mc_object_list *list;
-	const char *kind = NULL;
-	int r;
-
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (!err)
-		err = &scratch;
-	clear_error(err);
-	if (!json)
-		return -EINVAL;
-	if (len <= MC_DOCUMENT_MAX && (r = fast_list(json, len, out)) <= 0)
-		return r;
-	if ((r = decode(json, len, &root, err)) < 0)
-		return r;
-	list = calloc(1, sizeof(*list));
-	if (!list) {
-		json_object_put(root);
-		return -ENOMEM;
-	}
-	if (json_object_get_type(root) == json_type_object) {
-		struct json_object *k;
-
-		if (json_object_object_get_ex(root, "kind", &k) &&
-		    json_object_get_type(k) == json_type_string)
-			kind = json_object_get_string(k);
-	}
-	if (is_list(kind)) {
-		r = convert_list(json, len, root, list, err);
-	} else {
-		struct pctx c = { .err = err, .text = json, .len = len, .item = -1 };
-		struct mc_object *o;
-
-		r = convert(&c, root, NULL, &o, &kind);
-		if (r == 0) {
-			list->objects = malloc(sizeof(*list->objects));
-			if (list->objects)
-				list->objects[list->n_objects++] = o;
-			else
-				r = -ENOMEM, mc_object_free(o);
-		}
-	}
-	json_object_put(root);
-	if (r < 0) {
-		mc_object_list_free(list);
-		return r;
-	}
-	/* r == 1: a single object of another kind, skipped like a List item */
-	*out = list;
-	return 0;
-}
-
-int mc_object_parse(const char *json, size_t len, struct mc_object **out,
-                    struct mc_parse_error *err) {
-	struct mc_parse_error scratch;
-	struct pctx c = { .text = json, .len = len, .item = -1 };
-	struct json_object *root;
-	const char *kind = NULL;
+	struct mc_json_reader reader;
+	struct pctx c = { .r = &reader, .item = -1 };
+	struct list_hook lh = { .hook.fn = items_now };
+	struct val root, vals[S_N];
+	struct str kind = { .s = NULL };
 	int r;
 
 	if (!out)
@@ -1305,13 +1432,77 @@ int mc_object_parse(const char *json, size_t len, struct mc_object **out,
 	clear_error(c.err);
 	if (!json)
 		return -EINVAL;
-	if ((r = decode(json, len, &root, c.err)) < 0)
+	if (!(lh.list = calloc(1, sizeof(*lh.list))))
+		return -ENOMEM;
+	if ((r = read_document(&c, json, len, &root, vals, &lh.hook)) < 0)
+		goto out;
+	/* a List is known by its kind; anything else is taken as one object */
+	if (root.type == MC_JSON_OBJECT && vals[S_KIND].type == MC_JSON_STRING &&
+	    (r = read_str(&c, "kind", &vals[S_KIND], &kind)) < 0)
+		goto out;
+	if (is_list(kind.s)) {
+		if (lh.items_at && lh.items_at == vals[S_ITEMS].m.p &&
+		    before(&vals[S_KIND], lh.items_at) && before(&vals[S_METADATA], lh.items_at)) {
+			r = lh.result;
+		} else if ((r = discard_items(&c, &lh)) == 0) {
+			r = convert_list(&c, vals, kind.s, lh.list);
+		}
+	} else if ((r = discard_items(&c, &lh)) == 0) {
+		struct mc_object *o;
+		struct str k;
+
+		c.list_arena = &lh.list->arena;
+		r = root.type != MC_JSON_OBJECT
+		            ? fail(&c, -EINVAL, NULL, NULL, "expected an object, got %s",
+		                   type_name(root.type))
+		            : convert(&c, vals, NULL, &o, &k);
+		if (root.type == MC_JSON_OBJECT)
+			str_free(&k);
+		if (r == 0) {
+			lh.list->objects = malloc(sizeof(*lh.list->objects));
+			if (lh.list->objects)
+				lh.list->objects[lh.list->n_objects++] = o;
+			else
+				r = -ENOMEM, mc_object_free(o);
+		}
+	}
+out:
+	str_free(&kind);
+	if (r < 0) {
+		mc_object_list_free(lh.list);
 		return r;
-	r = convert(&c, root, NULL, out, &kind);
+	}
+	/* r == 1: a single object of another kind, skipped like a List item */
+	*out = lh.list;
+	return 0;
+}
+
+int mc_object_parse(const char *json, size_t len, struct mc_object **out,
+                    struct mc_parse_error *err) {
+	struct mc_parse_error scratch;
+	struct mc_json_reader reader;
+	struct pctx c = { .r = &reader, .item = -1 };
+	struct val root, vals[S_N];
+	struct str kind = { .s = NULL };
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	c.err = err ? err : &scratch;
+	clear_error(c.err);
+	if (!json)
+		return -EINVAL;
+	if ((r = read_document(&c, json, len, &root, vals, NULL)) < 0)
+		return r;
+	if (root.type != MC_JSON_OBJECT)
+		return fail(&c, -EINVAL, NULL, NULL, "expected an object, got %s",
+		            type_name(root.type));
+	r = convert(&c, vals, NULL, out, &kind);
 	if (r == 1)
-		r = fail(&c, is_list(kind) ? -EINVAL : -ENOTSUP, NULL,
-		         "kind %s is not one object meshcrypt reads", kind);
-	json_object_put(root);
+		r = fail(&c, is_list(kind.s) ? -EINVAL : -ENOTSUP, NULL, NULL,
+		         "kind %s is not one object meshcrypt reads", kind.s);
+	str_free(&kind);
 	return r;
 }
 

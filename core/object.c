@@ -3,9 +3,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "object-internal.h"
 
@@ -136,7 +139,8 @@ const char *mc_object_label(const struct mc_object *obj, const char *key) {
 }
 
 void mc_object_free(struct mc_object *obj) {
-	if (!obj)
+	/* an arena object goes with its list */
+	if (!obj || obj->in_arena)
 		return;
 	for (size_t i = 0; i < obj->n_labels; i++) {
 		free(obj->labels[i].key);
@@ -187,11 +191,105 @@ const char *mc_object_list_resource_version(const struct mc_object_list *list) {
 	return list->resource_version;
 }
 
+/* A heap copy of an arena object: a Pod or a Namespace. */
+static struct mc_object *object_to_heap(const struct mc_object *src) {
+	struct mc_object *o = calloc(1, sizeof(*o));
+	bool ok;
+
+	if (!o)
+		return NULL;
+	o->kind = src->kind;
+	o->created = src->created;
+	ok = (o->name = strdup(src->name)) &&
+	     (!src->namespace || (o->namespace = strdup(src->namespace)));
+	if (ok && src->n_labels)
+		ok = (o->labels = calloc(src->n_labels, sizeof(*o->labels)));
+	for (size_t i = 0; ok && i < src->n_labels; i++, o->n_labels++)
+		ok = (o->labels[i].key = strdup(src->labels[i].key)) &&
+		     (o->labels[i].value = strdup(src->labels[i].value));
+	if (ok && src->kind == MC_OBJECT_POD) {
+		o->pod.host_network = src->pod.host_network;
+		o->pod.terminated = src->pod.terminated;
+		ok = !src->pod.node_name || (o->pod.node_name = strdup(src->pod.node_name));
+		if (ok && src->pod.n_ips)
+			ok = (o->pod.ips = malloc(src->pod.n_ips * sizeof(*o->pod.ips)));
+		if (ok && src->pod.n_ips) {
+			memcpy(o->pod.ips, src->pod.ips, src->pod.n_ips * sizeof(*o->pod.ips));
+			o->pod.n_ips = src->pod.n_ips;
+		}
+	}
+	if (!ok) {
+		mc_object_free(o);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return o;
+}
+
 struct mc_object *mc_object_list_steal(struct mc_object_list *list, size_t i) {
 	struct mc_object *obj = list->objects[i];
 
+	if (obj && obj->in_arena && !(obj = object_to_heap(obj)))
+		return NULL;
 	list->objects[i] = NULL;
 	return obj;
+}
+
+struct mc_arena_block {
+	struct mc_arena_block *next;
+	size_t size; /* of the mapping, this header included */
+};
+
+#define ARENA_BLOCK ((size_t)1 << 20)
+#define ARENA_ALIGN (sizeof(max_align_t))
+
+void *mc_arena_alloc(struct mc_arena *a, size_t size) {
+	size_t header = (sizeof(struct mc_arena_block) + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+	struct mc_arena_block *b;
+	void *p;
+
+	if (size > SIZE_MAX / 2) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	size = (size + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+	if (size > a->left) {
+		/* a large request gets a block of its own; the current one stays in use */
+		size_t bsize = size > ARENA_BLOCK / 4 ? header + size : ARENA_BLOCK;
+
+		/* mmap, not malloc: the blocks go back to the system when the list is freed */
+		b = mmap(NULL, bsize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b == MAP_FAILED) {
+			errno = ENOMEM;
+			return NULL;
+		}
+		b->size = bsize;
+		if (bsize != ARENA_BLOCK && a->blocks) {
+			b->next = a->blocks->next;
+			a->blocks->next = b;
+			return (char *)b + header;
+		}
+		b->next = a->blocks;
+		a->blocks = b;
+		a->next = (char *)b + header;
+		a->left = bsize - header;
+	}
+	/* fresh mappings are zeroed and nothing in a block is used twice */
+	p = a->next;
+	a->next += size;
+	a->left -= size;
+	return p;
+}
+
+static void arena_free(struct mc_arena *a) {
+	while (a->blocks) {
+		struct mc_arena_block *b = a->blocks;
+
+		a->blocks = b->next;
+		munmap(b, b->size);
+	}
+	a->next = NULL;
+	a->left = 0;
 }
 
 void mc_object_list_free(struct mc_object_list *list) {
@@ -201,5 +299,6 @@ void mc_object_list_free(struct mc_object_list *list) {
 		mc_object_free(list->objects[i]);
 	free(list->objects);
 	free(list->resource_version);
+	arena_free(&list->arena);
 	free(list);
 }

@@ -1215,6 +1215,18 @@ static void remove_secret(struct mc_store *s, struct txn *t, size_t i) {
 	touch_secret(s, t);
 }
 
+/* Applies a Pod or a Namespace, of which the store keeps a copy, not o itself. */
+static int apply_copied(struct mc_store *s, struct txn *t, const struct mc_object *o) {
+	uint32_t id;
+	int r;
+
+	if (o->kind == MC_OBJECT_POD)
+		return apply_pod(s, t, o);
+	if ((r = intern_ns(s, o->name, &id)) >= 0)
+		r = set_namespace(s, t, id, true, labelled(s, o));
+	return r;
+}
+
 /* Applies o to the store. Takes ownership of o. */
 static int apply(struct mc_store *s, struct txn *t, struct mc_object *o) {
 	uint32_t id;
@@ -1222,11 +1234,8 @@ static int apply(struct mc_store *s, struct txn *t, struct mc_object *o) {
 
 	switch (o->kind) {
 	case MC_OBJECT_POD:
-		r = apply_pod(s, t, o);
-		break;
 	case MC_OBJECT_NAMESPACE:
-		if ((r = intern_ns(s, o->name, &id)) >= 0)
-			r = set_namespace(s, t, id, true, labelled(s, o));
+		r = apply_copied(s, t, o);
 		break;
 	case MC_OBJECT_NODE:
 	case MC_OBJECT_MESHCRYPT_NODE:
@@ -1331,9 +1340,17 @@ int mc_store_replace_kinds(struct mc_store *s, unsigned kinds, struct mc_object_
 
 	for (size_t i = 0; i < list->n_objects && !t.error; i++) {
 		const struct mc_object *o = mc_object_list_get(list, i);
+		struct mc_object *own;
+		int r;
 
-		if (o && (kinds & MC_OBJECT_KIND_BIT(o->kind)) &&
-		    apply(s, &t, mc_object_list_steal(list, i)) < 0)
+		if (!o || !(kinds & MC_OBJECT_KIND_BIT(o->kind)))
+			continue;
+		/* pods and namespaces are copied from the list, which frees them in bulk */
+		if (o->kind == MC_OBJECT_POD || o->kind == MC_OBJECT_NAMESPACE)
+			r = apply_copied(s, &t, o);
+		else
+			r = (own = mc_object_list_steal(list, i)) ? apply(s, &t, own) : -ENOMEM;
+		if (r < 0)
 			txn_oom(&t);
 	}
 	/* after a failure the seen marks are incomplete: deleting by them would be wrong */

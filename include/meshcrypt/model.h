@@ -117,8 +117,7 @@ void mc_object_list_free(struct mc_object_list *list);
 
 /*
  * Where and why a parse failed. line and column are 1-based positions in the document (0 when
- * unknown, e.g. for an object handed over as an already decoded JSON tree); message names the
- * object and the field, e.g.
+ * unknown, e.g. a file that could not be read); message names the object and the field, e.g.
  *   Pod default/web-1: status.podIPs[0].ip: "10.0.0.300" is not an IP address
  */
 struct mc_parse_error {

@@ -2,7 +2,6 @@
 /* Object parser: real Kubernetes documents, every kind, and malformed input. */
 
 #include <errno.h>
-#include <json-c/json.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "json-reader.h"
 #include "object-internal.h"
 
 #define REAL MC_SRCDIR "/tests/fixtures/real-k8s/"
@@ -207,29 +207,52 @@ static void test_real_namespaces(void **state) {
 	mc_object_list_free(l);
 }
 
-/* Feeds each line of a watch stream through json-c and mc_object_from_json(), as the k8s
- * source does; returns the last object. */
+/* The text of a watch event's "object" member, found as the k8s source finds it: by skipping
+ * through the event with the JSON reader. */
+static void event_object(const char *event, size_t len, const char **obj, size_t *obj_len) {
+	struct mc_json_reader r;
+	struct mc_json_mark m;
+	const char *key;
+	size_t klen;
+
+	mc_json_reader_init(&r, event, len);
+	assert_int_equal(mc_json_enter_object(&r), 0);
+	while (mc_json_next_member(&r, &key, &klen) == 1) {
+		m = mc_json_mark(&r);
+		assert_int_equal(mc_json_skip(&r), 0);
+		if (klen == 6 && memcmp(key, "object", 6) == 0) {
+			*obj = m.p;
+			*obj_len = (size_t)(r.at.p - m.p);
+			return;
+		}
+	}
+	fail_msg("no object in the event");
+}
+
+/* Feeds each line of a watch stream through mc_object_parse(), as the k8s source does;
+ * returns the last object. */
 static struct mc_object *last_watch_object(const char *path, size_t *events) {
 	struct mc_object *last = NULL;
 	char *line = NULL;
 	size_t cap = 0;
+	ssize_t n;
 	FILE *f = fopen(path, "r");
 
 	assert_non_null(f);
 	*events = 0;
-	while (getline(&line, &cap, f) > 0) {
-		struct json_object *ev = json_tokener_parse(line), *obj;
+	while ((n = getline(&line, &cap, f)) > 0) {
 		struct mc_parse_error err;
 		struct mc_object *o;
+		const char *obj;
+		size_t len;
 
-		if (!ev)
+		if (line[0] != '{')
 			continue;
-		assert_true(json_object_object_get_ex(ev, "object", &obj));
-		if (mc_object_from_json(obj, &o, &err) < 0)
-			fail_msg("%s", err.message);
+		event_object(line, (size_t)n, &obj, &len);
+		if (mc_object_parse(obj, len, &o, &err) < 0)
+			fail_msg("%s (line %d)", err.message, err.line);
 		mc_object_free(last);
 		last = o;
-		json_object_put(ev);
 		(*events)++;
 	}
 	free(line);
@@ -237,9 +260,14 @@ static struct mc_object *last_watch_object(const char *path, size_t *events) {
 	return last;
 }
 
+static char *slurp(const char *path, size_t *len);
+
 static void test_real_watch_events(void **state) {
-	size_t events;
+	size_t events, len, obj_len;
 	struct mc_object *o = last_watch_object(REAL "kuryr_pods-watch-2016.ndjson", &events);
+	struct mc_parse_error err;
+	const char *obj;
+	char *text;
 
 	assert_int_equal(events, 4);
 	/* Kubernetes 1.2: status.podIP only */
@@ -255,18 +283,15 @@ static void test_real_watch_events(void **state) {
 	assert_int_equal(o->created, 1423478359);
 	mc_object_free(o);
 
-	/* one pretty-printed event, decoded whole */
-	struct json_object *ev = json_object_from_file(REAL "kubeclient_node-watch-event.json"), *obj;
-	struct mc_parse_error err;
-
-	assert_non_null(ev);
-	assert_true(json_object_object_get_ex(ev, "object", &obj));
-	assert_int_equal(mc_object_from_json(obj, &o, &err), 0);
+	/* one pretty-printed event */
+	text = slurp(REAL "kubeclient_node-watch-event.json", &len);
+	event_object(text, len, &obj, &obj_len);
+	assert_int_equal(mc_object_parse(obj, obj_len, &o, &err), 0);
 	assert_int_equal(o->kind, MC_OBJECT_NODE);
 	assert_ip(&o->node.addresses[0], "192.168.122.40");
 	assert_string_equal(o->node.boot_id, "75be791d-88a2-4f56-a588-c071a80bf7cf");
 	mc_object_free(o);
-	json_object_put(ev);
+	free(text);
 }
 
 static char *slurp(const char *path, size_t *len) {
@@ -504,6 +529,118 @@ static void test_other_api_group(void **state) {
 	mc_object_list_free(l);
 }
 
+/* Member order, repeated keys, escapes, and which error wins: as when json-c decoded the
+ * documents. */
+static void test_json_details(void **state) {
+	struct mc_object_list *l;
+	struct mc_parse_error err;
+	const struct mc_object *o;
+	/* kubectl writes items before kind; a repeated key means its last value, a repeated
+	 * container forgets the first; escaped keys and values are read unescaped */
+	const char *doc = "{\"items\":[{\"metadata\":{\"namespace\":\"n\",\"name\":\"x\","
+	                  "\"labels\":{\"a\":\"1\",\"b\":\"\\u00e9\\ud83d\\ude00\",\"a\":\"2\"}},"
+	                  "\"kind\":\"Pod\",\"spec\":{\"nodeName\":\"n1\"},\"spec\":{\"hostNetwork\":true},"
+	                  "\"metadata\":{\"namespace\":\"n\",\"name\":\"p\",\"labels\":{\"a\":\"1\","
+	                  "\"b\":\"\\u00e9\\ud83d\\ude00\",\"a\":\"2\"}},\"\\u006bind\":\"Pod\"}],"
+	                  "\"kind\":\"Node\",\"kind\":\"List\",\"metadata\":{\"resourceVersion\":\"7\"}}";
+
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), 0);
+	assert_int_equal(mc_object_list_count(l), 1);
+	assert_string_equal(mc_object_list_resource_version(l), "7");
+	o = mc_object_list_get(l, 0);
+	assert_string_equal(o->name, "p");
+	assert_null(o->pod.node_name);
+	assert_true(o->pod.host_network);
+	assert_int_equal(o->n_labels, 2);
+	assert_string_equal(o->labels[0].key, "a"); /* the first place, the last value */
+	assert_string_equal(o->labels[0].value, "2");
+	assert_string_equal(mc_object_label(o, "b"), "\xc3\xa9\xf0\x9f\x98\x80");
+	mc_object_list_free(l);
+
+	/* a kind given again after the items: the document is that one object */
+	doc = "{\"kind\":\"List\",\"items\":[" POD_HEAD "}}],\"kind\":\"Pod\","
+	      "\"metadata\":{\"name\":\"q\",\"namespace\":\"n\"}}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), 0);
+	assert_int_equal(mc_object_list_count(l), 1);
+	assert_string_equal(mc_object_list_get(l, 0)->name, "q");
+	mc_object_list_free(l);
+	doc = "{\"kind\":\"List\",\"items\":[{\"kind\":\"Pod\"}],\"kind\":\"Service\"}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), 0);
+	assert_int_equal(mc_object_list_count(l), 0);
+	assert_string_equal(err.message, "");
+	mc_object_list_free(l);
+
+	/* a null member counts as absent, even after a value */
+	doc = POD_HEAD "},\"status\":{\"podIPs\":[{\"ip\":\"x\"}],\"podIPs\":null}}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), 0);
+	assert_int_equal(mc_object_list_get(l, 0)->pod.n_ips, 0);
+	mc_object_list_free(l);
+
+	/* a syntax error anywhere wins over a content error before it */
+	doc = "{\"kind\":\"List\",\"items\":[{\"kind\":\"Pod\"},{\"kind\":\"Pod\" \"x\":1}]}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), -EINVAL);
+	assert_null(l);
+	assert_string_equal(err.message, "JSON: object value separator ',' expected");
+	assert_int_equal(err.column, 54);
+	doc = "{\"kind\":\"List\",\"items\":[{\"kind\":\"Pod\"}],\"metadata\":[}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), -EINVAL);
+	assert_string_equal(err.message, "JSON: unexpected character");
+
+	/* of two content errors, the first in the order of checks, not of the text */
+	doc = "{\"kind\":\"List\",\"items\":[{\"kind\":\"Pod\",\"spec\":7,\"metadata\":{}}]}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), -EINVAL);
+	assert_string_equal(err.message, "Pod items[0]: metadata.name: missing");
+	assert_int_equal(err.column, 59);
+	doc = "{\"items\":[{\"kind\":\"Pod\",\"metadata\":{}}],\"metadata\":5,\"kind\":\"List\"}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), -EINVAL);
+	assert_string_equal(err.message, "metadata: expected an object, got an integer");
+	doc = "{\"kind\":\"List\",\"metadata\":5,\"items\":[{\"kind\":\"Pod\",\"metadata\":{}}]}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), -EINVAL);
+	assert_string_equal(err.message, "metadata: expected an object, got an integer");
+
+	/* Secret data: escapes are undone before base64 */
+	doc = "{\"kind\":\"Secret\",\"metadata\":{\"name\":\"k\",\"namespace\":\"n\"},"
+	      "\"data\":{\"k\":\"\\u0059WJj\"}}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), 0);
+	o = mc_object_list_get(l, 0);
+	assert_int_equal(o->secret.n_entries, 1);
+	assert_int_equal(o->secret.entries[0].len, 3);
+	assert_memory_equal(o->secret.entries[0].data, "abc", 3);
+	mc_object_list_free(l);
+}
+
+/* A list's pods and namespaces live in its arena: one stolen is copied out, and outlives it. */
+static void test_steal(void **state) {
+	struct mc_object_list *l = load(CLUSTER "basic.json");
+	struct mc_object *pod = NULL, *node = NULL, *ns = NULL;
+
+	for (size_t i = 0; i < mc_object_list_count(l); i++) {
+		const struct mc_object *o = mc_object_list_get(l, i);
+
+		if (o->kind == MC_OBJECT_POD && strcmp(o->name, "web-b") == 0)
+			pod = mc_object_list_steal(l, i);
+		else if (o->kind == MC_OBJECT_NODE && !node)
+			node = mc_object_list_steal(l, i);
+		else if (o->kind == MC_OBJECT_NAMESPACE && strcmp(o->name, "secure") == 0)
+			ns = mc_object_list_steal(l, i);
+	}
+	mc_object_list_free(l);
+	assert_non_null(pod);
+	assert_false(pod->in_arena);
+	assert_string_equal(pod->namespace, "secure");
+	assert_int_equal(pod->pod.n_ips, 2);
+	assert_ip(&pod->pod.ips[1], "fd00:244:1::7");
+	assert_non_null(pod->pod.node_name);
+	assert_int_equal(pod->created, 1714557600);
+	assert_non_null(node);
+	assert_false(node->in_arena);
+	assert_non_null(ns);
+	assert_string_equal(mc_object_label(ns, "meshcrypt.io/encryption"), "enabled");
+	mc_object_free(pod);
+	mc_object_free(node);
+	mc_object_free(ns);
+}
+
 /* A Pod whose field at "where" holds a string of n 'a's. */
 static char *pod_with_long_string(size_t n, bool in_name) {
 	const char *head = in_name ? "{\"kind\":\"Pod\",\"metadata\":{\"namespace\":\"n\",\"name\":\""
@@ -583,6 +720,8 @@ int main(void) {
 		cmocka_unit_test(test_malformed_inline),
 		cmocka_unit_test(test_single_object),
 		cmocka_unit_test(test_other_api_group),
+		cmocka_unit_test(test_json_details),
+		cmocka_unit_test(test_steal),
 		cmocka_unit_test(test_huge_inputs),
 		cmocka_unit_test(test_missing_file),
 	};
