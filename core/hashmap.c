@@ -98,13 +98,11 @@ void mci_idxmap_fini(struct mci_idxmap *m)
 	mci_idxmap_init(m);
 }
 
-int mci_idxmap_reserve(struct mci_idxmap *m)
+int mci_idxmap_grow(struct mci_idxmap *m)
 {
 	uint64_t cap = m->slots ? (uint64_t)m->mask + 1 : 0;
 	uint64_t ncap, *slots;
 
-	if ((uint64_t)(m->count + 1) * 4 <= cap * 3)
-		return 0;
 	ncap = cap ? cap * 2 : 64;
 	if (ncap > (uint64_t)1 << 32)
 		return -ENOMEM;

@@ -128,7 +128,7 @@ static unsigned table_fail(struct failure_table *t, const struct mci_key *k, uin
 	e = mci_slab_at(&t->slab, idx);
 	e->failures = 1;
 	e->last_ns = now;
-	memcpy((unsigned char *)e + ENTRY_KEY_OFFSET, k->item, k->size);
+	mci_copy_item((unsigned char *)e + ENTRY_KEY_OFFSET, k->item, k->size);
 	(void)mci_idxmap_find(&t->map, &t->slab, ENTRY_KEY_OFFSET, k, &slot);
 	mci_idxmap_insert_at(&t->map, slot, k->hash, idx);
 	return 1;

@@ -67,9 +67,28 @@ struct mci_key {
 	bool (*equal)(const void *a, const void *b); /* NULL: memcmp */
 };
 
+/* Most keys are one 8-byte word (an id, an IPv4 pair): compare and copy those inline, as a
+ * call to memcmp or memcpy for a size known only at run time costs more than the work. */
 static inline bool mci_key_equal(const struct mci_key *k, const void *stored)
 {
-	return k->equal ? k->equal(stored, k->item) : memcmp(stored, k->item, k->size) == 0;
+	if (k->equal)
+		return k->equal(stored, k->item);
+	if (k->size == sizeof(uint64_t)) {
+		uint64_t a, b;
+
+		memcpy(&a, stored, sizeof(a));
+		memcpy(&b, k->item, sizeof(b));
+		return a == b;
+	}
+	return memcmp(stored, k->item, k->size) == 0;
+}
+
+static inline void mci_copy_item(void *dst, const void *src, size_t size)
+{
+	if (size == sizeof(uint64_t))
+		memcpy(dst, src, sizeof(uint64_t));
+	else
+		memcpy(dst, src, size);
 }
 
 /* ---- slab: fixed-size nodes addressed by a stable 32-bit index ---- */
@@ -111,8 +130,16 @@ struct mci_idxmap {
 
 MCI_HIDDEN void mci_idxmap_init(struct mci_idxmap *m);
 MCI_HIDDEN void mci_idxmap_fini(struct mci_idxmap *m);
+/* Doubles the table: the slow path of mci_idxmap_reserve(). 0 or -ENOMEM. */
+MCI_HIDDEN int mci_idxmap_grow(struct mci_idxmap *m);
+
 /* Makes room for one more entry (load <= 3/4). 0 or -ENOMEM. */
-MCI_HIDDEN int mci_idxmap_reserve(struct mci_idxmap *m);
+static inline int mci_idxmap_reserve(struct mci_idxmap *m)
+{
+	uint64_t cap = m->slots ? (uint64_t)m->mask + 1 : 0;
+
+	return (uint64_t)(m->count + 1) * 4 <= cap * 3 ? 0 : mci_idxmap_grow(m);
+}
 MCI_HIDDEN void mci_idxmap_remove_at(struct mci_idxmap *m, uint32_t slot);
 
 static inline uint32_t mci_idxmap_tag(uint64_t hash)

@@ -7,24 +7,23 @@
  * made of three bits: DIRTY (needs a run), PROCESSING (a worker holds it), WAITING (in the
  * delay heap). A DIRTY item that is not PROCESSING is in the FIFO, linked through its node.
  * DIRTY and WAITING never hold together: an item has at most one pending run. A node whose
- * state drops to 0 is freed.
+ * state drops to 0 is freed. So add, get and done each cost one hash lookup under the lock.
  *
  * There is no delay thread. Items whose ready time has come are moved from the heap to the
- * FIFO by whoever takes the lock next and looks (add, get, len, a metrics render), in ready-time
- * order, so the result is what a timer thread would have produced. An idle worker sleeps until
- * the earliest ready time, so a due item never waits for a later event.
+ * FIFO by whoever takes the lock next and looks (add, get, done, len, a metrics render), in
+ * ready-time order, so the result is what a timer thread would have produced. An idle worker
+ * sleeps until the earliest ready time, so a due item never waits for a later event.
  *
- * add, add_after, add_rate_limited and done do not take the lock while every worker is busy:
- * they append an operation to a bounded lock-free log (Vyukov's MPMC ring, one consumer at a
- * time), and whoever holds the lock applies the log, in log order, before it looks at the state.
- * An operation takes effect at its place in the log, which every later locked call sees, so the
- * semantics are those of applying it at once. This keeps the lock, the map and the nodes in one
- * core's cache while the others only write log records. When a worker or a drain sleeps, a
- * writer applies the log itself to wake it.
+ * Idle workers sleep on a condition variable. A call that leaves work queued signals one
+ * sleeping worker unless one is already being woken, and a woken worker that leaves work behind
+ * wakes the next (wake_one()); the signal is sent after the lock is released. Workers neither
+ * spin nor yield before they sleep: with more threads than cores a spinning worker takes the
+ * producer's core, and a yield costs a lock round trip when a core is free (docs/performance.md).
+ * Callers hash the item and prefetch its map slot before they take the lock
+ * (key_prefetched()), so the lock is held for as short a time as possible.
  */
 
 #include <errno.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -60,28 +59,6 @@ struct waiting {
 	uint32_t seq; /* equal ready times leave in the order they came */
 };
 
-enum log_op {
-	OP_ADD,
-	OP_ADD_AFTER,
-	OP_DONE,
-};
-
-/* One log record; the item's bytes follow. */
-struct log_rec {
-	atomic_uint_fast64_t seq; /* == position: free; position + 1: written */
-	uint64_t hash;
-	uint64_t at;    /* when the call happened: the record is applied as of then */
-	uint64_t ready; /* ADD_AFTER: ready time */
-	uint32_t op;
-};
-
-#define LOG_BYTES (64u * 1024u)
-
-#define SPINNER 0x80000000u
-/* How long the polling worker watches the log before it sleeps like the others. */
-#define SPIN_NS 50000u
-#define LOG_MIN_RECORDS 64u
-
 /* client-go's buckets for both durations, 1e-6 .. 1e3 s by x10, here in ns. */
 #define N_BOUNDS 10
 static const uint64_t bound_ns[N_BOUNDS] = {
@@ -113,56 +90,49 @@ struct queue_metrics {
 };
 
 struct mc_workqueue {
-	/* Written by every adder: kept off the lines the lock holder works on. */
-	_Alignas(64) atomic_uint_fast64_t log_tail;
-	/* Threads asleep in get() or shutdown_with_drain(), plus SPINNER while one idle worker
-	 * polls the log instead. Writers apply the log themselves only when someone sleeps and
-	 * nobody polls. */
-	_Alignas(64) atomic_uint sleepers;
-
-	_Alignas(64) pthread_mutex_t lock;
-	unsigned char *log;
-	size_t log_stride;
-	uint64_t log_mask;
-	uint64_t log_head; /* under lock */
-
-	pthread_cond_t work_cond;  /* idle workers */
-	pthread_cond_t drain_cond; /* shutdown_with_drain */
-	atomic_bool shutting_down; /* written under lock; read without it on fast paths */
-	/* Set by the first delayed add. Until then the heap is empty and add and done need no
-	 * time (unless metrics are on), which saves a clock read per call. */
-	atomic_bool timed;
-	bool drain;
-
+	/* Read without the lock on every call and written rarely: kept off the lines that the lock
+	 * holder writes, so that reading them does not pull those lines away from its core. */
+	atomic_bool shutting_down; /* written under lock */
+	/* The map's slot array and mask, published for prefetching without the lock. */
+	atomic_uint hint_mask;
+	atomic_uintptr_t hint_slots;
 	size_t item_size;
 	size_t key_offset;
 	uint64_t (*hash)(const void *item);
 	bool (*equal)(const void *a, const void *b);
 	struct mc_clock clock;
 	struct mc_rate_limiter *rl;
+	struct queue_metrics *m; /* NULL: metrics off */
+
+	/* The lock shares its line with the state that every get and done changes, so taking the
+	 * lock brings that state along. */
+	_Alignas(64) pthread_mutex_t lock;
+	uint32_t fifo_head, fifo_tail;
+	uint32_t fifo_len;
+	uint32_t n_processing;
+	size_t n_dirty; /* depth */
 
 	struct mci_idxmap map;
 	struct mci_slab slab;
 
-	uint32_t fifo_head, fifo_tail;
-	size_t fifo_len;
-
 	struct waiting *heap;
 	size_t heap_len, heap_cap;
 	uint32_t heap_seq;
+	bool drain;
 
-	size_t n_dirty; /* depth */
-	size_t n_processing;
-
-	/* Wake-ups: signal only a worker that sleeps and is not already being woken
-	 * (n_wakeups never exceeds the idle workers that are awake but have not yet
-	 * re-taken the lock, so skipping a signal never strands an item). */
+	/*
+	 * Wake-ups in flight: workers signalled (or timed out) that have not yet re-taken the lock.
+	 * Only one is started at a time; a woken worker that leaves work queued starts the next,
+	 * so skipping a signal while one is in flight never strands an item.
+	 */
 	unsigned n_idle;
 	unsigned n_wakeups;
+	bool signal_owed; /* to work_cond, sent by unlock() */
 	/* Earliest ready time an idle worker sleeps until; UINT64_MAX: none. */
 	uint64_t timer_ns;
 
-	struct queue_metrics *m; /* NULL: metrics off */
+	pthread_cond_t work_cond;  /* idle workers */
+	pthread_cond_t drain_cond; /* shutdown_with_drain */
 };
 
 /* ---- nodes ---- */
@@ -192,6 +162,23 @@ static inline struct mci_key key_for(const struct mc_workqueue *q, const void *i
 	};
 }
 
+/*
+ * The key of a call that looks k up under the lock, its map slot prefetched: with many items
+ * the slot is a cache miss, better taken before the lock than while holding it. The published
+ * array may be stale; a prefetch of a freed address is harmless.
+ */
+static inline struct mci_key key_prefetched(struct mc_workqueue *q, const void *item)
+{
+	struct mci_key k = key_for(q, item);
+	const uint64_t *slots =
+		(const uint64_t *)atomic_load_explicit(&q->hint_slots, memory_order_relaxed);
+
+	if (slots)
+		__builtin_prefetch(slots + (mci_idxmap_tag(k.hash) &
+					    atomic_load_explicit(&q->hint_mask, memory_order_relaxed)));
+	return k;
+}
+
 static inline uint64_t now_ns(const struct mc_workqueue *q)
 {
 	return mci_clock_now(&q->clock);
@@ -212,6 +199,10 @@ static uint32_t find_or_create(struct mc_workqueue *q, const struct mci_key *k)
 
 	if (mci_idxmap_reserve(&q->map) < 0)
 		return MCI_NONE;
+	if (atomic_load_explicit(&q->hint_slots, memory_order_relaxed) != (uintptr_t)q->map.slots) {
+		atomic_store_explicit(&q->hint_slots, (uintptr_t)q->map.slots, memory_order_relaxed);
+		atomic_store_explicit(&q->hint_mask, q->map.mask, memory_order_relaxed);
+	}
 	idx = mci_idxmap_find(&q->map, &q->slab, q->key_offset, k, &slot);
 	if (idx != MCI_NONE)
 		return idx;
@@ -220,7 +211,7 @@ static uint32_t find_or_create(struct mc_workqueue *q, const struct mci_key *k)
 		return MCI_NONE;
 	n = node_at(q, idx);
 	n->state = 0;
-	memcpy(item_of(q, n), k->item, q->item_size);
+	mci_copy_item(item_of(q, n), k->item, q->item_size);
 	mci_idxmap_insert_at(&q->map, slot, k->hash, idx);
 	return idx;
 }
@@ -401,20 +392,37 @@ static void unfinished_work(const struct mc_workqueue *q, uint64_t now, uint64_t
 
 /* ---- state changes (under the queue lock) ---- */
 
-/* Ensures up to `want` idle workers are awake. */
-static void wake(struct mc_workqueue *q, size_t want)
+/*
+ * Makes sure a sleeping worker is on its way, if one sleeps and none is being woken yet. One
+ * wake-up at a time: the woken worker wakes the next if work is left when it takes its item,
+ * so a burst of adds costs the adder one futex wake, not one per item. The signal goes out
+ * when the lock is released (unlock()), so the woken worker does not run into a held lock.
+ */
+static void wake_one(struct mc_workqueue *q)
 {
-	while (q->n_wakeups < want && q->n_wakeups < q->n_idle) {
+	if (!q->n_wakeups && q->n_idle) {
 		q->n_wakeups++;
-		pthread_cond_signal(&q->work_cond);
+		q->signal_owed = true;
 	}
+}
+
+static void unlock(struct mc_workqueue *q)
+{
+	bool signal = q->signal_owed;
+
+	q->signal_owed = false;
+	pthread_mutex_unlock(&q->lock);
+	/* A signal that finds the worker it was meant for already awake (its timed wait ended)
+	 * wakes another at worst, which finds nothing and sleeps again. */
+	if (signal)
+		pthread_cond_signal(&q->work_cond);
 }
 
 /* If no sleeping worker will wake by the earliest ready time, wake one to watch it. */
 static void ensure_timer(struct mc_workqueue *q)
 {
 	if (q->heap_len && q->heap[0].ready_ns < q->timer_ns)
-		wake(q, 1);
+		wake_one(q);
 }
 
 static void mark_dirty(struct mc_workqueue *q, uint32_t idx, uint64_t added_ns)
@@ -463,6 +471,22 @@ static void timed_wait(struct mc_workqueue *q, uint64_t deadline)
 	(void)pthread_cond_timedwait(&q->work_cond, &q->lock, &ts);
 }
 
+/*
+ * Under the lock, before a call looks at the state: what was due by `now` goes to the FIFO
+ * first, so it stays ahead of what this call queues, as if a timer thread had added it.
+ */
+static void promote(struct mc_workqueue *q, uint64_t now)
+{
+	if (q->heap_len && promote_due(q, now))
+		wake_one(q);
+}
+
+/* The time a locked call needs: for the metrics and to promote due items; 0 when unused. */
+static inline uint64_t locked_now(const struct mc_workqueue *q)
+{
+	return q->m || q->heap_len ? now_ns(q) : 0;
+}
+
 /* The apply_* functions change the state as a call made at time `at` would have (under lock). */
 static int apply_add(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
 {
@@ -483,7 +507,7 @@ static int apply_add(struct mc_workqueue *q, const struct mci_key *k, uint64_t a
 		n->state &= (uint8_t)~ST_WAITING;
 	}
 	mark_dirty(q, idx, at);
-	wake(q, q->fifo_len);
+	wake_one(q);
 	return 0;
 }
 
@@ -503,11 +527,9 @@ static int apply_add_after(struct mc_workqueue *q, const struct mci_key *k, uint
 	if (idx == MCI_NONE)
 		return -ENOMEM;
 	n = node_at(q, idx);
-	if (n->state & ST_DIRTY) {
-		/* The pending run reads the latest state anyway (fix 2, other direction). */
-		wake(q, q->fifo_len);
+	/* The pending run reads the latest state anyway (fix 2, other direction). */
+	if (n->state & ST_DIRTY)
 		return 0;
-	}
 	if (n->state & ST_WAITING) {
 		if (ready < q->heap[n->link].ready_ns) {
 			q->heap[n->link].ready_ns = ready;
@@ -521,7 +543,6 @@ static int apply_add_after(struct mc_workqueue *q, const struct mci_key *k, uint
 		}
 		node_at(q, idx)->state |= ST_WAITING;
 	}
-	wake(q, q->fifo_len);
 	ensure_timer(q);
 	return 0;
 }
@@ -542,7 +563,7 @@ static void apply_done(struct mc_workqueue *q, const struct mci_key *k, uint64_t
 		metrics_finished(q, idx, at);
 	if (n->state & ST_DIRTY) {
 		fifo_push(q, idx);
-		wake(q, q->fifo_len);
+		wake_one(q);
 	} else if (!n->state) {
 		release_at(q, idx, slot);
 	}
@@ -550,213 +571,11 @@ static void apply_done(struct mc_workqueue *q, const struct mci_key *k, uint64_t
 		pthread_cond_broadcast(&q->drain_cond);
 }
 
-static int apply(struct mc_workqueue *q, enum log_op op, const struct mci_key *k, uint64_t at,
-		 uint64_t ready)
-{
-	/* What was due by then went to the FIFO before this call. */
-	if (q->heap_len)
-		(void)promote_due(q, at);
-	switch (op) {
-	case OP_ADD:
-		return apply_add(q, k, at);
-	case OP_ADD_AFTER:
-		return apply_add_after(q, k, ready, at);
-	case OP_DONE:
-		apply_done(q, k, at);
-		return 0;
-	}
-	return -EINVAL;
-}
-
-/* ---- operation log ---- */
-
-static inline struct log_rec *log_at(const struct mc_workqueue *q, uint64_t pos)
-{
-	return (struct log_rec *)(void *)(q->log + (size_t)(pos & q->log_mask) * q->log_stride);
-}
-
-/* Appends an operation without the lock; false when the log is full. */
-static bool log_push(struct mc_workqueue *q, enum log_op op, const struct mci_key *k, uint64_t at,
-		     uint64_t ready)
-{
-	uint64_t pos = atomic_load_explicit(&q->log_tail, memory_order_relaxed);
-	struct log_rec *r;
-
-	for (;;) {
-		int64_t diff;
-
-		r = log_at(q, pos);
-		diff = (int64_t)(atomic_load_explicit(&r->seq, memory_order_acquire) - pos);
-		if (diff == 0) {
-			if (atomic_compare_exchange_weak_explicit(&q->log_tail, &pos, pos + 1,
-								  memory_order_relaxed,
-								  memory_order_relaxed))
-				break;
-		} else if (diff < 0) {
-			return false;
-		} else {
-			pos = atomic_load_explicit(&q->log_tail, memory_order_relaxed);
-		}
-	}
-	r->hash = k->hash;
-	r->at = at;
-	r->ready = ready;
-	r->op = op;
-	memcpy(r + 1, k->item, q->item_size);
-	atomic_store_explicit(&r->seq, pos + 1, memory_order_release);
-	return true;
-}
-
-/* Applies every logged operation, in order (under the lock). */
-static void log_apply(struct mc_workqueue *q)
-{
-	unsigned spins = 0;
-
-	for (;;) {
-		struct log_rec *r = log_at(q, q->log_head);
-		struct mci_key k;
-
-		if (atomic_load_explicit(&r->seq, memory_order_acquire) != q->log_head + 1) {
-			if (atomic_load_explicit(&q->log_tail, memory_order_acquire) == q->log_head)
-				break;
-			/* A writer holds this record and is still filling it: operations behind
-			 * it must wait, or a caller could miss its own earlier add. */
-			if (++spins > 64)
-				sched_yield();
-			continue;
-		}
-		k = (struct mci_key){ .item = r + 1, .size = q->item_size, .hash = r->hash,
-				      .equal = q->equal };
-		/* A deferred add that finds no memory is dropped: nobody is left to tell. */
-		(void)apply(q, (enum log_op)r->op, &k, r->at, r->ready);
-		atomic_store_explicit(&r->seq, q->log_head + q->log_mask + 1, memory_order_release);
-		q->log_head++;
-	}
-}
-
-/*
- * Store-load ordering between a writer (log, then sleepers) and a sleeper (sleepers, then log).
- * TSan does not model fences; under it the order comes from read-modify-writes on sleepers,
- * which it does (and which would cost every writer a contended cache line otherwise).
- */
-#if defined(__SANITIZE_THREAD__)
-#define MC_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MC_TSAN 1
-#endif
-#endif
-
-static inline bool needs_apply(unsigned sleepers)
-{
-	return sleepers && !(sleepers & SPINNER);
-}
-
-static inline bool needs_apply_after_write(struct mc_workqueue *q)
-{
-#ifdef MC_TSAN
-	return needs_apply(atomic_fetch_add_explicit(&q->sleepers, 0, memory_order_seq_cst));
-#else
-	atomic_thread_fence(memory_order_seq_cst);
-	return needs_apply(atomic_load_explicit(&q->sleepers, memory_order_relaxed));
-#endif
-}
-
-static inline void sleeper_announce(struct mc_workqueue *q)
-{
-#ifdef MC_TSAN
-	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_seq_cst);
-#else
-	atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
-
-/*
- * Announces a sleeper, then looks at the log once more: a writer either sees the sleeper and
- * applies the log (waking it), or wrote before this check and is seen here. False: do not
- * sleep, apply the log first.
- */
-static bool sleep_begin(struct mc_workqueue *q)
-{
-	sleeper_announce(q);
-	if (atomic_load_explicit(&q->log_tail, memory_order_seq_cst) == q->log_head)
-		return true;
-	atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
-	return false;
-}
-
-static void sleep_end(struct mc_workqueue *q)
-{
-	atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
-}
-
-/* Runs op: through the log while nobody sleeps, else (or when the log is full) under the lock. */
-static int submit(struct mc_workqueue *q, enum log_op op, const struct mci_key *k, uint64_t at,
-		  uint64_t ready)
-{
-	int r;
-
-	if (!needs_apply(atomic_load_explicit(&q->sleepers, memory_order_relaxed)) &&
-	    log_push(q, op, k, at, ready)) {
-		if (!needs_apply_after_write(q))
-			return 0;
-		pthread_mutex_lock(&q->lock);
-		log_apply(q);
-		pthread_mutex_unlock(&q->lock);
-		return 0;
-	}
-	pthread_mutex_lock(&q->lock);
-	log_apply(q);
-	r = apply(q, op, k, at, ready);
-	pthread_mutex_unlock(&q->lock);
-	return r;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#else
-	atomic_signal_fence(memory_order_seq_cst);
-#endif
-}
-
-/*
- * Futex sleeps and wake-ups cost far more than the queue operations, so one idle worker at a
- * time polls the log for a short while (without the lock) before sleeping; meanwhile writers
- * need not take the lock to wake anyone. Returns with the lock held; false if another worker
- * polls already.
- */
-static bool spin_for_work(struct mc_workqueue *q)
-{
-	uint64_t head = q->log_head, until;
-	unsigned n = 0;
-
-	if (q->heap_len || (atomic_fetch_or_explicit(&q->sleepers, SPINNER, memory_order_seq_cst) &
-			    SPINNER))
-		return false;
-	pthread_mutex_unlock(&q->lock);
-	until = mci_monotonic_ns() + SPIN_NS;
-	while (atomic_load_explicit(&q->log_tail, memory_order_relaxed) == head &&
-	       !atomic_load_explicit(&q->shutting_down, memory_order_relaxed) &&
-	       (++n % 64 || mci_monotonic_ns() < until))
-		cpu_relax();
-	/* Whatever a writer logged while it saw the spinner is applied by the caller's loop. */
-	atomic_fetch_and_explicit(&q->sleepers, ~SPINNER, memory_order_seq_cst);
-	pthread_mutex_lock(&q->lock);
-	return true;
-}
-
 /* Sleeps until woken, or until the earliest ready time if no other worker watches it. */
 static void idle_wait(struct mc_workqueue *q)
 {
 	uint64_t deadline = UINT64_MAX;
 
-	if (!sleep_begin(q))
-		return;
 	q->n_idle++;
 	if (q->heap_len && q->heap[0].ready_ns < q->timer_ns) {
 		deadline = q->heap[0].ready_ns;
@@ -770,7 +589,6 @@ static void idle_wait(struct mc_workqueue *q)
 		q->n_wakeups--;
 	if (deadline != UINT64_MAX && q->timer_ns == deadline)
 		q->timer_ns = UINT64_MAX;
-	sleep_end(q);
 }
 
 /* Discards the delayed items (client-go drops them at shutdown). */
@@ -789,8 +607,6 @@ static void drop_waiting(struct mc_workqueue *q)
 
 static void shutdown_locked(struct mc_workqueue *q, bool drain)
 {
-	/* What was logged before the shutdown happened before it. */
-	log_apply(q);
 	if (!atomic_load_explicit(&q->shutting_down, memory_order_relaxed)) {
 		uint64_t now = now_ns(q);
 
@@ -835,9 +651,7 @@ static int collect(struct mc_metrics_writer *w, void *userdata)
 	int r;
 
 	pthread_mutex_lock(&q->lock);
-	log_apply(q);
-	if (q->heap_len && promote_due(q, now_ns(q)))
-		wake(q, q->fifo_len);
+	promote(q, locked_now(q));
 	depth = q->n_dirty;
 	adds = q->m->adds;
 	retries = q->m->retries;
@@ -849,7 +663,7 @@ static int collect(struct mc_metrics_writer *w, void *userdata)
 	} else {
 		unfinished_work(q, now_ns(q), &unfinished, &longest);
 	}
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 
 	r = mc_metrics_write_gauge(w, "workqueue_depth", "Current depth of workqueue", &label, 1,
 				   (double)depth);
@@ -913,23 +727,6 @@ static int metrics_init(struct mc_workqueue *q, const char *name, struct mc_metr
 	return q->m->collector ? 0 : -errno;
 }
 
-/* A log of about LOG_BYTES, a power of two of records, each record free for its position. */
-static int log_init(struct mc_workqueue *q)
-{
-	uint64_t n = LOG_MIN_RECORDS;
-
-	q->log_stride = (sizeof(struct log_rec) + q->item_size + 7) & ~(size_t)7;
-	while (n * 2 * q->log_stride <= LOG_BYTES)
-		n *= 2;
-	q->log = aligned_alloc(64, (size_t)n * q->log_stride);
-	if (!q->log)
-		return -ENOMEM;
-	q->log_mask = n - 1;
-	for (uint64_t i = 0; i < n; i++)
-		atomic_init(&log_at(q, i)->seq, i);
-	return 0;
-}
-
 /* Trailing fields of a newer caller's config that this library does not know must be zero. */
 static bool unknown_fields_zero(const struct mc_workqueue_config *cfg, size_t cfg_size)
 {
@@ -968,12 +765,14 @@ struct mc_workqueue *mc_workqueue_new_sized(const struct mc_workqueue_config *cf
 	}
 	/* As in client-go, an empty name means no metrics. */
 	metrics = c.name && *c.name;
-	q = calloc(1, sizeof(*q));
+	/* sizeof is a multiple of the alignment, as aligned_alloc wants. */
+	q = aligned_alloc(_Alignof(struct mc_workqueue), sizeof(*q));
 	if (!q) {
 		mc_rate_limiter_free(c.rate_limiter);
 		errno = ENOMEM;
 		return NULL;
 	}
+	memset(q, 0, sizeof(*q));
 	mci_mutex_init_adaptive(&q->lock);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -981,7 +780,8 @@ struct mc_workqueue *mc_workqueue_new_sized(const struct mc_workqueue_config *cf
 	pthread_cond_init(&q->drain_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	atomic_init(&q->shutting_down, false);
-	atomic_init(&q->timed, false);
+	atomic_init(&q->hint_mask, 0);
+	atomic_init(&q->hint_slots, 0);
 	q->item_size = c.item_size;
 	q->key_offset = sizeof(struct node) + (metrics ? sizeof(struct node_times) : 0);
 	q->hash = c.hash;
@@ -992,14 +792,6 @@ struct mc_workqueue *mc_workqueue_new_sized(const struct mc_workqueue_config *cf
 	mci_slab_init(&q->slab, (q->key_offset + c.item_size + 7) & ~(size_t)7);
 	q->fifo_head = q->fifo_tail = MCI_NONE;
 	q->timer_ns = UINT64_MAX;
-	atomic_init(&q->sleepers, 0);
-	atomic_init(&q->log_tail, 0);
-	if (log_init(q) < 0) {
-		mc_workqueue_free(q);
-		mc_rate_limiter_free(c.rate_limiter);
-		errno = ENOMEM;
-		return NULL;
-	}
 
 	q->rl = c.rate_limiter ? c.rate_limiter : mc_rate_limiter_default_controller();
 	if (!q->rl) {
@@ -1034,7 +826,6 @@ void mc_workqueue_free(struct mc_workqueue *q)
 	mci_idxmap_fini(&q->map);
 	mci_slab_fini(&q->slab);
 	free(q->heap);
-	free(q->log);
 	pthread_cond_destroy(&q->drain_cond);
 	pthread_cond_destroy(&q->work_cond);
 	pthread_mutex_destroy(&q->lock);
@@ -1043,78 +834,81 @@ void mc_workqueue_free(struct mc_workqueue *q)
 
 /* ---- API ---- */
 
-/* The time of an add or done, where anything depends on it (see `timed`). */
-static uint64_t call_time(struct mc_workqueue *q)
-{
-	return q->m || atomic_load_explicit(&q->timed, memory_order_relaxed) ? now_ns(q) : 0;
-}
-
 int mc_workqueue_add(struct mc_workqueue *q, const void *item)
 {
 	struct mci_key k;
+	uint64_t now;
+	int r;
 
 	if (!q || !item)
 		return -EINVAL;
 	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
 		return -ESHUTDOWN;
-	k = key_for(q, item);
-	return submit(q, OP_ADD, &k, call_time(q), 0);
+	k = key_prefetched(q, item);
+	pthread_mutex_lock(&q->lock);
+	now = locked_now(q);
+	promote(q, now);
+	r = apply_add(q, &k, now);
+	unlock(q);
+	return r;
+}
+
+/* add_after with the ready time computed by the caller from `now`, its time before the lock. */
+static int add_after(struct mc_workqueue *q, const struct mci_key *k, uint64_t now,
+		     uint64_t delay_ns)
+{
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	promote(q, now);
+	r = apply_add_after(q, k, mci_add_sat(now, delay_ns), now);
+	unlock(q);
+	return r;
 }
 
 int mc_workqueue_add_after(struct mc_workqueue *q, const void *item, uint64_t delay_ns)
 {
 	struct mci_key k;
-	uint64_t now;
 
 	if (!q || !item)
 		return -EINVAL;
 	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
 		return -ESHUTDOWN;
-	k = key_for(q, item);
-	atomic_store_explicit(&q->timed, true, memory_order_relaxed);
-	now = now_ns(q);
-	return submit(q, OP_ADD_AFTER, &k, now, mci_add_sat(now, delay_ns));
+	k = key_prefetched(q, item);
+	return add_after(q, &k, now_ns(q), delay_ns);
 }
 
 int mc_workqueue_add_rate_limited(struct mc_workqueue *q, const void *item)
 {
 	struct mci_key k;
-	uint64_t delay, now;
+	uint64_t delay;
 
 	if (!q || !item)
 		return -EINVAL;
 	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
 		return -ESHUTDOWN;
-	k = key_for(q, item);
+	k = key_prefetched(q, item);
 	delay = mci_rate_limiter_when(q->rl, &k);
-	atomic_store_explicit(&q->timed, true, memory_order_relaxed);
-	now = now_ns(q);
-	return submit(q, OP_ADD_AFTER, &k, now, mci_add_sat(now, delay));
+	return add_after(q, &k, now_ns(q), delay);
 }
 
 bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
 {
-	bool spinning_done = false;
 	struct node *n;
 	uint32_t idx;
+	uint64_t now;
 
 	if (!q || !item_out)
 		return false;
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		log_apply(q);
-		if (q->heap_len)
-			(void)promote_due(q, now_ns(q));
+		now = locked_now(q);
+		promote(q, now);
 		if (q->fifo_head != MCI_NONE)
 			break;
 		if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed)) {
-			pthread_mutex_unlock(&q->lock);
+			unlock(q);
 			return false;
-		}
-		if (!spinning_done) {
-			spinning_done = true;
-			if (spin_for_work(q))
-				continue;
 		}
 		idle_wait(q);
 	}
@@ -1124,22 +918,28 @@ bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
 	q->n_dirty--;
 	q->n_processing++;
 	if (q->m)
-		metrics_started(q, idx, now_ns(q));
-	memcpy(item_out, item_of(q, n), q->item_size);
-	wake(q, q->fifo_len);
+		metrics_started(q, idx, now);
+	mci_copy_item(item_out, item_of(q, n), q->item_size);
+	if (q->fifo_len)
+		wake_one(q);
 	ensure_timer(q);
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 	return true;
 }
 
 void mc_workqueue_done(struct mc_workqueue *q, const void *item)
 {
 	struct mci_key k;
+	uint64_t now;
 
 	if (!q || !item)
 		return;
-	k = key_for(q, item);
-	(void)submit(q, OP_DONE, &k, call_time(q), 0);
+	k = key_prefetched(q, item);
+	pthread_mutex_lock(&q->lock);
+	now = locked_now(q);
+	promote(q, now);
+	apply_done(q, &k, now);
+	unlock(q);
 }
 
 void mc_workqueue_forget(struct mc_workqueue *q, const void *item)
@@ -1169,11 +969,9 @@ size_t mc_workqueue_len(struct mc_workqueue *q)
 	if (!q)
 		return 0;
 	pthread_mutex_lock(&q->lock);
-	log_apply(q);
-	if (q->heap_len && promote_due(q, now_ns(q)))
-		wake(q, q->fifo_len);
+	promote(q, locked_now(q));
 	len = q->fifo_len;
-	pthread_mutex_unlock(&q->lock);
+	unlock(q);
 	return len;
 }
 
@@ -1192,13 +990,8 @@ void mc_workqueue_shutdown_with_drain(struct mc_workqueue *q)
 		return;
 	pthread_mutex_lock(&q->lock);
 	shutdown_locked(q, true);
-	while (q->drain && q->n_processing) {
-		if (sleep_begin(q)) {
-			pthread_cond_wait(&q->drain_cond, &q->lock);
-			sleep_end(q);
-		}
-		log_apply(q);
-	}
+	while (q->drain && q->n_processing)
+		pthread_cond_wait(&q->drain_cond, &q->lock);
 	pthread_mutex_unlock(&q->lock);
 }
 

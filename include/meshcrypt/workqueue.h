@@ -90,9 +90,8 @@ static inline struct mc_workqueue *mc_workqueue_new(const struct mc_workqueue_co
 void mc_workqueue_free(struct mc_workqueue *q);
 
 /*
- * Marks item as needing processing. 0, -ESHUTDOWN (dropped), -EINVAL or -ENOMEM. While every
- * worker is busy an add is handed over without the lock and applied by the next locked call;
- * such an add that then finds no memory is dropped (it has already returned 0).
+ * Marks item as needing processing. 0, -ESHUTDOWN (dropped), -EINVAL or -ENOMEM (the item was
+ * not added).
  */
 int mc_workqueue_add(struct mc_workqueue *q, const void *item);
 

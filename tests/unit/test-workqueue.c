@@ -968,6 +968,84 @@ static void test_many_distinct_items(void **state)
 	iq_free(q);
 }
 
+/* ---- wake-ups ---- */
+
+#define BURST_WORKERS 4
+
+struct burst {
+	struct iq_queue *q;
+	atomic_int holding; /* workers holding an item at the same time */
+	atomic_int timed_out;
+};
+
+/* Holds its item until every worker holds one: only possible if every worker was woken. */
+static void *burst_worker(void *arg)
+{
+	struct burst *b = arg;
+	int item;
+
+	while (iq_get(b->q, &item)) {
+		atomic_fetch_add(&b->holding, 1);
+		for (int i = 0; atomic_load(&b->holding) < BURST_WORKERS; i++) {
+			if (i == 5000) { /* 5 s */
+				atomic_store(&b->timed_out, 1);
+				break;
+			}
+			usleep(1000);
+		}
+		iq_done(b->q, &item);
+	}
+	return NULL;
+}
+
+/*
+ * A burst of adds signals one sleeping worker, and each woken worker that leaves work behind
+ * wakes the next: every sleeping worker must end up with an item.
+ */
+static void test_burst_wakes_every_worker(void **state)
+{
+	struct burst b = { .q = iq_new(NULL) };
+	pthread_t w[BURST_WORKERS];
+
+	assert_non_null(b.q);
+	for (int i = 0; i < BURST_WORKERS; i++)
+		pthread_create(&w[i], NULL, burst_worker, &b);
+	sleep_ms(20); /* let them all fall asleep in get() */
+	for (int i = 0; i < BURST_WORKERS; i++)
+		assert_int_equal(iq_add(b.q, &i), 0);
+	/* Not shut down before that: shutdown wakes every worker anyway. */
+	while (atomic_load(&b.holding) < BURST_WORKERS && !atomic_load(&b.timed_out))
+		sleep_ms(1);
+	iq_shutdown_with_drain(b.q);
+	for (int i = 0; i < BURST_WORKERS; i++)
+		pthread_join(w[i], NULL);
+	assert_false(atomic_load(&b.timed_out));
+	assert_int_equal(atomic_load(&b.holding), BURST_WORKERS);
+	iq_free(b.q);
+}
+
+/* The same when the burst comes due from the delay heap while every worker sleeps. */
+static void test_due_burst_wakes_every_worker(void **state)
+{
+	struct burst b = { .q = iq_new(NULL) };
+	pthread_t w[BURST_WORKERS];
+
+	assert_non_null(b.q);
+	for (int i = 0; i < BURST_WORKERS; i++)
+		pthread_create(&w[i], NULL, burst_worker, &b);
+	sleep_ms(20);
+	for (int i = 0; i < BURST_WORKERS; i++)
+		assert_int_equal(iq_add_after(b.q, &i, 10 * MS), 0);
+	while (atomic_load(&b.holding) < BURST_WORKERS && !atomic_load(&b.timed_out))
+		sleep_ms(1);
+	iq_shutdown_with_drain(b.q);
+	for (int i = 0; i < BURST_WORKERS; i++)
+		pthread_join(w[i], NULL);
+	assert_false(atomic_load(&b.timed_out));
+	assert_int_equal(atomic_load(&b.holding), BURST_WORKERS);
+	iq_free(b.q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1003,6 +1081,8 @@ int main(void)
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_custom_identity),
 		cmocka_unit_test(test_many_distinct_items),
+		cmocka_unit_test(test_burst_wakes_every_worker),
+		cmocka_unit_test(test_due_burst_wakes_every_worker),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
