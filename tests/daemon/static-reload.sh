@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The static source follows its file while meshcryptd runs: an edit written in place and one
 # renamed over the file each change the dryrun plan within 1 s; a broken edit is rejected with
-# a precise error and the previous plan stays; SIGTERM stops the daemon cleanly.
+# a precise error and the previous plan stays; a daemon started on a broken file runs, reports
+# not-ready and recovers when the file is fixed; SIGTERM stops the daemon cleanly.
 # Usage: static-reload.sh BUILD_DIR SOURCE_DIR
 source "$(dirname "$0")/lib.sh"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-cp "$src/examples/cluster-3node.json" "$tmp/cluster.json"
+# 0. the first file is broken
+echo '{"apiVersion": "v1", "kind": "List", "items": [' > "$tmp/cluster.json"
 cat > "$tmp/meshcryptd.conf" <<CONF
 [core]
 node_name = node-1
@@ -51,8 +53,16 @@ json.dump(doc, sys.stdout, indent=1)
 PY
 }
 
+not_ready() { ctl status 2>/dev/null | grep -q '^ready: no'; }
+for _ in $(seq 250); do not_ready && break; sleep 0.02; done
+not_ready || fail "a daemon on a broken file does not report not-ready"
+ctl status | grep -q '^status: .*cluster.json:[0-9]*:[0-9]*: JSON' || fail "status does not say why: $(ctl status)"
+echo "broken first file: running, $(ctl status | grep '^status:')"
+cp "$src/examples/cluster-3node.json" "$tmp/next.json"
+mv "$tmp/next.json" "$tmp/cluster.json"
 wait_plan 'node-2' present 5000 >/dev/null
-echo "started; initial plan has peer node-2"
+ctl status | grep -q '^ready: yes' || fail "not ready after the file was fixed"
+echo "fixed: ready, plan has peer node-2"
 
 # 1. written in place: a new managed pod on node-2
 edited 'items.append({"apiVersion":"v1","kind":"Pod","metadata":{"namespace":"shop","name":"web-3","creationTimestamp":"2026-11-21T00:00:00Z"},"spec":{"nodeName":"node-2"},"status":{"phase":"Running","podIPs":[{"ip":"10.1.2.11"}]}})' > "$tmp/next.json"
