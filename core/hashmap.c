@@ -7,7 +7,7 @@
 
 #include "workqueue-internal.h"
 
-static uint64_t hash_seed;
+uint64_t mci_hash_seed;
 
 /* Once per process, before any queue exists; a failing getrandom still leaves ASLR entropy. */
 __attribute__((constructor)) static void hash_seed_init(void)
@@ -16,32 +16,25 @@ __attribute__((constructor)) static void hash_seed_init(void)
 
 	if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s))
 		s = (uint64_t)(uintptr_t)&s ^ mci_monotonic_ns();
-	hash_seed = s;
-}
-
-static inline uint64_t mum(uint64_t a, uint64_t b)
-{
-	unsigned __int128 r = (unsigned __int128)a * b;
-
-	return (uint64_t)r ^ (uint64_t)(r >> 64);
+	mci_hash_seed = s;
 }
 
 uint64_t mci_hash_bytes(const void *p, size_t n)
 {
 	const unsigned char *b = p;
-	uint64_t h = hash_seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15u);
+	uint64_t h = mci_hash_seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15u);
 	uint64_t w;
 
 	for (; n >= 8; n -= 8, b += 8) {
 		memcpy(&w, b, 8);
-		h = mum(h ^ w, 0xa0761d6478bd642fu);
+		h = mci_mum(h ^ w, 0xa0761d6478bd642fu);
 	}
 	if (n) {
 		w = 0;
 		memcpy(&w, b, n);
-		h = mum(h ^ w, 0xe7037ed1a0b428dbu);
+		h = mci_mum(h ^ w, 0xe7037ed1a0b428dbu);
 	}
-	return mum(h, 0x8ebc6af09c88c6e3u);
+	return mci_mum(h, 0x8ebc6af09c88c6e3u);
 }
 
 void mci_slab_init(struct mci_slab *s, size_t node_size)

@@ -550,7 +550,7 @@ struct mc_rate_limiter *mc_rate_limiter_default_controller(void)
 static struct mci_key bytes_key(const void *item, size_t item_size)
 {
 	return (struct mci_key){ .item = item, .size = item_size,
-				 .hash = mci_hash_bytes(item, item_size) };
+				 .hash = mci_hash_item(item, item_size) };
 }
 
 uint64_t mc_rate_limiter_when(struct mc_rate_limiter *rl, const void *item, size_t item_size)

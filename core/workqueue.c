@@ -157,7 +157,7 @@ static inline struct mci_key key_for(const struct mc_workqueue *q, const void *i
 	return (struct mci_key){
 		.item = item,
 		.size = q->item_size,
-		.hash = q->hash ? q->hash(item) : mci_hash_bytes(item, q->item_size),
+		.hash = q->hash ? q->hash(item) : mci_hash_item(item, q->item_size),
 		.equal = q->equal,
 	};
 }

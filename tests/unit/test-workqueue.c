@@ -22,6 +22,8 @@
 #include <meshcrypt/metrics.h>
 #include <meshcrypt/workqueue.h>
 
+#include "workqueue-internal.h"
+
 #define MS 1000000ull
 #define S 1000000000ull
 
@@ -948,6 +950,21 @@ static void test_custom_identity(void **state)
 	nq_free(q);
 }
 
+/* The inline hash of 8-byte keys must equal the general one: a rate limiter called by the queue
+ * and one called directly must find the same entry. */
+static void test_hash_u64_matches_bytes(void **state)
+{
+	uint64_t seed = 1;
+
+	for (int i = 0; i < 1000; i++) {
+		uint64_t v = seed;
+
+		seed = seed * 6364136223846793005u + 1442695040888963407u;
+		assert_true(mci_hash_u64(&v) == mci_hash_bytes(&v, sizeof(v)));
+		assert_true(mci_hash_item(&v, sizeof(v)) == mci_hash_bytes(&v, sizeof(v)));
+	}
+}
+
 static void test_many_distinct_items(void **state)
 {
 	struct iq_queue *q = iq_new(NULL);
@@ -1080,6 +1097,7 @@ int main(void)
 		cmocka_unit_test(test_metrics_default_registry),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_custom_identity),
+		cmocka_unit_test(test_hash_u64_matches_bytes),
 		cmocka_unit_test(test_many_distinct_items),
 		cmocka_unit_test(test_burst_wakes_every_worker),
 		cmocka_unit_test(test_due_burst_wakes_every_worker),
