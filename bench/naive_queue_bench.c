@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The "plain C port" anchor of BENCHMARKS.md, for workload (a) only: one adaptive mutex, one
+ * condvar signalled on every add, and arrays for the dirty and processing sets over the 1e4
+ * keys (no hashing). It has the queue semantics workload (a) exercises (collapse, add while
+ * processing, drain) and nothing else. Run it beside workqueue_bench in the same minutes: this
+ * machine's speed swings by 2-5x, so only side-by-side figures compare (docs/performance.md).
+ *   naive_queue_bench        prints: naive-a gets items_per_sec
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <time.h>
+
+#define KEYS 10000
+#define ADDS 1000000
+#define WORKERS 4
+
+static pthread_mutex_t lock;
+static pthread_cond_t work;
+static int fifo[KEYS + 1];
+static int head, tail, queued;
+static bool dirty[KEYS], processing[KEYS], shutting_down;
+static long gets;
+
+static void push(int key)
+{
+	fifo[tail] = key;
+	tail = (tail + 1) % (KEYS + 1);
+	queued++;
+	pthread_cond_signal(&work);
+}
+
+static void add(int key)
+{
+	pthread_mutex_lock(&lock);
+	if (!shutting_down && !dirty[key]) {
+		dirty[key] = true;
+		if (!processing[key])
+			push(key);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+static bool get(int *key)
+{
+	pthread_mutex_lock(&lock);
+	while (queued == 0 && !shutting_down)
+		pthread_cond_wait(&work, &lock);
+	if (queued == 0) {
+		pthread_mutex_unlock(&lock);
+		return false;
+	}
+	*key = fifo[head];
+	head = (head + 1) % (KEYS + 1);
+	queued--;
+	processing[*key] = true;
+	dirty[*key] = false;
+	gets++;
+	pthread_mutex_unlock(&lock);
+	return true;
+}
+
+static void done(int key)
+{
+	pthread_mutex_lock(&lock);
+	processing[key] = false;
+	if (dirty[key])
+		push(key);
+	pthread_mutex_unlock(&lock);
+}
+
+static void *worker(void *arg)
+{
+	int key;
+
+	while (get(&key))
+		done(key);
+	return arg;
+}
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int main(void)
+{
+	pthread_mutexattr_t attr;
+	pthread_t workers[WORKERS];
+	double start, wall;
+
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&lock, &attr);
+	pthread_cond_init(&work, NULL);
+	start = now();
+	for (int i = 0; i < WORKERS; i++)
+		pthread_create(&workers[i], NULL, worker, NULL);
+	for (int i = 0; i < ADDS; i++)
+		add(i % KEYS);
+	/* shutdown with drain: every queued key is still handed out, then the workers leave */
+	pthread_mutex_lock(&lock);
+	shutting_down = true;
+	pthread_cond_broadcast(&work);
+	pthread_mutex_unlock(&lock);
+	for (int i = 0; i < WORKERS; i++)
+		pthread_join(workers[i], NULL);
+	wall = now() - start;
+	printf("naive-a %ld %.0f\n", gets, (double)gets / wall);
+	return 0;
+}
