@@ -1415,6 +1415,20 @@ static bool before(const struct val *v, const char *at) {
 	return !v->m.p || v->m.p < at;
 }
 
+/* What both entry points do first: a place for the error, cleared, and a document. */
+static int parse_begin(struct pctx *c, struct mc_parse_error *err, struct mc_parse_error *scratch,
+                       const char *json) {
+	c->err = err ? err : scratch;
+	clear_error(c->err);
+	return json ? 0 : -EINVAL;
+}
+
+static int expect_object(struct pctx *c, const struct val *root) {
+	if (root->type == MC_JSON_OBJECT)
+		return 0;
+	return fail(c, -EINVAL, NULL, NULL, "expected an object, got %s", type_name(root->type));
+}
+
 int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **out,
                          struct mc_parse_error *err) {
 	struct mc_parse_error scratch;
@@ -1428,10 +1442,8 @@ int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **o
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	c.err = err ? err : &scratch;
-	clear_error(c.err);
-	if (!json)
-		return -EINVAL;
+	if ((r = parse_begin(&c, err, &scratch, json)) < 0)
+		return r;
 	if (!(lh.list = calloc(1, sizeof(*lh.list))))
 		return -ENOMEM;
 	if ((r = read_document(&c, json, len, &root, vals, &lh.hook)) < 0)
@@ -1452,10 +1464,9 @@ int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **o
 		struct str k;
 
 		c.list_arena = &lh.list->arena;
-		r = root.type != MC_JSON_OBJECT
-		            ? fail(&c, -EINVAL, NULL, NULL, "expected an object, got %s",
-		                   type_name(root.type))
-		            : convert(&c, vals, NULL, &o, &k);
+		r = expect_object(&c, &root);
+		if (r == 0)
+			r = convert(&c, vals, NULL, &o, &k);
 		if (root.type == MC_JSON_OBJECT)
 			str_free(&k);
 		if (r == 0) {
@@ -1489,15 +1500,12 @@ int mc_object_parse(const char *json, size_t len, struct mc_object **out,
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	c.err = err ? err : &scratch;
-	clear_error(c.err);
-	if (!json)
-		return -EINVAL;
+	if ((r = parse_begin(&c, err, &scratch, json)) < 0)
+		return r;
 	if ((r = read_document(&c, json, len, &root, vals, NULL)) < 0)
 		return r;
-	if (root.type != MC_JSON_OBJECT)
-		return fail(&c, -EINVAL, NULL, NULL, "expected an object, got %s",
-		            type_name(root.type));
+	if ((r = expect_object(&c, &root)) < 0)
+		return r;
 	r = convert(&c, vals, NULL, out, &kind);
 	if (r == 1)
 		r = fail(&c, is_list(kind.s) ? -EINVAL : -ENOTSUP, NULL, NULL,
