@@ -14,16 +14,19 @@
  * ready-time order, so the result is what a timer thread would have produced. An idle worker
  * sleeps until the earliest ready time, so a due item never waits for a later event.
  *
+ * The add calls (add, add_after, add_rate_limited) do not take the lock: they append to a
+ * bounded lock-free log that the next lock holder applies first, in order (see "the add log"
+ * below), so a producer never waits for the lock or pulls the queue's state to its core.
+ *
  * Idle workers sleep on a condition variable. A call that leaves work queued signals one
  * sleeping worker unless one is already being woken, and a woken worker that leaves work behind
  * wakes the next (wake_one()); the signal is sent after the lock is released. Workers neither
  * spin nor yield before they sleep: with more threads than cores a spinning worker takes the
  * producer's core, and a yield costs a lock round trip when a core is free (docs/performance.md).
- * Callers hash the item and prefetch its map slot before they take the lock
- * (key_prefetched()), so the lock is held for as short a time as possible.
  */
 
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -103,6 +106,12 @@ struct mc_workqueue {
 	struct mc_clock clock;
 	struct mc_rate_limiter *rl;
 	struct queue_metrics *m; /* NULL: metrics off */
+	/* The add log: fixed at creation. */
+	unsigned char *log_slots;
+	struct log_times *log_times;
+	size_t log_mask, log_stride;
+	/* Set while the delay heap holds items: adds then read the clock for promote order. */
+	atomic_bool timed;
 
 	/* The lock shares its line with the state that every get and done changes, so taking the
 	 * lock brings that state along. */
@@ -133,6 +142,16 @@ struct mc_workqueue {
 
 	pthread_cond_t work_cond;  /* idle workers */
 	pthread_cond_t drain_cond; /* shutdown_with_drain */
+
+	/* n_idle && !n_wakeups, for adders that do not take the lock: a sleeping worker that no
+	 * wake-up is on its way to. Written under the lock, only when it changes. */
+	_Alignas(64) atomic_bool need_wake;
+	/* The add log (see log_append()): the next position adders reserve, on its own line... */
+	_Alignas(64) atomic_size_t log_tail;
+	/* ...and how far the lock holder has applied it: private to the lock, then published for
+	 * adders checking for room. */
+	_Alignas(64) size_t log_head;
+	atomic_size_t log_head_pub;
 };
 
 /* ---- nodes ---- */
@@ -390,6 +409,120 @@ static void unfinished_work(const struct mc_workqueue *q, uint64_t now, uint64_t
 	}
 }
 
+/* ---- the add log ---- */
+
+/*
+ * The add calls do not take the lock. They append the item to a bounded log, a ring of slots
+ * after Vyukov: the adder reserves a position with a CAS on log_tail, writes the slot and
+ * publishes it with the slot's sequence number. Whoever takes the lock next applies the log in
+ * order before it looks at the state (catch_up()). Every call that can observe the queue takes
+ * the lock, so an add takes effect at its place in the log as if it had been applied at once.
+ * Producers then write log slots only, while the lock, the map and the nodes stay with the
+ * workers; with many producers they no longer queue up on the lock (workload (b) of
+ * docs/performance.md). An adder that finds a sleeping worker with no wake-up on its way takes
+ * the lock to wake it; one that finds the log full applies it itself.
+ */
+struct log_slot {
+	/* pos + 1 once the slot is written for position pos, with the LOG_* flags */
+	atomic_uint_fast64_t seq;
+	/* then the item, 8-byte aligned: a slot is 16 bytes for the common 8-byte item, as the
+	 * cost of the log is the cache lines that travel from the adder's core to the workers' */
+};
+
+/* The adder's time is in log_times[] (for the metrics, or to order the add against delayed
+ * items); else the lock holder's time is as good. */
+#define LOG_TIMED (1ull << 61)
+/* An add_after(): its ready time is in log_times[] too. */
+#define LOG_AFTER (1ull << 62)
+/* Refused: shutdown had begun. */
+#define LOG_REFUSED (1ull << 63)
+#define LOG_FLAGS (LOG_TIMED | LOG_AFTER | LOG_REFUSED)
+
+/* Apart from the slots: read only for the entries that need them. */
+struct log_times {
+	uint64_t at, ready;
+};
+
+enum {
+	LOG_CAP_MAX = 1024,
+	LOG_BYTES_MAX = 64 * 1024,
+};
+
+static inline struct log_slot *log_slot_at(const struct mc_workqueue *q, size_t pos)
+{
+	return (struct log_slot *)(void *)(q->log_slots + (pos & q->log_mask) * q->log_stride);
+}
+
+static int log_init(struct mc_workqueue *q)
+{
+	size_t cap = LOG_CAP_MAX;
+
+	q->log_stride = sizeof(struct log_slot) + ((q->item_size + 7) & ~(size_t)7);
+	while (cap > 64 && cap * q->log_stride > LOG_BYTES_MAX)
+		cap /= 2;
+	q->log_mask = cap - 1;
+	q->log_slots = calloc(cap, q->log_stride);
+	q->log_times = calloc(cap, sizeof(*q->log_times));
+	return q->log_slots && q->log_times ? 0 : -ENOMEM;
+}
+
+/*
+ * 0: logged; -ENOBUFS: the log is full; -ESHUTDOWN: refused. Shutdown sets shutting_down and
+ * then applies the log up to log_tail, so an adder that reserved its slot and still sees the
+ * flag clear is applied as before the shutdown; one that sees it set cancels its slot.
+ * `flags`: LOG_TIMED and LOG_AFTER, saying which of `at` and `ready` to keep.
+ */
+static int log_append(struct mc_workqueue *q, const void *item, uint64_t flags, uint64_t at,
+		      uint64_t ready)
+{
+	size_t pos = atomic_load_explicit(&q->log_tail, memory_order_relaxed);
+	struct log_slot *slot;
+
+	do {
+		/* Acquire: the lock holder has finished reading the slot we may reuse. */
+		if (pos - atomic_load_explicit(&q->log_head_pub, memory_order_acquire) > q->log_mask)
+			return -ENOBUFS;
+	} while (!atomic_compare_exchange_weak_explicit(&q->log_tail, &pos, pos + 1,
+							memory_order_seq_cst,
+							memory_order_relaxed));
+	if (atomic_load_explicit(&q->shutting_down, memory_order_seq_cst)) {
+		flags = LOG_REFUSED;
+	} else {
+		slot = log_slot_at(q, pos);
+		mci_copy_item(slot + 1, item, q->item_size);
+		if (flags)
+			q->log_times[pos & q->log_mask] = (struct log_times){ at, ready };
+	}
+	/* seq_cst: before the adder reads need_wake (see idle_wait()). */
+	atomic_store_explicit(&log_slot_at(q, pos)->seq, (pos + 1) | flags, memory_order_seq_cst);
+	return flags & LOG_REFUSED ? -ESHUTDOWN : 0;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static inline bool log_written(const struct log_slot *slot, size_t pos)
+{
+	return (atomic_load_explicit(&slot->seq, memory_order_acquire) & ~LOG_FLAGS) == pos + 1;
+}
+
+/* A reserved slot is written a few instructions later, unless its adder was preempted there. */
+static void log_wait_written(const struct log_slot *slot, size_t pos)
+{
+	for (unsigned spins = 0; !log_written(slot, pos); spins++) {
+		if (spins < 100)
+			cpu_relax();
+		else
+			sched_yield();
+	}
+}
+
 /* ---- state changes (under the queue lock) ---- */
 
 /*
@@ -398,19 +531,31 @@ static void unfinished_work(const struct mc_workqueue *q, uint64_t now, uint64_t
  * so a burst of adds costs the adder one futex wake, not one per item. The signal goes out
  * when the lock is released (unlock()), so the woken worker does not run into a held lock.
  */
+static void publish_need_wake(struct mc_workqueue *q)
+{
+	bool need = q->n_idle && !q->n_wakeups;
+
+	if (need != atomic_load_explicit(&q->need_wake, memory_order_relaxed))
+		atomic_store_explicit(&q->need_wake, need, memory_order_seq_cst);
+}
+
 static void wake_one(struct mc_workqueue *q)
 {
 	if (!q->n_wakeups && q->n_idle) {
 		q->n_wakeups++;
 		q->signal_owed = true;
+		publish_need_wake(q);
 	}
 }
 
 static void unlock(struct mc_workqueue *q)
 {
 	bool signal = q->signal_owed;
+	bool timed = q->heap_len != 0;
 
 	q->signal_owed = false;
+	if (timed != atomic_load_explicit(&q->timed, memory_order_relaxed))
+		atomic_store_explicit(&q->timed, timed, memory_order_relaxed);
 	pthread_mutex_unlock(&q->lock);
 	/* A signal that finds the worker it was meant for already awake (its timed wait ended)
 	 * wakes another at worst, which finds nothing and sleeps again. */
@@ -488,13 +633,13 @@ static inline uint64_t locked_now(const struct mc_workqueue *q)
 }
 
 /* The apply_* functions change the state as a call made at time `at` would have (under lock). */
-static int apply_add(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
+
+/* An add that was accepted (before shutdown). */
+static int apply_accepted_add(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
 {
 	uint32_t idx;
 	struct node *n;
 
-	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
-		return -ESHUTDOWN;
 	idx = find_or_create(q, k);
 	if (idx == MCI_NONE)
 		return -ENOMEM;
@@ -511,18 +656,23 @@ static int apply_add(struct mc_workqueue *q, const struct mci_key *k, uint64_t a
 	return 0;
 }
 
-static int apply_add_after(struct mc_workqueue *q, const struct mci_key *k, uint64_t ready,
-			   uint64_t at)
+static int apply_add(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
+{
+	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
+		return -ESHUTDOWN;
+	return apply_accepted_add(q, k, at);
+}
+
+static int apply_accepted_add_after(struct mc_workqueue *q, const struct mci_key *k,
+				    uint64_t ready, uint64_t at)
 {
 	uint32_t idx;
 	struct node *n;
 
-	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
-		return -ESHUTDOWN;
 	if (q->m)
 		q->m->retries++;
 	if (ready <= at)
-		return apply_add(q, k, at);
+		return apply_accepted_add(q, k, at);
 	idx = find_or_create(q, k);
 	if (idx == MCI_NONE)
 		return -ENOMEM;
@@ -545,6 +695,14 @@ static int apply_add_after(struct mc_workqueue *q, const struct mci_key *k, uint
 	}
 	ensure_timer(q);
 	return 0;
+}
+
+static int apply_add_after(struct mc_workqueue *q, const struct mci_key *k, uint64_t ready,
+			   uint64_t at)
+{
+	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
+		return -ESHUTDOWN;
+	return apply_accepted_add_after(q, k, ready, at);
 }
 
 static void apply_done(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
@@ -577,6 +735,16 @@ static void idle_wait(struct mc_workqueue *q)
 	uint64_t deadline = UINT64_MAX;
 
 	q->n_idle++;
+	publish_need_wake(q);
+	/* An adder that wrote its log slot before need_wake was set did not see it, so look at
+	 * the log once more after setting it (the other half is in mc_workqueue_add()). An adder
+	 * still writing will see need_wake. */
+	if ((atomic_load_explicit(&log_slot_at(q, q->log_head)->seq, memory_order_seq_cst) &
+	     ~LOG_FLAGS) == q->log_head + 1) {
+		q->n_idle--;
+		publish_need_wake(q);
+		return;
+	}
 	if (q->heap_len && q->heap[0].ready_ns < q->timer_ns) {
 		deadline = q->heap[0].ready_ns;
 		q->timer_ns = deadline;
@@ -587,6 +755,7 @@ static void idle_wait(struct mc_workqueue *q)
 	q->n_idle--;
 	if (q->n_wakeups)
 		q->n_wakeups--;
+	publish_need_wake(q);
 	if (deadline != UINT64_MAX && q->timer_ns == deadline)
 		q->timer_ns = UINT64_MAX;
 }
@@ -605,11 +774,86 @@ static void drop_waiting(struct mc_workqueue *q)
 	q->heap_len = 0;
 }
 
+/*
+ * Applies the log (under the lock), in log order, each add at its adder's time. With `all`, up
+ * to what was reserved when it starts, waiting for slots still being written: a call that
+ * reports or orders state must see every add that returned before it. Without, it stops at the
+ * first such slot: get() and done() do not wait for an adder that is still in its call, whose
+ * entry and those after it come with the next lock holder, at the latest the adder itself when
+ * it finds a worker asleep.
+ *
+ * -ENOMEM leaves the entry that could not be applied for the next lock holder: the log then
+ * fills, and adders get -ENOMEM from the locked path.
+ */
+static int log_apply(struct mc_workqueue *q, bool all)
+{
+	size_t tail = atomic_load_explicit(&q->log_tail, memory_order_seq_cst);
+	size_t head = q->log_head;
+	int r = 0;
+
+	if (head == tail)
+		return 0;
+	for (; head != tail; head++) {
+		struct log_slot *slot = log_slot_at(q, head);
+		const struct log_times *times = &q->log_times[head & q->log_mask];
+		uint64_t flags;
+		struct mci_key k;
+
+		if (all)
+			log_wait_written(slot, head);
+		else if (!log_written(slot, head))
+			break;
+		flags = atomic_load_explicit(&slot->seq, memory_order_relaxed) & LOG_FLAGS;
+		if (flags & LOG_REFUSED)
+			continue;
+		k = key_for(q, slot + 1);
+		if (flags & LOG_TIMED) {
+			promote(q, times->at);
+			r = flags & LOG_AFTER ? apply_accepted_add_after(q, &k, times->ready, times->at)
+					      : apply_accepted_add(q, &k, times->at);
+		} else {
+			uint64_t now = locked_now(q);
+
+			promote(q, now);
+			r = apply_accepted_add(q, &k, now);
+		}
+		if (r < 0)
+			break;
+	}
+	q->log_head = head;
+	atomic_store_explicit(&q->log_head_pub, head, memory_order_release);
+	return r;
+}
+
+/*
+ * Under the lock, before a call looks at the state: the log applied, then due items promoted.
+ * Returns the time the call acts at.
+ */
+static uint64_t catch_up(struct mc_workqueue *q, bool all)
+{
+	uint64_t now;
+
+	(void)log_apply(q, all);
+	now = locked_now(q);
+	promote(q, now);
+	return now;
+}
+
+static uint64_t lock_and_catch_up(struct mc_workqueue *q, bool all)
+{
+	pthread_mutex_lock(&q->lock);
+	return catch_up(q, all);
+}
+
 static void shutdown_locked(struct mc_workqueue *q, bool drain)
 {
 	if (!atomic_load_explicit(&q->shutting_down, memory_order_relaxed)) {
 		uint64_t now = now_ns(q);
 
+		/* First the flag, then the log: what was logged before is applied, what comes
+		 * after is refused (log_append()). */
+		atomic_store_explicit(&q->shutting_down, true, memory_order_seq_cst);
+		(void)log_apply(q, true);
 		/* What was due is already queued; only what still waits is dropped. */
 		(void)promote_due(q, now);
 		drop_waiting(q);
@@ -618,10 +862,10 @@ static void shutdown_locked(struct mc_workqueue *q, bool drain)
 					&q->m->frozen_longest_ns);
 			q->m->frozen = true;
 		}
-		atomic_store_explicit(&q->shutting_down, true, memory_order_relaxed);
 	}
 	q->drain = drain;
 	q->n_wakeups = q->n_idle;
+	publish_need_wake(q);
 	pthread_cond_broadcast(&q->work_cond);
 	if (!drain)
 		pthread_cond_broadcast(&q->drain_cond);
@@ -650,8 +894,7 @@ static int collect(struct mc_metrics_writer *w, void *userdata)
 	size_t depth;
 	int r;
 
-	pthread_mutex_lock(&q->lock);
-	promote(q, locked_now(q));
+	(void)lock_and_catch_up(q, true);
 	depth = q->n_dirty;
 	adds = q->m->adds;
 	retries = q->m->retries;
@@ -792,9 +1035,13 @@ struct mc_workqueue *mc_workqueue_new_sized(const struct mc_workqueue_config *cf
 	mci_slab_init(&q->slab, (q->key_offset + c.item_size + 7) & ~(size_t)7);
 	q->fifo_head = q->fifo_tail = MCI_NONE;
 	q->timer_ns = UINT64_MAX;
+	atomic_init(&q->timed, false);
+	atomic_init(&q->need_wake, false);
+	atomic_init(&q->log_tail, 0);
+	atomic_init(&q->log_head_pub, 0);
 
 	q->rl = c.rate_limiter ? c.rate_limiter : mc_rate_limiter_default_controller();
-	if (!q->rl) {
+	if (!q->rl || log_init(q) < 0) {
 		mc_workqueue_free(q);
 		errno = ENOMEM;
 		return NULL;
@@ -826,6 +1073,8 @@ void mc_workqueue_free(struct mc_workqueue *q)
 	mci_idxmap_fini(&q->map);
 	mci_slab_fini(&q->slab);
 	free(q->heap);
+	free(q->log_slots);
+	free(q->log_times);
 	pthread_cond_destroy(&q->drain_cond);
 	pthread_cond_destroy(&q->work_cond);
 	pthread_mutex_destroy(&q->lock);
@@ -834,62 +1083,70 @@ void mc_workqueue_free(struct mc_workqueue *q)
 
 /* ---- API ---- */
 
+/*
+ * The adds go through the log (see log_append()), or take the lock when it is full. The time
+ * is read when something needs it: an add_after's ready time, the metrics, or ordering an
+ * add against due delayed items.
+ */
+static int add_logged(struct mc_workqueue *q, const void *item, uint64_t flags, uint64_t at,
+		      uint64_t ready)
+{
+	int r = log_append(q, item, flags, at, ready);
+
+	if (r == -ENOBUFS) {
+		struct mci_key k = key_for(q, item);
+
+		pthread_mutex_lock(&q->lock);
+		(void)log_apply(q, true);
+		if (!(flags & LOG_TIMED))
+			at = locked_now(q);
+		promote(q, at);
+		r = flags & LOG_AFTER ? apply_add_after(q, &k, ready, at) : apply_add(q, &k, at);
+		unlock(q);
+	} else if (r == 0 && atomic_load_explicit(&q->need_wake, memory_order_seq_cst)) {
+		/* A worker sleeps and no wake-up is on its way: applying the log wakes one. */
+		(void)lock_and_catch_up(q, false);
+		unlock(q);
+	}
+	return r;
+}
+
 int mc_workqueue_add(struct mc_workqueue *q, const void *item)
 {
-	struct mci_key k;
-	uint64_t now;
-	int r;
-
 	if (!q || !item)
 		return -EINVAL;
 	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
 		return -ESHUTDOWN;
-	k = key_prefetched(q, item);
-	pthread_mutex_lock(&q->lock);
-	now = locked_now(q);
-	promote(q, now);
-	r = apply_add(q, &k, now);
-	unlock(q);
-	return r;
-}
-
-/* add_after with the ready time computed by the caller from `now`, its time before the lock. */
-static int add_after(struct mc_workqueue *q, const struct mci_key *k, uint64_t now,
-		     uint64_t delay_ns)
-{
-	int r;
-
-	pthread_mutex_lock(&q->lock);
-	promote(q, now);
-	r = apply_add_after(q, k, mci_add_sat(now, delay_ns), now);
-	unlock(q);
-	return r;
+	if (q->m || atomic_load_explicit(&q->timed, memory_order_relaxed))
+		return add_logged(q, item, LOG_TIMED, now_ns(q), 0);
+	return add_logged(q, item, 0, 0, 0);
 }
 
 int mc_workqueue_add_after(struct mc_workqueue *q, const void *item, uint64_t delay_ns)
 {
-	struct mci_key k;
+	uint64_t now;
 
 	if (!q || !item)
 		return -EINVAL;
 	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
 		return -ESHUTDOWN;
-	k = key_prefetched(q, item);
-	return add_after(q, &k, now_ns(q), delay_ns);
+	now = now_ns(q);
+	return add_logged(q, item, LOG_TIMED | LOG_AFTER, now, mci_add_sat(now, delay_ns));
 }
 
 int mc_workqueue_add_rate_limited(struct mc_workqueue *q, const void *item)
 {
 	struct mci_key k;
-	uint64_t delay;
+	uint64_t delay, now;
 
 	if (!q || !item)
 		return -EINVAL;
 	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
 		return -ESHUTDOWN;
-	k = key_prefetched(q, item);
+	k = key_for(q, item);
 	delay = mci_rate_limiter_when(q->rl, &k);
-	return add_after(q, &k, now_ns(q), delay);
+	now = now_ns(q);
+	return add_logged(q, item, LOG_TIMED | LOG_AFTER, now, mci_add_sat(now, delay));
 }
 
 bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
@@ -902,8 +1159,7 @@ bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
 		return false;
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		now = locked_now(q);
-		promote(q, now);
+		now = catch_up(q, false);
 		if (q->fifo_head != MCI_NONE)
 			break;
 		if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed)) {
@@ -935,9 +1191,7 @@ void mc_workqueue_done(struct mc_workqueue *q, const void *item)
 	if (!q || !item)
 		return;
 	k = key_prefetched(q, item);
-	pthread_mutex_lock(&q->lock);
-	now = locked_now(q);
-	promote(q, now);
+	now = lock_and_catch_up(q, false);
 	apply_done(q, &k, now);
 	unlock(q);
 }
@@ -968,8 +1222,7 @@ size_t mc_workqueue_len(struct mc_workqueue *q)
 
 	if (!q)
 		return 0;
-	pthread_mutex_lock(&q->lock);
-	promote(q, locked_now(q));
+	(void)lock_and_catch_up(q, true);
 	len = q->fifo_len;
 	unlock(q);
 	return len;
