@@ -656,13 +656,6 @@ static int apply_accepted_add(struct mc_workqueue *q, const struct mci_key *k, u
 	return 0;
 }
 
-static int apply_add(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
-{
-	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
-		return -ESHUTDOWN;
-	return apply_accepted_add(q, k, at);
-}
-
 static int apply_accepted_add_after(struct mc_workqueue *q, const struct mci_key *k,
 				    uint64_t ready, uint64_t at)
 {
@@ -697,12 +690,14 @@ static int apply_accepted_add_after(struct mc_workqueue *q, const struct mci_key
 	return 0;
 }
 
-static int apply_add_after(struct mc_workqueue *q, const struct mci_key *k, uint64_t ready,
-			   uint64_t at)
+/* One accepted add call of the log, at its time `at`, after what was due by then. */
+static int apply_logged(struct mc_workqueue *q, const struct mci_key *k, uint64_t flags,
+			uint64_t at, uint64_t ready)
 {
-	if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
-		return -ESHUTDOWN;
-	return apply_accepted_add_after(q, k, ready, at);
+	promote(q, at);
+	if (flags & LOG_AFTER)
+		return apply_accepted_add_after(q, k, ready, at);
+	return apply_accepted_add(q, k, at);
 }
 
 static void apply_done(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
@@ -807,16 +802,8 @@ static int log_apply(struct mc_workqueue *q, bool all)
 		if (flags & LOG_REFUSED)
 			continue;
 		k = key_for(q, slot + 1);
-		if (flags & LOG_TIMED) {
-			promote(q, times->at);
-			r = flags & LOG_AFTER ? apply_accepted_add_after(q, &k, times->ready, times->at)
-					      : apply_accepted_add(q, &k, times->at);
-		} else {
-			uint64_t now = locked_now(q);
-
-			promote(q, now);
-			r = apply_accepted_add(q, &k, now);
-		}
+		r = apply_logged(q, &k, flags, flags & LOG_TIMED ? times->at : locked_now(q),
+				 times->ready);
 		if (r < 0)
 			break;
 	}
@@ -1098,10 +1085,10 @@ static int add_logged(struct mc_workqueue *q, const void *item, uint64_t flags, 
 
 		pthread_mutex_lock(&q->lock);
 		(void)log_apply(q, true);
-		if (!(flags & LOG_TIMED))
-			at = locked_now(q);
-		promote(q, at);
-		r = flags & LOG_AFTER ? apply_add_after(q, &k, ready, at) : apply_add(q, &k, at);
+		if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed))
+			r = -ESHUTDOWN;
+		else
+			r = apply_logged(q, &k, flags, flags & LOG_TIMED ? at : locked_now(q), ready);
 		unlock(q);
 	} else if (r == 0 && atomic_load_explicit(&q->need_wake, memory_order_seq_cst)) {
 		/* A worker sleeps and no wake-up is on its way: applying the log wakes one. */
