@@ -79,7 +79,6 @@ int mc_engine_new(struct mc_config *cfg, sd_event *event, struct mc_engine **out
 		goto fail;
 	}
 	pthread_mutex_init(&e->status_lock, NULL);
-	snprintf(e->status, sizeof(e->status), "starting");
 
 	r = mc_config_check_plugin_sections(cfg, &cerr);
 	if (r < 0) {
@@ -152,6 +151,14 @@ int mc_engine_start(struct mc_engine *e)
 	};
 	int r;
 
+	/* A stopped engine starts again from nothing: its source reports the cluster anew. */
+	mc_store_free(e->store);
+	keyq_free(e->queue);
+	e->queue = NULL;
+	pthread_mutex_lock(&e->status_lock);
+	e->ready = false;
+	snprintf(e->status, sizeof(e->status), "starting");
+	pthread_mutex_unlock(&e->status_lock);
 	e->store = mc_store_new(&scfg);
 	if (!e->store)
 		return mc_log_error_errno(-errno, "cannot create the store: %m");

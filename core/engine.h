@@ -8,6 +8,8 @@
  *   mc_engine_start  init plugins (attach, backend, source), start workers, start plugins
  *   mc_engine_drain  wait until every queued key has been reconciled, then stop the workers
  *   mc_engine_stop   stop the source, drain, stop the dataplane plugins, fini in reverse
+ *                    (mc_engine_start may follow: meshcryptd restarts the running engine
+ *                    when a reloaded configuration fails to start)
  *   mc_engine_free   stop if needed, unload
  *
  * The dataplane is left as it is on stop, so a restart or an upgrade is hitless.

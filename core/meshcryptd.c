@@ -104,7 +104,7 @@ static int start_engine(struct daemon *d, struct mc_engine *e)
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	struct daemon *d = userdata;
-	struct mc_engine *next;
+	struct mc_engine *next, *prev;
 	int r;
 
 	mc_log_info("reloading %s", d->config_path);
@@ -114,18 +114,30 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 		sd_notify(false, "READY=1");
 		return 0;
 	}
-	/* The dataplane stays in place across the swap; the new engine reconciles it. */
+	/* The dataplane stays in place across the swap; the new engine reconciles it. The old
+	 * engine is only stopped, so that it can start again if the new one does not. */
 	mc_control_free(d->control);
 	d->control = NULL;
-	mc_engine_free(d->engine);
+	prev = d->engine;
 	d->engine = NULL;
+	mc_engine_stop(prev);
 	r = start_engine(d, next);
 	if (r < 0) {
 		mc_engine_free(next);
 		mc_log_error_errno(r, "reload: the new configuration failed to start: %m");
-		d->exit_code = EXIT_FAILURE;
-		return sd_event_exit(d->event, 0);
+		r = start_engine(d, prev);
+		if (r < 0) {
+			mc_engine_free(prev);
+			mc_log_error_errno(r, "reload: the previous configuration failed to start "
+					   "again: %m");
+			d->exit_code = EXIT_FAILURE;
+			return sd_event_exit(d->event, 0);
+		}
+		mc_log_info("reload: the previous configuration started again");
+		sd_notify(false, "READY=1");
+		return 0;
 	}
+	mc_engine_free(prev);
 	sd_notify(false, "READY=1");
 	return 0;
 }

@@ -20,10 +20,11 @@ fail() {
 	exit 1
 }
 
-# start_daemon: runs meshcryptd on $tmp/meshcryptd.conf (run_dir must be "run"), log in $tmp/log.
+# start_daemon: runs meshcryptd on $tmp/meshcryptd.conf (run_dir must be "run"), log in $tmp/log,
+# with the plugins of $plugin_dir (default: the build's).
 start_daemon() {
-	"$build/core/meshcryptd" --config "$tmp/meshcryptd.conf" --plugin-dir "$build/plugins" \
-		2>"$tmp/log" &
+	"$build/core/meshcryptd" --config "$tmp/meshcryptd.conf" \
+		--plugin-dir "${plugin_dir:-$build/plugins}" 2>"$tmp/log" &
 	pid=$!
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SIGHUP reloads meshcryptd's configuration: a bad new configuration is rejected with one
 # precise line and the running one stays in force; a good one takes over (here: the daemon
-# becomes node-2 of the example cluster). SIGTERM then stops it with status 0.
+# becomes node-2 of the example cluster); one that is valid but whose required backend fails
+# to start is dropped and the running one starts again, so the node keeps its dataplane
+# programmed instead of the daemon exiting. SIGTERM then stops it with status 0.
 # Usage: sighup-reload.sh BUILD_DIR SOURCE_DIR
 source "$(dirname "$0")/lib.sh"
 write_config() {
@@ -13,9 +15,10 @@ $2
 [source]
 plugin = static
 [backend]
-plugin = dryrun
+plugin = ${3:-dryrun}
 [plugin.static]
 file = $src/examples/cluster-3node.json
+${4:-}
 CONF
 }
 # until CMD...: retries for up to 5 s
@@ -26,6 +29,11 @@ until_ok() {
 	done
 	return 1
 }
+
+# The real plugins and the test backend (tests/unit/plugins), which fails where it is told to.
+mkdir -m 0755 "$tmp/plugins"
+cp "$build"/plugins/*.so "$build/tests/unit/backend-tbackend.so" "$tmp/plugins/"
+plugin_dir=$tmp/plugins
 
 write_config node-1 ""
 start_daemon
@@ -47,6 +55,16 @@ kill -HUP "$pid"
 until_ok sh -c "'$build/core/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-2'" ||
 	fail "good configuration not applied"
 echo "good configuration applied: now node-2"
+
+write_config node-3 "" tbackend $'[plugin.tbackend]\nfail_init = yes'
+kill -HUP "$pid"
+until_ok grep -q 'reload: the new configuration failed to start' "$tmp/log" ||
+	fail "failed start of the new configuration not reported"
+until_ok grep -q 'started again' "$tmp/log" || fail "the running configuration did not come back"
+kill -0 "$pid" 2>/dev/null || fail "meshcryptd exited after a failed reload"
+until_ok sh -c "'$build/core/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-2'" ||
+	fail "node-2 plan not back after the failed reload"
+echo "new configuration failed to start: node-2 started again"
 
 stop_daemon
 echo "sighup-reload: all checks passed"
