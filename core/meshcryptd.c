@@ -151,6 +151,13 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 	return sd_event_exit(d->event, 0);
 }
 
+static const char *basename_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
 static void list_one(const char *path, const struct mc_loaded_plugin *p, int r,
 		     const char *error, void *userdata)
 {
@@ -163,9 +170,10 @@ static void list_one(const char *path, const struct mc_loaded_plugin *p, int r,
 		return;
 	}
 	desc = mc_loaded_plugin_descriptor(p);
-	printf("%-8s %-12s ABI %u.%u  %-40s %s\n", mc_plugin_kind_name(desc->kind), desc->name,
+	/* The description last, as it has no bound; the header line names the directory. */
+	printf("%-8s %-12s ABI %u.%u  %-24s %s\n", mc_plugin_kind_name(desc->kind), desc->name,
 	       MC_PLUGIN_ABI_GET_MAJOR(desc->abi_version), MC_PLUGIN_ABI_GET_MINOR(desc->abi_version),
-	       desc->description ? desc->description : "", path);
+	       basename_of(path), desc->description ? desc->description : "");
 }
 
 static int list_plugins(struct daemon *d)
