@@ -4,12 +4,16 @@
  * condvar signalled on every add, and arrays for the dirty and processing sets over the 1e4
  * keys (no hashing). It has the queue semantics workload (a) exercises (collapse, add while
  * processing, drain) and nothing else. Run it beside workqueue_bench in the same minutes: this
- * machine's speed swings by 2-5x, so only side-by-side figures compare (docs/performance.md).
- *   naive_queue_bench        prints: naive-a gets items_per_sec
+ * machine's speed swings by 2-5x, so only side-by-side figures compare (bench/side-by-side.sh).
+ *   naive_queue_bench [-r 1] [a]   prints workqueue_bench's line for one run of (a):
+ *                                  a gets workers items_per_sec peak_rss_kb impl=naive
+ * Any other workload prints nothing: the port has no delays and no rate limiter.
  */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define KEYS 10000
@@ -87,12 +91,19 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	pthread_mutexattr_t attr;
 	pthread_t workers[WORKERS];
+	struct rusage ru;
 	double start, wall;
 
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-r") == 0)
+			i++; /* one run per call: the caller repeats */
+		else if (strcmp(argv[i], "a") != 0)
+			return 0;
+	}
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
 	pthread_mutex_init(&lock, &attr);
@@ -110,6 +121,7 @@ int main(void)
 	for (int i = 0; i < WORKERS; i++)
 		pthread_join(workers[i], NULL);
 	wall = now() - start;
-	printf("naive-a %ld %.0f\n", gets, (double)gets / wall);
+	getrusage(RUSAGE_SELF, &ru);
+	printf("a %ld %d %.0f %ld impl=naive\n", gets, WORKERS, (double)gets / wall, ru.ru_maxrss);
 	return 0;
 }
