@@ -17,6 +17,8 @@
 
 #include <meshcrypt/workqueue.h>
 
+#include "fake-clock.h"
+
 #include "workqueue-internal.h"
 
 #define MS 1000000ull
@@ -57,21 +59,6 @@ static void forget(struct mc_rate_limiter *rl, const char *item)
 	mc_rate_limiter_forget(rl, &k, sizeof(k));
 }
 
-struct fake_clock {
-	struct mc_clock c;
-	atomic_uint_fast64_t now;
-};
-
-static uint64_t fake_now(void *userdata)
-{
-	return atomic_load(&((struct fake_clock *)userdata)->now);
-}
-
-static void fake_init(struct fake_clock *f)
-{
-	f->c = (struct mc_clock){ .now_ns = fake_now, .userdata = f };
-	atomic_init(&f->now, 5 * S);
-}
 
 static void test_exponential(void **state)
 {
@@ -173,7 +160,7 @@ static void test_with_max_wait(void **state)
 
 	/* client-go steps a counting limiter past 100 calls; the bucket does the same here:
 	 * 100 tokens, then each call waits 100 ms longer, capped at 500 ms. */
-	fake_init(&f);
+	fake_clock_init(&f, 5 * S);
 	rl = mc_rate_limiter_with_max_wait(mc_rate_limiter_bucket(10, 100), 500 * MS);
 	mc_rate_limiter_set_clock(rl, &f.c);
 	for (int i = 0; i < 100; i++) {
@@ -207,7 +194,7 @@ static void test_bucket(void **state)
 	struct fake_clock f;
 	struct mc_rate_limiter *rl = mc_rate_limiter_bucket(10, 3);
 
-	fake_init(&f);
+	fake_clock_init(&f, 5 * S);
 	mc_rate_limiter_set_clock(rl, &f.c);
 	/* A new bucket is full: burst calls pass, then each waits one more token. */
 	assert_int_equal(when(rl, "a"), 0);
@@ -216,10 +203,10 @@ static void test_bucket(void **state)
 	assert_int_equal(when(rl, "d"), 100 * MS);
 	assert_int_equal(when(rl, "e"), 200 * MS);
 	/* 250 ms later 2.5 tokens came back; 2 were owed. */
-	atomic_fetch_add(&f.now, 250 * MS);
+	step(&f, 250 * MS);
 	assert_int_equal(when(rl, "f"), 50 * MS);
 	/* Refill stops at burst. */
-	atomic_fetch_add(&f.now, 10 * S);
+	step(&f, 10 * S);
 	assert_int_equal(when(rl, "g"), 0);
 	assert_int_equal(when(rl, "h"), 0);
 	assert_int_equal(when(rl, "i"), 0);
@@ -240,7 +227,7 @@ static void test_default_controller(void **state)
 	struct fake_clock f;
 	struct mc_rate_limiter *rl = mc_rate_limiter_default_controller();
 
-	fake_init(&f);
+	fake_clock_init(&f, 5 * S);
 	mc_rate_limiter_set_clock(rl, &f.c);
 	assert_int_equal(when(rl, "x"), 5 * MS);
 	assert_int_equal(when(rl, "x"), 10 * MS);
@@ -260,13 +247,13 @@ static void test_failures_age_out(void **state)
 	uint64_t ttl = 2 * S + 600 * S; /* twice the longest delay plus ten minutes */
 	char item[16];
 
-	fake_init(&f);
+	fake_clock_init(&f, 5 * S);
 	mc_rate_limiter_set_clock(rl, &f.c);
 	when(rl, "old");
 	when(rl, "old");
-	atomic_fetch_add(&f.now, ttl);
+	step(&f, ttl);
 	assert_int_equal(requeues(rl, "old"), 2); /* not yet */
-	atomic_fetch_add(&f.now, 1);
+	step(&f, 1);
 	assert_int_equal(requeues(rl, "old"), 0);
 	assert_int_equal(when(rl, "old"), 1 * MS); /* starts over */
 
@@ -277,7 +264,7 @@ static void test_failures_age_out(void **state)
 		when(rl, item);
 	}
 	assert_int_equal(mci_rate_limiter_entries(rl), 5001);
-	atomic_fetch_add(&f.now, ttl + 1);
+	step(&f, ttl + 1);
 	for (int i = 0; i < 5000; i++) {
 		snprintf(item, sizeof(item), "b%d", i);
 		when(rl, item);

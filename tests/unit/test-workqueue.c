@@ -22,6 +22,8 @@
 #include <meshcrypt/metrics.h>
 #include <meshcrypt/workqueue.h>
 
+#include "fake-clock.h"
+
 #include "workqueue-internal.h"
 
 #define MS 1000000ull
@@ -47,33 +49,13 @@ static struct skey key_from(const char *s)
 	return k;
 }
 
-struct fake_clock {
-	struct mc_clock c;
-	atomic_uint_fast64_t now;
-};
-
-static uint64_t fake_now(void *userdata)
-{
-	return atomic_load(&((struct fake_clock *)userdata)->now);
-}
-
-static void fake_init(struct fake_clock *f)
-{
-	f->c = (struct mc_clock){ .now_ns = fake_now, .userdata = f };
-	atomic_init(&f->now, 1000 * S);
-}
-
-static void step(struct fake_clock *f, uint64_t ns)
-{
-	atomic_fetch_add(&f->now, ns);
-}
 
 static struct sq_queue *sq_fake(struct fake_clock *f, struct mc_rate_limiter *rl)
 {
 	struct mc_workqueue_config cfg = { .clock = &f->c, .rate_limiter = rl };
 	struct sq_queue *q;
 
-	fake_init(f);
+	fake_clock_init(f, 1000 * S);
 	q = sq_new(&cfg);
 	assert_non_null(q);
 	return q;
@@ -747,8 +729,7 @@ static struct sq_queue *metered(struct fake_clock *f, struct mc_metrics *reg, co
 	struct mc_workqueue_config cfg = { .name = name, .metrics = reg, .clock = &f->c };
 	struct sq_queue *q;
 
-	fake_init(f);
-	atomic_store(&f->now, 0);
+	fake_clock_init(f, 0);
 	q = sq_new(&cfg);
 	assert_non_null(q);
 	return q;
