@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "metrics-http.h"
 #include "util.h"
 #include MC_INIPARSER_HEADER
 
@@ -535,6 +536,17 @@ static int resolve_core(struct mc_config *cfg, struct mc_config_error *err)
 	cfg->run_dir = mc_section_string(core, "run_dir");
 	cfg->managed_label = label;
 	cfg->metrics_listen = mc_section_string(core, "metrics_listen");
+	if (cfg->metrics_listen[0]) {
+		struct sockaddr_storage sa;
+		socklen_t sa_len;
+
+		if (mc_listen_address_parse(cfg->metrics_listen, &sa, &sa_len) < 0) {
+			where(cfg, "core", "metrics_listen", loc, sizeof(loc));
+			return set_error(err, -EINVAL,
+					 "%s = \"%s\": not ADDRESS:PORT (127.0.0.1:9474, [::1]:9474)",
+					 loc, cfg->metrics_listen);
+		}
+	}
 	cfg->workers = (unsigned)mc_section_int(core, "workers");
 	cfg->resync_interval_ns = mc_section_duration_ns(core, "resync_interval");
 	cfg->inbound = strcmp(mc_section_string(core, "inbound"), "permit") == 0

@@ -104,6 +104,11 @@ const struct mc_config *mc_engine_config(const struct mc_engine *e)
 	return e->cfg;
 }
 
+struct mc_metrics *mc_engine_metrics(const struct mc_engine *e)
+{
+	return e->metrics;
+}
+
 static void fini_plugins(struct mc_engine *e)
 {
 	for (int slot = MC_SLOT_COUNT - 1; slot >= 0; slot--) {

@@ -35,6 +35,8 @@ void mc_engine_stop(struct mc_engine *e);
 void mc_engine_free(struct mc_engine *e);
 
 const struct mc_config *mc_engine_config(const struct mc_engine *e);
+/* The engine's metrics registry (the work queue's, the plugins'); the engine owns it. */
+struct mc_metrics *mc_engine_metrics(const struct mc_engine *e);
 /* The source's last word: whether it holds a complete view, and a short status. */
 bool mc_engine_ready(struct mc_engine *e);
 const char *mc_engine_status(struct mc_engine *e, char *buf, size_t size);

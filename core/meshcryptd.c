@@ -14,6 +14,7 @@
 #include "control.h"
 #include "engine.h"
 #include "log.h"
+#include "metrics-http.h"
 #include "plugin-loader.h"
 #include "util.h"
 
@@ -24,6 +25,7 @@ struct daemon {
 	sd_event *event;
 	struct mc_engine *engine;
 	struct mc_control *control;
+	struct mc_metrics_http *metrics;
 	int exit_code;
 };
 
@@ -93,12 +95,28 @@ static int start_engine(struct daemon *d, struct mc_engine *e)
 		return r;
 	d->engine = e;
 	if (!d->once) {
+		const char *listen = mc_engine_config(e)->metrics_listen;
+
 		r = mc_control_new(d->event, mc_engine_config(e)->run_dir, &d->engine, &d->control);
 		if (r < 0)
 			mc_log_errno(LOG_WARNING, r, "control socket in %s: %m (meshcryptctl will not "
 				     "reach this daemon)", mc_engine_config(e)->run_dir);
+		/* Metrics are worth a warning, never the dataplane. */
+		r = listen[0] ? mc_metrics_http_new(d->event, listen, &d->engine, &d->metrics) : 0;
+		if (r < 0)
+			mc_log_errno(LOG_WARNING, r, "metrics endpoint %s: %m (no Prometheus metrics "
+				     "from this daemon)", listen);
 	}
 	return 0;
+}
+
+/* The control socket and the metrics endpoint, which the next engine opens anew. */
+static void close_endpoints(struct daemon *d)
+{
+	mc_control_free(d->control);
+	d->control = NULL;
+	mc_metrics_http_free(d->metrics);
+	d->metrics = NULL;
 }
 
 static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -116,8 +134,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	}
 	/* The dataplane stays in place across the swap; the new engine reconciles it. The old
 	 * engine is only stopped, so that it can start again if the new one does not. */
-	mc_control_free(d->control);
-	d->control = NULL;
+	close_endpoints(d);
 	prev = d->engine;
 	d->engine = NULL;
 	mc_engine_stop(prev);
@@ -241,7 +258,7 @@ static int run(struct daemon *d, bool check_only)
 		if (mc_engine_write_plan(d->engine, stdout) < 0)
 			d->exit_code = EXIT_FAILURE;
 	}
-	mc_control_free(d->control);
+	close_endpoints(d);
 	mc_engine_free(d->engine);
 	sd_event_unref(d->event);
 	return d->exit_code;

@@ -177,6 +177,31 @@ static void test_bad_label(void **state)
 		     ":2: [core] managed_label = \"enabled\": must be key=value", NULL);
 }
 
+static void test_metrics_listen(void **state)
+{
+	static const char *const bad[] = { "localhost:9474", "127.0.0.1", "127.0.0.1:0",
+					   "127.0.0.1:65536", "127.0.0.1:94x", "::1:9474",
+					   "[::1]", "[::1:9474", "1.2.3:9474" };
+	static const char *const good[] = { "127.0.0.1:9474", "[::1]:9474", "0.0.0.0:1", "" };
+	struct mc_config_error err;
+	struct mc_config *cfg;
+	char text[256], want[64];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		snprintf(text, sizeof(text), "[core]\nmetrics_listen = %s\n%s", bad[i], minimal);
+		snprintf(want, sizeof(want), ":2: [core] metrics_listen = \"%s\": not ADDRESS:PORT",
+			 bad[i]);
+		expect_error(text, want, NULL);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++) {
+		snprintf(text, sizeof(text), "[core]\nmetrics_listen = %s\n%s", good[i], minimal);
+		test_write(path, text);
+		assert_int_equal(mc_config_load(path, &cfg, &err), 0);
+		assert_string_equal(cfg->metrics_listen, good[i]);
+		mc_config_free(cfg);
+	}
+}
+
 static void test_bad_marks(void **state)
 {
 	expect_error("[core]\nencrypt_mark = 0x1e0\n[source]\nplugin = s\n[backend]\nplugin = d\n",
@@ -252,6 +277,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_required, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_label, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metrics_listen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_marks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unselected_plugin_section, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plugin_section, setup, teardown),

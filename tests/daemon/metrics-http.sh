@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The Prometheus endpoint ([core] metrics_listen): GET /metrics serves the work queue's metrics
+# as Prometheus text, other paths and methods are refused, a SIGHUP reload keeps it serving, a
+# port already taken costs a warning and nothing else, and a malformed address is a
+# configuration error with its file and line.
+# Usage: metrics-http.sh BUILD_DIR SOURCE_DIR
+source "$(dirname "$0")/lib.sh"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+url=http://127.0.0.1:$port/metrics
+write_config() { # RUN_DIR LISTEN
+	cat <<CONF
+[core]
+node_name = node-1
+run_dir = $1
+metrics_listen = $2
+[source]
+plugin = static
+[backend]
+plugin = dryrun
+[plugin.static]
+file = $src/examples/cluster-3node.json
+CONF
+}
+until_ok() {
+	for _ in $(seq 250); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.02
+	done
+	return 1
+}
+reconciled() {
+	curl -sf "$url" | grep -Eq '^workqueue_adds_total\{name="reconciler"\} [1-9]'
+}
+
+write_config run "127.0.0.1:$port" > "$tmp/meshcryptd.conf"
+start_daemon
+until_ok reconciled || fail "no reconciler adds at $url"
+body=$(curl -sf -D "$tmp/headers" "$url")
+grep -qi '^content-type: text/plain; version=0.0.4' "$tmp/headers" || fail "content type: $(cat "$tmp/headers")"
+for family in workqueue_depth workqueue_queue_duration_seconds_bucket \
+	workqueue_work_duration_seconds_count workqueue_longest_running_processor_seconds \
+	workqueue_retries_total; do
+	grep -q "^$family{" <<< "$body" || fail "$family missing from /metrics"
+done
+echo "GET /metrics serves the work queue metrics"
+
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" = 404 ] || fail "/ not 404"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url")" = 405 ] || fail "POST not 405"
+echo "other paths and methods refused"
+
+kill -HUP "$pid"
+until_ok grep -q 'reloading' "$tmp/log" || fail "no reload"
+until_ok reconciled || fail "endpoint gone after SIGHUP"
+echo "still serving after a reload"
+
+# A second daemon on the same port: a warning, and it runs all the same.
+mkdir "$tmp/second"
+write_config "$tmp/second/run" "127.0.0.1:$port" > "$tmp/second/meshcryptd.conf"
+"$build/core/meshcryptd" --config "$tmp/second/meshcryptd.conf" --plugin-dir "$build/plugins" \
+	2>"$tmp/second/log" &
+second=$!
+until_ok grep -q "metrics endpoint 127.0.0.1:$port: Address already in use" "$tmp/second/log" ||
+	fail "port conflict not reported: $(cat "$tmp/second/log")"
+until_ok "$build/core/meshcryptctl" --run-dir "$tmp/second/run" plan ||
+	fail "second daemon not running"
+kill -TERM "$second"
+wait "$second" || fail "second daemon exited $? on SIGTERM"
+echo "port taken: warned, running"
+
+write_config run "localhost:http" > "$tmp/bad.conf"
+if "$build/core/meshcryptd" --config "$tmp/bad.conf" --plugin-dir "$build/plugins" \
+	--check-config 2>"$tmp/bad.log"; then
+	fail "malformed metrics_listen accepted"
+fi
+grep -q 'bad.conf:4: \[core\] metrics_listen = "localhost:http": not ADDRESS:PORT' "$tmp/bad.log" ||
+	fail "malformed metrics_listen not named: $(cat "$tmp/bad.log")"
+echo "malformed address refused with its line"
+
+stop_daemon
+echo "metrics-http: all checks passed"
