@@ -226,6 +226,11 @@ static int run(struct daemon *d, bool check_only)
 	r = sd_event_default(&d->event);
 	if (r < 0)
 		return mc_log_error_errno(r, "sd-event: %m"), EXIT_FAILURE;
+	/* Under WatchdogSec=, the loop itself sends WATCHDOG=1: a loop that hangs is restarted,
+	 * and a restart leaves the dataplane in place. */
+	r = sd_event_set_watchdog(d->event, true);
+	if (r < 0)
+		mc_log_errno(LOG_WARNING, r, "systemd watchdog: %m (not kept alive)");
 
 	if (prepare_engine(d, &e) < 0)
 		return EXIT_FAILURE;
