@@ -44,10 +44,9 @@ void mci_slab_init(struct mci_slab *s, size_t node_size)
 
 void mci_slab_fini(struct mci_slab *s)
 {
-	free(s->mem);
-	s->mem = NULL;
-	s->cap = s->used = 0;
-	s->free_head = MCI_NONE;
+	for (unsigned k = 0; k < MCI_SLAB_CHUNKS; k++)
+		free(s->chunks[k]);
+	*s = (struct mci_slab){ .node_size = s->node_size, .free_head = MCI_NONE };
 }
 
 uint32_t mci_slab_alloc(struct mci_slab *s)
@@ -59,17 +58,16 @@ uint32_t mci_slab_alloc(struct mci_slab *s)
 		return idx;
 	}
 	if (s->used == s->cap) {
-		/* Large arrays come from mmap, where realloc remaps instead of copying. */
-		uint32_t cap = s->cap ? s->cap * 2 : 64;
-		unsigned char *mem;
+		/* The next chunk doubles the capacity; the ones before stay where they are. */
+		unsigned k = s->cap ? 31u - (unsigned)__builtin_clz(s->cap / 64 + 1) : 0;
+		uint32_t n = 64u << k;
 
-		if (cap <= s->cap || cap == MCI_NONE)
+		if (k >= MCI_SLAB_CHUNKS || s->cap > MCI_NONE - 1 - n)
 			return MCI_NONE;
-		mem = realloc(s->mem, (size_t)cap * s->node_size);
-		if (!mem)
+		s->chunks[k] = calloc(n, s->node_size);
+		if (!s->chunks[k])
 			return MCI_NONE;
-		s->mem = mem;
-		s->cap = cap;
+		s->cap += n;
 	}
 	return s->used++;
 }

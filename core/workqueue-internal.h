@@ -119,10 +119,13 @@ static inline void mci_copy_item(void *dst, const void *src, size_t size)
 
 /*
  * The first 4 bytes of a free node link the free list; the rest of a node is the caller's.
- * Indices stay valid across growth, pointers do not: re-derive them after mci_slab_alloc.
+ * Nodes live in chunks that never move (chunk k holds 64 << k nodes), so a node's address stays
+ * valid until it is released: the work queue's lock-free get reads nodes while the slab grows.
  */
+#define MCI_SLAB_CHUNKS 26 /* 64 * (2^26 - 1) nodes: more than a 32-bit index reaches */
+
 struct mci_slab {
-	unsigned char *mem;
+	unsigned char *chunks[MCI_SLAB_CHUNKS];
 	size_t node_size;
 	uint32_t cap;
 	uint32_t used; /* high-water mark: nodes [used, cap) were never handed out */
@@ -137,7 +140,10 @@ MCI_HIDDEN void mci_slab_release(struct mci_slab *s, uint32_t idx);
 
 static inline void *mci_slab_at(const struct mci_slab *s, uint32_t idx)
 {
-	return s->mem + (size_t)idx * s->node_size;
+	/* chunk k holds the indices [64 * (2^k - 1), 64 * (2^(k+1) - 1)) */
+	unsigned k = 31u - (unsigned)__builtin_clz((idx >> 6) + 1);
+
+	return s->chunks[k] + (size_t)(idx - ((64u << k) - 64u)) * s->node_size;
 }
 
 /* ---- idxmap: open addressing (linear probing, backward-shift deletion) of indices ---- */

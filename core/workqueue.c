@@ -1,22 +1,26 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The work queue: client-go's rate-limiting, delaying FIFO with dirty and processing sets, as
- * one structure under one adaptive mutex (docs/workqueue.md).
+ * one structure under one adaptive mutex, with its three hot paths off the lock
+ * (docs/workqueue.md).
  *
  * Every known item has one node in a slab, found through one open-addressing map, and a state
  * made of three bits: DIRTY (needs a run), PROCESSING (a worker holds it), WAITING (in the
- * delay heap). A DIRTY item that is not PROCESSING is in the FIFO, linked through its node.
- * DIRTY and WAITING never hold together: an item has at most one pending run. A node whose
- * state drops to 0 is freed. So add, get and done each cost one hash lookup under the lock.
- *
- * There is no delay thread. Items whose ready time has come are moved from the heap to the
- * FIFO by whoever takes the lock next and looks (add, get, done, len, a metrics render), in
- * ready-time order, so the result is what a timer thread would have produced. An idle worker
- * sleeps until the earliest ready time, so a due item never waits for a later event.
+ * delay heap). A DIRTY item that is not PROCESSING is queued: in the ready ring, or after it in
+ * the overflow FIFO. DIRTY and WAITING never hold together: an item has at most one pending run.
  *
  * The add calls (add, add_after, add_rate_limited) do not take the lock: they append to a
- * bounded lock-free log that the next lock holder applies first, in order (see "the add log"
- * below), so a producer never waits for the lock or pulls the queue's state to its core.
+ * bounded lock-free log that the next lock holder applies first, in order ("the add log").
+ * get takes the ready ring's head without the lock, claiming the node with a CAS of its state
+ * ("the ready ring"), and done of the item the thread got last clears PROCESSING with a CAS
+ * (done_fast()). The lock serialises the rest: applying the log, the map, the heap, moving
+ * items into the ring, sleeping and waking. With metrics on, get and done take the lock, which
+ * keeps the counts the metrics need.
+ *
+ * There is no delay thread. Items whose ready time has come are moved from the heap to the
+ * queue by whoever takes the lock next and looks (add, get, done, len, a metrics render), in
+ * ready-time order, so the result is what a timer thread would have produced. An idle worker
+ * sleeps until the earliest ready time, so a due item never waits for a later event.
  *
  * Idle workers sleep on a condition variable. A call that leaves work queued signals one
  * sleeping worker unless one is already being woken, and a woken worker that leaves work behind
@@ -38,12 +42,21 @@ enum {
 	ST_DIRTY = 1,
 	ST_PROCESSING = 2,
 	ST_WAITING = 4,
+	ST_FREE = 8, /* on the slab's free list */
+	ST_FLAGS = 0xff,
+	/* Above the flags, a generation counted up each time the node becomes queued (DIRTY and
+	 * not PROCESSING), in the same atomic step: see "the ready ring". */
+	ST_GEN_SHIFT = 8,
+	ST_GEN_ONE = 1u << ST_GEN_SHIFT,
 };
 
 struct node {
-	/* FIFO successor while queued, heap position while WAITING, slab free list when free. */
+	/* Overflow FIFO successor while queued there, heap position while WAITING, slab free list
+	 * when free. */
 	uint32_t link;
-	uint8_t state;
+	/* ST_* flags and the ring generation. Changed under the lock, and without it by get and
+	 * done (see "the ready ring"), so always with atomic read-modify-writes. */
+	atomic_uint state;
 	/* then struct node_times when metrics are on, then the item (at key_offset) */
 };
 
@@ -106,6 +119,10 @@ struct mc_workqueue {
 	struct mc_clock clock;
 	struct mc_rate_limiter *rl;
 	struct queue_metrics *m; /* NULL: metrics off */
+	uint64_t id; /* unique for the process's lifetime: a thread's last get (done_fast()) */
+	/* The ready ring (see there): fixed at creation. */
+	_Atomic uint64_t *ready;
+	uint32_t ready_mask;
 	/* The add log: fixed at creation. */
 	unsigned char *log_slots;
 	struct log_times *log_times;
@@ -116,18 +133,23 @@ struct mc_workqueue {
 	/* The lock shares its line with the state that every get and done changes, so taking the
 	 * lock brings that state along. */
 	_Alignas(64) pthread_mutex_t lock;
+	/* The overflow FIFO: what is queued after the ready ring, linked through the nodes. */
 	uint32_t fifo_head, fifo_tail;
-	uint32_t fifo_len;
+	/* Written under the lock; get() reads it without (see there). */
+	atomic_uint overflow_len;
+	/* Kept by the locked paths only, which are the only paths while metrics are on. */
 	uint32_t n_processing;
 	size_t n_dirty; /* depth */
 
 	struct mci_idxmap map;
 	struct mci_slab slab;
+	uint32_t next_sweep; /* sweep_idle() when the slab is full and has this many */
 
 	struct waiting *heap;
 	size_t heap_len, heap_cap;
 	uint32_t heap_seq;
-	bool drain;
+	/* shutdown_with_drain() waits; read by done without the lock. */
+	atomic_bool drain;
 
 	/*
 	 * Wake-ups in flight: workers signalled (or timed out) that have not yet re-taken the lock.
@@ -152,6 +174,9 @@ struct mc_workqueue {
 	 * adders checking for room. */
 	_Alignas(64) size_t log_head;
 	atomic_size_t log_head_pub;
+	/* The ready ring's ends: getters move the head, the lock holder the tail. */
+	_Alignas(64) atomic_size_t ready_head;
+	_Alignas(64) atomic_size_t ready_tail;
 };
 
 /* ---- nodes ---- */
@@ -203,12 +228,67 @@ static inline uint64_t now_ns(const struct mc_workqueue *q)
 	return mci_clock_now(&q->clock);
 }
 
+/*
+ * Acquire and release throughout (free on x86): what a getter or a done did to a node without
+ * the lock happens before what the lock holder does after seeing its flags, such as reusing
+ * the node for another item.
+ */
+static inline unsigned flags_of(struct node *n)
+{
+	return atomic_load_explicit(&n->state, memory_order_acquire) & ST_FLAGS;
+}
+
+/* The flags before. */
+static inline unsigned flags_set(struct node *n, unsigned bits)
+{
+	return atomic_fetch_or_explicit(&n->state, bits, memory_order_acq_rel) & ST_FLAGS;
+}
+
+static inline unsigned flags_clear(struct node *n, unsigned bits)
+{
+	return atomic_fetch_and_explicit(&n->state, ~bits, memory_order_acq_rel) & ST_FLAGS;
+}
+
+/* The state after clearing PROCESSING: a node that is DIRTY becomes queued, a new stay. */
+static inline unsigned state_done(unsigned s)
+{
+	return (s & ~(unsigned)ST_PROCESSING) + (s & ST_DIRTY ? ST_GEN_ONE : 0);
+}
+
+/*
+ * Clears PROCESSING in one step, seq_cst (a drain counts PROCESSING nodes, processing_any()).
+ * The flags before; 0 without changing anything if the node was not PROCESSING.
+ */
+static unsigned flags_done(struct node *n)
+{
+	unsigned s = atomic_load_explicit(&n->state, memory_order_relaxed);
+
+	do {
+		if (!(s & ST_PROCESSING))
+			return 0;
+	} while (!atomic_compare_exchange_weak_explicit(&n->state, &s, state_done(s),
+							memory_order_seq_cst,
+							memory_order_relaxed));
+	return s & ST_FLAGS;
+}
+
+/* A node changing hands (allocated or freed): no one else looks at its flags then. The
+ * generation stays, so that a getter holding an old ring entry can never mistake it. */
+static inline void flags_reset(struct node *n, unsigned flags)
+{
+	unsigned s = atomic_load_explicit(&n->state, memory_order_relaxed);
+
+	atomic_store_explicit(&n->state, (s & ~(unsigned)ST_FLAGS) | flags, memory_order_relaxed);
+}
+
 static uint32_t find(const struct mc_workqueue *q, const struct mci_key *k, uint32_t *slot)
 {
 	if (!q->map.slots)
 		return MCI_NONE;
 	return mci_idxmap_find(&q->map, &q->slab, q->key_offset, k, slot);
 }
+
+static size_t sweep_idle(struct mc_workqueue *q);
 
 /* The node for k, created with state 0 if absent; MCI_NONE when out of memory. */
 static uint32_t find_or_create(struct mc_workqueue *q, const struct mci_key *k)
@@ -225,11 +305,15 @@ static uint32_t find_or_create(struct mc_workqueue *q, const struct mci_key *k)
 	idx = mci_idxmap_find(&q->map, &q->slab, q->key_offset, k, &slot);
 	if (idx != MCI_NONE)
 		return idx;
+	if (!q->m && q->slab.free_head == MCI_NONE && q->slab.used == q->slab.cap &&
+	    q->slab.used >= q->next_sweep && sweep_idle(q))
+		/* the sweep moved entries of the map: look for k's slot again */
+		(void)mci_idxmap_find(&q->map, &q->slab, q->key_offset, k, &slot);
 	idx = mci_slab_alloc(&q->slab);
 	if (idx == MCI_NONE)
 		return MCI_NONE;
 	n = node_at(q, idx);
-	n->state = 0;
+	flags_reset(n, 0);
 	mci_copy_item(item_of(q, n), k->item, q->item_size);
 	mci_idxmap_insert_at(&q->map, slot, k->hash, idx);
 	return idx;
@@ -238,6 +322,7 @@ static uint32_t find_or_create(struct mc_workqueue *q, const struct mci_key *k)
 static void release_at(struct mc_workqueue *q, uint32_t idx, uint32_t slot)
 {
 	mci_idxmap_remove_at(&q->map, slot);
+	flags_reset(node_at(q, idx), ST_FREE);
 	mci_slab_release(&q->slab, idx);
 }
 
@@ -251,9 +336,86 @@ static void release(struct mc_workqueue *q, uint32_t idx)
 	release_at(q, idx, slot);
 }
 
-/* ---- FIFO ---- */
+/*
+ * A done without the lock (done_fast()) leaves a node with no flags in the map, where the item's
+ * next add finds it again: in a queue whose items come back, no node is freed and made again.
+ * When the slab is full, the idle ones are freed (under the lock; no one else touches a node
+ * without flags). Returns how many; the caller grows the slab if that was few.
+ */
+static size_t sweep_idle(struct mc_workqueue *q)
+{
+	size_t freed = 0;
 
-static void fifo_push(struct mc_workqueue *q, uint32_t idx)
+	for (uint32_t idx = 0; idx < q->slab.used; idx++) {
+		if (!flags_of(node_at(q, idx))) {
+			release(q, idx);
+			freed++;
+		}
+	}
+	/* A sweep that found few waits until the slab has doubled: sweeps stay O(1) per node. */
+	q->next_sweep = freed * 4 >= q->slab.used ? q->slab.used : 2 * q->slab.used;
+	return freed;
+}
+
+/* ---- the ready ring and the overflow FIFO ---- */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/*
+ * Queued items wait in the ready ring, a bounded ring of (generation, node) entries, and once it
+ * is full, after it in the overflow FIFO linked through the nodes. Only the lock holder puts
+ * items in (at the ring's tail, or at the overflow's while that holds any) and moves them from
+ * the overflow to the ring, so the two together keep the queue's order.
+ *
+ * get() takes the ring's head without the lock (ready_pop()): it claims the head's node with a
+ * CAS of its state, DIRTY to PROCESSING while the entry's generation is still the node's, and
+ * only then moves the head. So an item is handed to one getter only, and is PROCESSING from
+ * the moment it leaves the ring. A getter that finds the head's node already claimed waits the
+ * instant until its claimer moves the head. A node gets a new generation each time it enters
+ * the ring, so an entry that a getter read before it was overtaken can never claim the node's
+ * later stay (the 24-bit generation would have to wrap while the getter is stopped between two
+ * loads).
+ */
+enum {
+	READY_CAP = 1024,
+};
+
+static inline size_t ready_count(const struct mc_workqueue *q)
+{
+	return atomic_load_explicit(&q->ready_tail, memory_order_acquire) -
+	       atomic_load_explicit(&q->ready_head, memory_order_acquire);
+}
+
+/* What get() can take: exact under the lock, a recent value without it. */
+static inline size_t queued_count(const struct mc_workqueue *q)
+{
+	return ready_count(q) + atomic_load_explicit(&q->overflow_len, memory_order_relaxed);
+}
+
+/* Under the lock: false if the ring is full. */
+static bool ready_push(struct mc_workqueue *q, uint32_t idx)
+{
+	size_t tail = atomic_load_explicit(&q->ready_tail, memory_order_relaxed);
+	unsigned s;
+
+	if (tail - atomic_load_explicit(&q->ready_head, memory_order_acquire) > q->ready_mask)
+		return false;
+	s = atomic_load_explicit(&node_at(q, idx)->state, memory_order_relaxed);
+	atomic_store_explicit(&q->ready[tail & q->ready_mask],
+			      (uint64_t)(s >> ST_GEN_SHIFT) << 32 | idx, memory_order_relaxed);
+	/* Release: the node (its item, its flags) is complete for the getter that takes it. */
+	atomic_store_explicit(&q->ready_tail, tail + 1, memory_order_release);
+	return true;
+}
+
+static void overflow_push(struct mc_workqueue *q, uint32_t idx)
 {
 	node_at(q, idx)->link = MCI_NONE;
 	if (q->fifo_tail == MCI_NONE)
@@ -261,18 +423,70 @@ static void fifo_push(struct mc_workqueue *q, uint32_t idx)
 	else
 		node_at(q, q->fifo_tail)->link = idx;
 	q->fifo_tail = idx;
-	q->fifo_len++;
+	atomic_fetch_add_explicit(&q->overflow_len, 1, memory_order_relaxed);
 }
 
-static uint32_t fifo_pop(struct mc_workqueue *q)
+static void overflow_pop(struct mc_workqueue *q)
 {
-	uint32_t idx = q->fifo_head;
-
-	q->fifo_head = node_at(q, idx)->link;
+	q->fifo_head = node_at(q, q->fifo_head)->link;
 	if (q->fifo_head == MCI_NONE)
 		q->fifo_tail = MCI_NONE;
-	q->fifo_len--;
-	return idx;
+	atomic_fetch_sub_explicit(&q->overflow_len, 1, memory_order_relaxed);
+}
+
+/* Under the lock: queues idx at the tail. */
+static void fifo_push(struct mc_workqueue *q, uint32_t idx)
+{
+	if (q->fifo_head != MCI_NONE || !ready_push(q, idx))
+		overflow_push(q, idx);
+}
+
+/* Under the lock: moves what the ring has room for from the overflow into it. */
+static void refill(struct mc_workqueue *q)
+{
+	while (q->fifo_head != MCI_NONE && ready_push(q, q->fifo_head))
+		overflow_pop(q);
+}
+
+/* Without the lock, or with it: claims the head of the ring; MCI_NONE if it is empty. */
+static uint32_t ready_pop(struct mc_workqueue *q)
+{
+	size_t head = atomic_load_explicit(&q->ready_head, memory_order_acquire);
+
+	for (unsigned spins = 0;; spins++) {
+		struct node *n;
+		uint64_t entry;
+		unsigned s;
+
+		if (head == atomic_load_explicit(&q->ready_tail, memory_order_acquire))
+			return MCI_NONE;
+		entry = atomic_load_explicit(&q->ready[head & q->ready_mask], memory_order_acquire);
+		/* The entry is the head's only if the head has not moved meanwhile: a slot is
+		 * written again only once the head has passed it. */
+		if (atomic_load_explicit(&q->ready_head, memory_order_acquire) != head) {
+			head = atomic_load_explicit(&q->ready_head, memory_order_acquire);
+			continue;
+		}
+		n = node_at(q, (uint32_t)entry);
+		s = atomic_load_explicit(&n->state, memory_order_relaxed);
+		if (s >> ST_GEN_SHIFT == (uint32_t)(entry >> 32) &&
+		    (s & (ST_DIRTY | ST_PROCESSING)) == ST_DIRTY) {
+			/* seq_cst: a drain counts PROCESSING nodes (processing_any()). */
+			if (atomic_compare_exchange_strong_explicit(
+				    &n->state, &s, (s & ~(unsigned)ST_DIRTY) | ST_PROCESSING,
+				    memory_order_seq_cst, memory_order_relaxed)) {
+				atomic_store_explicit(&q->ready_head, head + 1, memory_order_release);
+				return (uint32_t)entry;
+			}
+			continue;
+		}
+		/* Claimed by a getter that has yet to move the head. */
+		if (spins < 64)
+			cpu_relax();
+		else
+			sched_yield();
+		head = atomic_load_explicit(&q->ready_head, memory_order_acquire);
+	}
 }
 
 /* ---- delay heap (binary min-heap; each node knows its position) ---- */
@@ -498,15 +712,6 @@ static int log_append(struct mc_workqueue *q, const void *item, uint64_t flags, 
 	return flags & LOG_REFUSED ? -ESHUTDOWN : 0;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
 static inline bool log_written(const struct log_slot *slot, size_t pos)
 {
 	return (atomic_load_explicit(&slot->seq, memory_order_acquire) & ~LOG_FLAGS) == pos + 1;
@@ -574,13 +779,22 @@ static void mark_dirty(struct mc_workqueue *q, uint32_t idx, uint64_t added_ns)
 {
 	struct node *n = node_at(q, idx);
 
-	n->state |= ST_DIRTY;
-	q->n_dirty++;
-	if (q->m) {
-		q->m->adds++;
+	unsigned before;
+
+	if (q->m)
 		times_of(n)->add_ns = added_ns;
-	}
-	if (!(n->state & ST_PROCESSING))
+	/* The flags before, in one step: a done without the lock may be clearing PROCESSING
+	 * right now, and exactly one of it and this must queue the item. */
+	before = atomic_load_explicit(&n->state, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(
+		&n->state, &before,
+		(before | ST_DIRTY) + (before & ST_PROCESSING ? 0 : ST_GEN_ONE), memory_order_acq_rel,
+		memory_order_relaxed))
+		;
+	q->n_dirty++;
+	if (q->m)
+		q->m->adds++;
+	if (!(before & ST_PROCESSING))
 		fifo_push(q, idx);
 }
 
@@ -593,7 +807,7 @@ static size_t promote_due(struct mc_workqueue *q, uint64_t now)
 		struct waiting w = q->heap[0];
 
 		heap_remove(q, 0);
-		node_at(q, w.idx)->state &= (uint8_t)~ST_WAITING;
+		flags_clear(node_at(q, w.idx), ST_WAITING);
 		/* Queue latency runs from the ready time, as if a timer had added it then. */
 		mark_dirty(q, w.idx, w.ready_ns);
 		n++;
@@ -644,12 +858,12 @@ static int apply_accepted_add(struct mc_workqueue *q, const struct mci_key *k, u
 	if (idx == MCI_NONE)
 		return -ENOMEM;
 	n = node_at(q, idx);
-	if (n->state & ST_DIRTY)
+	if (flags_of(n) & ST_DIRTY)
 		return 0;
-	if (n->state & ST_WAITING) {
+	if (flags_of(n) & ST_WAITING) {
 		/* Fix 2: the immediate run replaces the delayed one instead of adding to it. */
 		heap_remove(q, n->link);
-		n->state &= (uint8_t)~ST_WAITING;
+		flags_clear(n, ST_WAITING);
 	}
 	mark_dirty(q, idx, at);
 	wake_one(q);
@@ -671,20 +885,20 @@ static int apply_accepted_add_after(struct mc_workqueue *q, const struct mci_key
 		return -ENOMEM;
 	n = node_at(q, idx);
 	/* The pending run reads the latest state anyway (fix 2, other direction). */
-	if (n->state & ST_DIRTY)
+	if (flags_of(n) & ST_DIRTY)
 		return 0;
-	if (n->state & ST_WAITING) {
+	if (flags_of(n) & ST_WAITING) {
 		if (ready < q->heap[n->link].ready_ns) {
 			q->heap[n->link].ready_ns = ready;
 			sift_up(q, n->link);
 		}
 	} else {
 		if (heap_push(q, idx, ready) < 0) {
-			if (!n->state)
+			if (!flags_of(n))
 				release(q, idx);
 			return -ENOMEM;
 		}
-		node_at(q, idx)->state |= ST_WAITING;
+		flags_set(node_at(q, idx), ST_WAITING);
 	}
 	ensure_timer(q);
 	return 0;
@@ -705,22 +919,26 @@ static void apply_done(struct mc_workqueue *q, const struct mci_key *k, uint64_t
 	uint32_t idx, slot;
 	struct node *n;
 
+	unsigned before;
+
 	idx = find(q, k, &slot);
 	/* Fix 1: client-go queues a stray done()'s item a second time; ignore it instead. */
-	if (idx == MCI_NONE || !(node_at(q, idx)->state & ST_PROCESSING))
+	if (idx == MCI_NONE)
 		return;
 	n = node_at(q, idx);
-	n->state &= (uint8_t)~ST_PROCESSING;
+	before = flags_done(n);
+	if (!before)
+		return;
 	q->n_processing--;
 	if (q->m)
 		metrics_finished(q, idx, at);
-	if (n->state & ST_DIRTY) {
+	if (before & ST_DIRTY) {
 		fifo_push(q, idx);
 		wake_one(q);
-	} else if (!n->state) {
+	} else if (!(before & ~(unsigned)ST_PROCESSING)) {
 		release_at(q, idx, slot);
 	}
-	if (!q->n_processing && q->drain)
+	if (atomic_load_explicit(&q->drain, memory_order_relaxed))
 		pthread_cond_broadcast(&q->drain_cond);
 }
 
@@ -755,6 +973,23 @@ static void idle_wait(struct mc_workqueue *q)
 		q->timer_ns = UINT64_MAX;
 }
 
+/*
+ * Under the lock: whether a worker holds an item. With metrics on, every path keeps the count;
+ * without, get and done may run without the lock, and the nodes tell.
+ */
+static bool processing_any(struct mc_workqueue *q)
+{
+	if (q->m)
+		return q->n_processing;
+	/* Pairs with the seq_cst claim in ready_pop() and clear in done_fast(). */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (uint32_t idx = 0; idx < q->slab.used; idx++) {
+		if (flags_of(node_at(q, idx)) & ST_PROCESSING)
+			return true;
+	}
+	return false;
+}
+
 /* Discards the delayed items (client-go drops them at shutdown). */
 static void drop_waiting(struct mc_workqueue *q)
 {
@@ -762,8 +997,7 @@ static void drop_waiting(struct mc_workqueue *q)
 		uint32_t idx = q->heap[i].idx;
 		struct node *n = node_at(q, idx);
 
-		n->state &= (uint8_t)~ST_WAITING;
-		if (!n->state)
+		if (!(flags_clear(n, ST_WAITING) & ~(unsigned)ST_WAITING))
 			release(q, idx);
 	}
 	q->heap_len = 0;
@@ -850,7 +1084,8 @@ static void shutdown_locked(struct mc_workqueue *q, bool drain)
 			q->m->frozen = true;
 		}
 	}
-	q->drain = drain;
+	/* seq_cst: before the drain looks for PROCESSING nodes (processing_any()). */
+	atomic_store_explicit(&q->drain, drain, memory_order_seq_cst);
 	q->n_wakeups = q->n_idle;
 	publish_need_wake(q);
 	pthread_cond_broadcast(&q->work_cond);
@@ -934,6 +1169,8 @@ static int collect(struct mc_metrics_writer *w, void *userdata)
 }
 
 /* ---- construction ---- */
+
+static atomic_uint_fast64_t next_queue_id;
 
 static int metrics_init(struct mc_workqueue *q, const char *name, struct mc_metrics *reg)
 {
@@ -1021,6 +1258,12 @@ struct mc_workqueue *mc_workqueue_new_sized(const struct mc_workqueue_config *cf
 	mci_idxmap_init(&q->map);
 	mci_slab_init(&q->slab, (q->key_offset + c.item_size + 7) & ~(size_t)7);
 	q->fifo_head = q->fifo_tail = MCI_NONE;
+	q->id = atomic_fetch_add(&next_queue_id, 1) + 1;
+	atomic_init(&q->ready_head, 0);
+	atomic_init(&q->ready_tail, 0);
+	atomic_init(&q->overflow_len, 0);
+	q->ready_mask = READY_CAP - 1;
+	q->ready = calloc(READY_CAP, sizeof(*q->ready));
 	q->timer_ns = UINT64_MAX;
 	atomic_init(&q->timed, false);
 	atomic_init(&q->need_wake, false);
@@ -1028,7 +1271,7 @@ struct mc_workqueue *mc_workqueue_new_sized(const struct mc_workqueue_config *cf
 	atomic_init(&q->log_head_pub, 0);
 
 	q->rl = c.rate_limiter ? c.rate_limiter : mc_rate_limiter_default_controller();
-	if (!q->rl || log_init(q) < 0) {
+	if (!q->rl || !q->ready || log_init(q) < 0) {
 		mc_workqueue_free(q);
 		errno = ENOMEM;
 		return NULL;
@@ -1062,6 +1305,7 @@ void mc_workqueue_free(struct mc_workqueue *q)
 	free(q->heap);
 	free(q->log_slots);
 	free(q->log_times);
+	free(q->ready);
 	pthread_cond_destroy(&q->drain_cond);
 	pthread_cond_destroy(&q->work_cond);
 	pthread_mutex_destroy(&q->lock);
@@ -1136,18 +1380,45 @@ int mc_workqueue_add_rate_limited(struct mc_workqueue *q, const void *item)
 	return add_logged(q, item, LOG_TIMED | LOG_AFTER, now, mci_add_sat(now, delay));
 }
 
+/* The item this thread got last, so that its done can skip the lock (done_fast()). */
+static _Thread_local struct {
+	uint64_t queue_id;
+	uint32_t idx;
+} last_get;
+
+/* idx was claimed (PROCESSING): hand its item out. */
+static void got(struct mc_workqueue *q, uint32_t idx, void *item_out)
+{
+	mci_copy_item(item_out, item_of(q, node_at(q, idx)), q->item_size);
+	last_get.queue_id = q->id;
+	last_get.idx = idx;
+}
+
 bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
 {
-	struct node *n;
 	uint32_t idx;
 	uint64_t now;
 
 	if (!q || !item_out)
 		return false;
+	/* Without metrics to keep, the ring's head is taken without the lock. */
+	if (!q->m && (idx = ready_pop(q)) != MCI_NONE) {
+		got(q, idx, item_out);
+		/* A worker that leaves work queued makes sure another is on its way (wake_one()).
+		 * What was queued after this look woke a worker itself. */
+		if (queued_count(q) && atomic_load_explicit(&q->need_wake, memory_order_seq_cst)) {
+			pthread_mutex_lock(&q->lock);
+			wake_one(q);
+			unlock(q);
+		}
+		return true;
+	}
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
 		now = catch_up(q, false);
-		if (q->fifo_head != MCI_NONE)
+		refill(q);
+		idx = ready_pop(q);
+		if (idx != MCI_NONE)
 			break;
 		if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed)) {
 			unlock(q);
@@ -1155,18 +1426,49 @@ bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
 		}
 		idle_wait(q);
 	}
-	idx = fifo_pop(q);
-	n = node_at(q, idx);
-	n->state = (uint8_t)((n->state & ~ST_DIRTY) | ST_PROCESSING);
 	q->n_dirty--;
 	q->n_processing++;
 	if (q->m)
 		metrics_started(q, idx, now);
-	mci_copy_item(item_out, item_of(q, n), q->item_size);
-	if (q->fifo_len)
+	got(q, idx, item_out);
+	if (queued_count(q))
 		wake_one(q);
 	ensure_timer(q);
 	unlock(q);
+	return true;
+}
+
+/*
+ * done() of the item this thread got last, without the lock: clears PROCESSING with a CAS. The
+ * node stays in the map with no flags, where the item's next add finds it (sweep_idle() frees
+ * idle nodes when the slab is full). The lock is taken only to queue the item again (it was
+ * added while processing) or to wake a drain. false: not that item, or no longer PROCESSING;
+ * the locked path decides.
+ */
+static bool done_fast(struct mc_workqueue *q, const void *item)
+{
+	const struct mci_key k = { .item = item, .size = q->item_size, .equal = q->equal };
+	uint32_t idx = last_get.idx;
+	struct node *n = node_at(q, idx);
+	unsigned s;
+
+	last_get.queue_id = 0;
+	if (!mci_key_equal(&k, item_of(q, n)))
+		return false;
+	s = flags_done(n);
+	if (!s)
+		return false;
+	if (s & ST_DIRTY) {
+		(void)lock_and_catch_up(q, false);
+		fifo_push(q, idx);
+		wake_one(q);
+		unlock(q);
+	}
+	if (atomic_load_explicit(&q->drain, memory_order_seq_cst)) {
+		pthread_mutex_lock(&q->lock);
+		pthread_cond_broadcast(&q->drain_cond);
+		pthread_mutex_unlock(&q->lock);
+	}
 	return true;
 }
 
@@ -1176,6 +1478,8 @@ void mc_workqueue_done(struct mc_workqueue *q, const void *item)
 	uint64_t now;
 
 	if (!q || !item)
+		return;
+	if (!q->m && last_get.queue_id == q->id && done_fast(q, item))
 		return;
 	k = key_prefetched(q, item);
 	now = lock_and_catch_up(q, false);
@@ -1210,7 +1514,7 @@ size_t mc_workqueue_len(struct mc_workqueue *q)
 	if (!q)
 		return 0;
 	(void)lock_and_catch_up(q, true);
-	len = q->fifo_len;
+	len = queued_count(q);
 	unlock(q);
 	return len;
 }
@@ -1230,7 +1534,7 @@ void mc_workqueue_shutdown_with_drain(struct mc_workqueue *q)
 		return;
 	pthread_mutex_lock(&q->lock);
 	shutdown_locked(q, true);
-	while (q->drain && q->n_processing)
+	while (atomic_load_explicit(&q->drain, memory_order_relaxed) && processing_any(q))
 		pthread_cond_wait(&q->drain_cond, &q->lock);
 	pthread_mutex_unlock(&q->lock);
 }

@@ -966,6 +966,103 @@ static void test_many_distinct_items(void **state)
 	iq_free(q);
 }
 
+/* ---- get and done without the lock (docs/workqueue.md, "How it works") ---- */
+
+struct handoff {
+	struct sq_queue *q;
+	struct skey got;
+	bool ok;
+};
+
+static void *get_one(void *arg)
+{
+	struct handoff *h = arg;
+
+	h->ok = sq_get(h->q, &h->got);
+	return NULL;
+}
+
+/* done() may come from another thread than get(): it takes the locked path, with the same
+ * result, including the one more run of an item added while it was processing. */
+static void test_done_from_another_thread(void **state)
+{
+	struct handoff h = { .q = sq_new(NULL) };
+	pthread_t t;
+
+	sq_add(h.q, K("foo"));
+	pthread_create(&t, NULL, get_one, &h);
+	pthread_join(t, NULL);
+	assert_true(h.ok);
+	assert_string_equal(h.got.s, "foo");
+	sq_add(h.q, K("foo"));
+	assert_int_equal(sq_len(h.q), 0); /* processing: its next run waits for done */
+	sq_done(h.q, &h.got);
+	assert_int_equal(sq_len(h.q), 1);
+	expect_get(h.q, "foo");
+	sq_done(h.q, K("foo"));
+	sq_done(h.q, K("foo")); /* stray now: ignored */
+	assert_int_equal(sq_len(h.q), 0);
+	sq_free(h.q);
+}
+
+static void *drain_and_flag(void *arg)
+{
+	struct handoff *h = arg;
+
+	sq_shutdown_with_drain(h->q);
+	h->ok = true;
+	return NULL;
+}
+
+/* An item taken without the lock is PROCESSING for a drain as much as one taken with it, and
+ * the done that ends it, also without the lock, wakes the drain. */
+static void test_drain_waits_for_unlocked_get(void **state)
+{
+	struct handoff h = { .q = sq_new(NULL) };
+	struct skey k;
+	pthread_t t;
+
+	sq_add(h.q, K("foo"));
+	assert_true(sq_get(h.q, &k));
+	pthread_create(&t, NULL, drain_and_flag, &h);
+	usleep(20000);
+	assert_false(h.ok);
+	sq_done(h.q, &k);
+	pthread_join(t, NULL);
+	assert_true(h.ok);
+	sq_free(h.q);
+}
+
+/* Many items that come back: the nodes of done items stay for the next add, and enough
+ * distinct ones are freed again when the slab fills (sweep_idle()), with every item still
+ * running exactly when it should. */
+static void test_idle_nodes_reused_and_swept(void **state)
+{
+	struct iq_queue *q = iq_new(NULL);
+	int item;
+
+	/* the third round brings back the first's items, the others new ones */
+	static const int bases[] = { 0, 100000, 0, 200000 };
+
+	for (int round = 0; round < 4; round++) {
+		int base = bases[round];
+
+		for (int i = 0; i < 3000; i++) {
+			int v = base + i;
+
+			assert_int_equal(iq_add(q, &v), 0);
+		}
+		assert_int_equal(iq_len(q), 3000);
+		for (int i = 0; i < 3000; i++) {
+			assert_true(iq_get(q, &item));
+			assert_int_equal(item, base + i);
+			iq_done(q, &item);
+		}
+		assert_int_equal(iq_len(q), 0);
+	}
+	iq_free(q);
+}
+
 /* ---- wake-ups ---- */
 
 #define BURST_WORKERS 4
@@ -1080,6 +1177,9 @@ int main(void)
 		cmocka_unit_test(test_custom_identity),
 		cmocka_unit_test(test_hash_u64_matches_bytes),
 		cmocka_unit_test(test_many_distinct_items),
+		cmocka_unit_test(test_done_from_another_thread),
+		cmocka_unit_test(test_drain_waits_for_unlocked_get),
+		cmocka_unit_test(test_idle_nodes_reused_and_swept),
 		cmocka_unit_test(test_burst_wakes_every_worker),
 		cmocka_unit_test(test_due_burst_wakes_every_worker),
 	};
