@@ -340,7 +340,7 @@ static void release(struct mc_workqueue *q, uint32_t idx)
  * A done without the lock (done_fast()) leaves a node with no flags in the map, where the item's
  * next add finds it again: in a queue whose items come back, no node is freed and made again.
  * When the slab is full, the idle ones are freed (under the lock; no one else touches a node
- * without flags). Returns how many; the caller grows the slab if that was few.
+ * without flags). Returns how many.
  */
 static size_t sweep_idle(struct mc_workqueue *q)
 {
@@ -378,10 +378,11 @@ static inline void cpu_relax(void)
  * CAS of its state, DIRTY to PROCESSING while the entry's generation is still the node's, and
  * only then moves the head. So an item is handed to one getter only, and is PROCESSING from
  * the moment it leaves the ring. A getter that finds the head's node already claimed waits the
- * instant until its claimer moves the head. A node gets a new generation each time it enters
- * the ring, so an entry that a getter read before it was overtaken can never claim the node's
- * later stay (the 24-bit generation would have to wrap while the getter is stopped between two
- * loads).
+ * instant until its claimer moves the head. A node gets a new generation each time it becomes
+ * queued, in the same CAS that makes it DIRTY and not PROCESSING (mark_dirty(), flags_done()),
+ * so an entry that a getter read before it was overtaken can never claim the node's later stay,
+ * in the ring or in the overflow (the 24-bit generation would have to wrap while the getter is
+ * stopped between two loads).
  */
 enum {
 	READY_CAP = 1024,
