@@ -37,3 +37,23 @@ stop_daemon() {
 	pid=
 	[ "$rc" = 0 ] || fail "meshcryptd exited $rc on SIGTERM"
 }
+
+# until_ok CMD...: retries CMD for up to 5 s.
+until_ok() {
+	for _ in $(seq 250); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.02
+	done
+	return 1
+}
+
+# static_config RUN_DIR [CORE_LINE...]: node-1 of the example cluster with the static source and
+# the dryrun backend, extra [core] lines as given.
+static_config() {
+	local run=$1
+	shift
+	printf '[core]\nnode_name = node-1\nrun_dir = %s\n' "$run"
+	printf '%s\n' "$@"
+	printf '[source]\nplugin = static\n[backend]\nplugin = dryrun\n'
+	printf '[plugin.static]\nfile = %s\n' "$src/examples/cluster-3node.json"
+}

@@ -7,32 +7,11 @@
 source "$(dirname "$0")/lib.sh"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url=http://127.0.0.1:$port/metrics
-write_config() { # RUN_DIR LISTEN
-	cat <<CONF
-[core]
-node_name = node-1
-run_dir = $1
-metrics_listen = $2
-[source]
-plugin = static
-[backend]
-plugin = dryrun
-[plugin.static]
-file = $src/examples/cluster-3node.json
-CONF
-}
-until_ok() {
-	for _ in $(seq 250); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.02
-	done
-	return 1
-}
 reconciled() {
 	curl -sf "$url" | grep -Eq '^workqueue_adds_total\{name="reconciler"\} [1-9]'
 }
 
-write_config run "127.0.0.1:$port" > "$tmp/meshcryptd.conf"
+static_config run "metrics_listen = 127.0.0.1:$port" > "$tmp/meshcryptd.conf"
 start_daemon
 until_ok reconciled || fail "no reconciler adds at $url"
 body=$(curl -sf -D "$tmp/headers" "$url")
@@ -55,7 +34,7 @@ echo "still serving after a reload"
 
 # A second daemon on the same port: a warning, and it runs all the same.
 mkdir "$tmp/second"
-write_config "$tmp/second/run" "127.0.0.1:$port" > "$tmp/second/meshcryptd.conf"
+static_config "$tmp/second/run" "metrics_listen = 127.0.0.1:$port" > "$tmp/second/meshcryptd.conf"
 "$build/core/meshcryptd" --config "$tmp/second/meshcryptd.conf" --plugin-dir "$build/plugins" \
 	2>"$tmp/second/log" &
 second=$!
@@ -67,7 +46,7 @@ kill -TERM "$second"
 wait "$second" || fail "second daemon exited $? on SIGTERM"
 echo "port taken: warned, running"
 
-write_config run "localhost:http" > "$tmp/bad.conf"
+static_config run "metrics_listen = localhost:http" > "$tmp/bad.conf"
 if "$build/core/meshcryptd" --config "$tmp/bad.conf" --plugin-dir "$build/plugins" \
 	--check-config 2>"$tmp/bad.log"; then
 	fail "malformed metrics_listen accepted"

@@ -5,18 +5,7 @@
 # gets the agent restarted. A small datagram listener stands in for systemd.
 # Usage: notify.sh BUILD_DIR SOURCE_DIR
 source "$(dirname "$0")/lib.sh"
-cat > "$tmp/meshcryptd.conf" <<CONF
-[core]
-node_name = node-1
-run_dir = run
-metrics_listen =
-[source]
-plugin = static
-[backend]
-plugin = dryrun
-[plugin.static]
-file = $src/examples/cluster-3node.json
-CONF
+static_config run "metrics_listen =" > "$tmp/meshcryptd.conf"
 python3 - "$tmp/notify.sock" "$tmp/notify.log" <<'PY' &
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -21,14 +21,6 @@ file = $src/examples/cluster-3node.json
 ${4:-}
 CONF
 }
-# until CMD...: retries for up to 5 s
-until_ok() {
-	for _ in $(seq 250); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.02
-	done
-	return 1
-}
 
 # The real plugins and the test backend (tests/unit/plugins), which fails where it is told to.
 mkdir -m 0755 "$tmp/plugins"
