@@ -852,6 +852,7 @@ static inline uint64_t locked_now(const struct mc_workqueue *q)
 /* An add that was accepted (before shutdown). */
 static int apply_accepted_add(struct mc_workqueue *q, const struct mci_key *k, uint64_t at)
 {
+	unsigned flags;
 	uint32_t idx;
 	struct node *n;
 
@@ -859,9 +860,10 @@ static int apply_accepted_add(struct mc_workqueue *q, const struct mci_key *k, u
 	if (idx == MCI_NONE)
 		return -ENOMEM;
 	n = node_at(q, idx);
-	if (flags_of(n) & ST_DIRTY)
+	flags = flags_of(n);
+	if (flags & ST_DIRTY)
 		return 0;
-	if (flags_of(n) & ST_WAITING) {
+	if (flags & ST_WAITING) {
 		/* Fix 2: the immediate run replaces the delayed one instead of adding to it. */
 		heap_remove(q, n->link);
 		flags_clear(n, ST_WAITING);
@@ -874,6 +876,7 @@ static int apply_accepted_add(struct mc_workqueue *q, const struct mci_key *k, u
 static int apply_accepted_add_after(struct mc_workqueue *q, const struct mci_key *k,
 				    uint64_t ready, uint64_t at)
 {
+	unsigned flags;
 	uint32_t idx;
 	struct node *n;
 
@@ -885,10 +888,11 @@ static int apply_accepted_add_after(struct mc_workqueue *q, const struct mci_key
 	if (idx == MCI_NONE)
 		return -ENOMEM;
 	n = node_at(q, idx);
+	flags = flags_of(n);
 	/* The pending run reads the latest state anyway (fix 2, other direction). */
-	if (flags_of(n) & ST_DIRTY)
+	if (flags & ST_DIRTY)
 		return 0;
-	if (flags_of(n) & ST_WAITING) {
+	if (flags & ST_WAITING) {
 		if (ready < q->heap[n->link].ready_ns) {
 			q->heap[n->link].ready_ns = ready;
 			sift_up(q, n->link);
