@@ -12,7 +12,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ctl() { "$build/core/meshcryptctl" --run-dir "$tmp/run" "$@"; }
+ctl() { "$build/core/programs/meshcryptctl" --run-dir "$tmp/run" "$@"; }
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -23,7 +23,7 @@ fail() {
 # start_daemon: runs meshcryptd on $tmp/meshcryptd.conf (run_dir must be "run"), log in $tmp/log,
 # with the plugins of $plugin_dir (default: the build's).
 start_daemon() {
-	"$build/core/meshcryptd" --config "$tmp/meshcryptd.conf" \
+	"$build/core/programs/meshcryptd" --config "$tmp/meshcryptd.conf" \
 		--plugin-dir "${plugin_dir:-$build/plugins}" 2>"$tmp/log" &
 	pid=$!
 }

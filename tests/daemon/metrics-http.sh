@@ -35,19 +35,19 @@ echo "still serving after a reload"
 # A second daemon on the same port: a warning, and it runs all the same.
 mkdir "$tmp/second"
 static_config "$tmp/second/run" "metrics_listen = 127.0.0.1:$port" > "$tmp/second/meshcryptd.conf"
-"$build/core/meshcryptd" --config "$tmp/second/meshcryptd.conf" --plugin-dir "$build/plugins" \
+"$build/core/programs/meshcryptd" --config "$tmp/second/meshcryptd.conf" --plugin-dir "$build/plugins" \
 	2>"$tmp/second/log" &
 second=$!
 until_ok grep -q "metrics endpoint 127.0.0.1:$port: Address already in use" "$tmp/second/log" ||
 	fail "port conflict not reported: $(cat "$tmp/second/log")"
-until_ok "$build/core/meshcryptctl" --run-dir "$tmp/second/run" plan ||
+until_ok "$build/core/programs/meshcryptctl" --run-dir "$tmp/second/run" plan ||
 	fail "second daemon not running"
 kill -TERM "$second"
 wait "$second" || fail "second daemon exited $? on SIGTERM"
 echo "port taken: warned, running"
 
 static_config run "metrics_listen = localhost:http" > "$tmp/bad.conf"
-if "$build/core/meshcryptd" --config "$tmp/bad.conf" --plugin-dir "$build/plugins" \
+if "$build/core/programs/meshcryptd" --config "$tmp/bad.conf" --plugin-dir "$build/plugins" \
 	--check-config 2>"$tmp/bad.log"; then
 	fail "malformed metrics_listen accepted"
 fi

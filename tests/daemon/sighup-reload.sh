@@ -29,7 +29,7 @@ plugin_dir=$tmp/plugins
 
 write_config node-1 ""
 start_daemon
-until_ok sh -c "'$build/core/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-1'" ||
+until_ok sh -c "'$build/core/programs/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-1'" ||
 	fail "node-1 plan never appeared"
 echo "running as node-1"
 
@@ -44,7 +44,7 @@ echo "bad configuration rejected, node-1 still in force"
 
 write_config node-2 ""
 kill -HUP "$pid"
-until_ok sh -c "'$build/core/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-2'" ||
+until_ok sh -c "'$build/core/programs/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-2'" ||
 	fail "good configuration not applied"
 echo "good configuration applied: now node-2"
 
@@ -54,7 +54,7 @@ until_ok grep -q 'reload: the new configuration failed to start' "$tmp/log" ||
 	fail "failed start of the new configuration not reported"
 until_ok grep -q 'started again' "$tmp/log" || fail "the running configuration did not come back"
 kill -0 "$pid" 2>/dev/null || fail "meshcryptd exited after a failed reload"
-until_ok sh -c "'$build/core/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-2'" ||
+until_ok sh -c "'$build/core/programs/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-2'" ||
 	fail "node-2 plan not back after the failed reload"
 echo "new configuration failed to start: node-2 started again"
 

@@ -5,7 +5,7 @@
 # Usage: meshcryptd-cli.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
-meshcryptd=$build/core/meshcryptd
+meshcryptd=$build/core/programs/meshcryptd
 tmp=$(mktemp -d /tmp/mc-cli-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"

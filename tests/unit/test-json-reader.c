@@ -14,19 +14,19 @@
 
 #include "json-reader.h"
 
-static void init(struct mc_json_reader *r, const char *text) {
-	mc_json_reader_init(r, text, strlen(text));
+static void init(struct mci_json_reader *r, const char *text) {
+	mci_json_reader_init(r, text, strlen(text));
 }
 
 /* Skips the whole document; returns 0 or -EINVAL with the error's offset in *at. */
 static int check(const char *text, long *at, const char **what) {
-	struct mc_json_reader r;
+	struct mci_json_reader r;
 	int ret;
 
 	init(&r, text);
-	ret = mc_json_skip(&r);
+	ret = mci_json_skip(&r);
 	if (ret == 0)
-		ret = mc_json_finish(&r);
+		ret = mci_json_finish(&r);
 	*at = ret < 0 ? r.error_at - text : -1;
 	*what = ret < 0 ? r.error : NULL;
 	return ret;
@@ -35,8 +35,8 @@ static int check(const char *text, long *at, const char **what) {
 static void test_walk(void **state) {
 	const char *doc = " {\"kind\" : \"Pod\", \"n\":[1, -2.5e3, true, false, null, {}, []],"
 	                  "\"meta\":{\"x\":\"y\"}} ";
-	struct mc_json_reader r;
-	enum mc_json_type t;
+	struct mci_json_reader r;
+	enum mci_json_type t;
 	const char *key;
 	size_t len;
 	char buf[16];
@@ -44,109 +44,109 @@ static void test_walk(void **state) {
 	bool b;
 
 	init(&r, doc);
-	assert_int_equal(mc_json_peek(&r, &t), 0);
-	assert_int_equal(t, MC_JSON_OBJECT);
-	assert_int_equal(mc_json_enter_object(&r), 0);
-	assert_int_equal(mc_json_next_member(&r, &key, &len), 1);
+	assert_int_equal(mci_json_peek(&r, &t), 0);
+	assert_int_equal(t, MCI_JSON_OBJECT);
+	assert_int_equal(mci_json_enter_object(&r), 0);
+	assert_int_equal(mci_json_next_member(&r, &key, &len), 1);
 	assert_int_equal(len, 4);
 	assert_memory_equal(key, "kind", 4);
-	assert_int_equal(mc_json_read_string(&r, buf, sizeof(buf), &len), 0);
+	assert_int_equal(mci_json_read_string(&r, buf, sizeof(buf), &len), 0);
 	assert_string_equal(buf, "Pod");
-	assert_int_equal(mc_json_next_member(&r, &key, &len), 1);
-	assert_int_equal(mc_json_enter_array(&r), 0);
-	assert_int_equal(mc_json_next_element(&r), 1);
-	assert_int_equal(mc_json_peek(&r, &t), 0);
-	assert_int_equal(t, MC_JSON_INT);
-	assert_int_equal(mc_json_read_int(&r, &i), 0);
+	assert_int_equal(mci_json_next_member(&r, &key, &len), 1);
+	assert_int_equal(mci_json_enter_array(&r), 0);
+	assert_int_equal(mci_json_next_element(&r), 1);
+	assert_int_equal(mci_json_peek(&r, &t), 0);
+	assert_int_equal(t, MCI_JSON_INT);
+	assert_int_equal(mci_json_read_int(&r, &i), 0);
 	assert_int_equal(i, 1);
-	assert_int_equal(mc_json_next_element(&r), 1);
-	assert_int_equal(mc_json_peek(&r, &t), 0);
-	assert_int_equal(t, MC_JSON_REAL);
-	assert_int_equal(mc_json_read_int(&r, &i), -EDOM);
-	assert_int_equal(mc_json_skip(&r), 0);
-	assert_int_equal(mc_json_next_element(&r), 1);
-	assert_int_equal(mc_json_read_bool(&r, &b), 0);
+	assert_int_equal(mci_json_next_element(&r), 1);
+	assert_int_equal(mci_json_peek(&r, &t), 0);
+	assert_int_equal(t, MCI_JSON_REAL);
+	assert_int_equal(mci_json_read_int(&r, &i), -EDOM);
+	assert_int_equal(mci_json_skip(&r), 0);
+	assert_int_equal(mci_json_next_element(&r), 1);
+	assert_int_equal(mci_json_read_bool(&r, &b), 0);
 	assert_true(b);
-	assert_int_equal(mc_json_next_element(&r), 1);
-	assert_int_equal(mc_json_read_bool(&r, &b), 0);
+	assert_int_equal(mci_json_next_element(&r), 1);
+	assert_int_equal(mci_json_read_bool(&r, &b), 0);
 	assert_false(b);
-	assert_int_equal(mc_json_next_element(&r), 1);
-	assert_int_equal(mc_json_peek(&r, &t), 0);
-	assert_int_equal(t, MC_JSON_NULL);
-	assert_int_equal(mc_json_skip(&r), 0);
+	assert_int_equal(mci_json_next_element(&r), 1);
+	assert_int_equal(mci_json_peek(&r, &t), 0);
+	assert_int_equal(t, MCI_JSON_NULL);
+	assert_int_equal(mci_json_skip(&r), 0);
 	for (int n = 0; n < 2; n++) {
-		assert_int_equal(mc_json_next_element(&r), 1);
-		assert_int_equal(mc_json_skip(&r), 0);
+		assert_int_equal(mci_json_next_element(&r), 1);
+		assert_int_equal(mci_json_skip(&r), 0);
 	}
-	assert_int_equal(mc_json_next_element(&r), 0);
+	assert_int_equal(mci_json_next_element(&r), 0);
 
 	/* come back to a value, read it again, and carry on after it */
-	assert_int_equal(mc_json_next_member(&r, &key, &len), 1);
-	struct mc_json_mark m = mc_json_mark(&r);
-	assert_int_equal(mc_json_skip(&r), 0);
-	struct mc_json_mark after = r.at;
-	mc_json_seek(&r, &m);
-	assert_int_equal(mc_json_enter_object(&r), 0);
-	assert_int_equal(mc_json_next_member(&r, &key, &len), 1);
+	assert_int_equal(mci_json_next_member(&r, &key, &len), 1);
+	struct mci_json_mark m = mci_json_mark(&r);
+	assert_int_equal(mci_json_skip(&r), 0);
+	struct mci_json_mark after = r.at;
+	mci_json_seek(&r, &m);
+	assert_int_equal(mci_json_enter_object(&r), 0);
+	assert_int_equal(mci_json_next_member(&r, &key, &len), 1);
 	assert_memory_equal(key, "x", 1);
-	mc_json_seek(&r, &after);
-	assert_int_equal(mc_json_next_member(&r, &key, &len), 0);
-	assert_int_equal(mc_json_finish(&r), 0);
+	mci_json_seek(&r, &after);
+	assert_int_equal(mci_json_next_member(&r, &key, &len), 0);
+	assert_int_equal(mci_json_finish(&r), 0);
 }
 
 static void test_strings(void **state) {
-	struct mc_json_reader r;
+	struct mci_json_reader r;
 	const char *key;
 	char buf[32], small[4];
 	size_t len;
 
 	init(&r, "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\u20ac\\ud83d\\ude00\"");
-	assert_int_equal(mc_json_read_string(&r, buf, sizeof(buf), &len), 0);
+	assert_int_equal(mci_json_read_string(&r, buf, sizeof(buf), &len), 0);
 	assert_string_equal(buf, "a\"b\\c/d\b\f\n\r\té€😀");
 	assert_int_equal(len, strlen(buf));
 
 	/* lone surrogates read as U+FFFD, and what follows a lone high one on its own */
 	init(&r, "\"\\ud800x\\udc00\\ud800\\u0041\"");
-	assert_int_equal(mc_json_read_string(&r, buf, sizeof(buf), &len), 0);
+	assert_int_equal(mci_json_read_string(&r, buf, sizeof(buf), &len), 0);
 	assert_string_equal(buf, "\xef\xbf\xbdx\xef\xbf\xbd\xef\xbf\xbd" "A");
 
 	/* a value longer than the buffer is cut, and its whole length told */
 	init(&r, "\"abcdefgh\"");
-	assert_int_equal(mc_json_read_string(&r, small, sizeof(small), &len), 0);
+	assert_int_equal(mci_json_read_string(&r, small, sizeof(small), &len), 0);
 	assert_string_equal(small, "abc");
 	assert_int_equal(len, 8);
 
 	/* \u0000 gives a NUL byte in a value; a key ends there, as json-c's did */
 	init(&r, "\"a\\u0000b\"");
-	assert_int_equal(mc_json_read_string(&r, buf, sizeof(buf), &len), 0);
+	assert_int_equal(mci_json_read_string(&r, buf, sizeof(buf), &len), 0);
 	assert_int_equal(len, 3);
 	assert_memory_equal(buf, "a\0b", 3);
 	init(&r, "{\"k\\u0000x\":1,\"\\u006bind\":2}");
-	assert_int_equal(mc_json_enter_object(&r), 0);
-	assert_int_equal(mc_json_next_member(&r, &key, &len), 1);
+	assert_int_equal(mci_json_enter_object(&r), 0);
+	assert_int_equal(mci_json_next_member(&r, &key, &len), 1);
 	assert_int_equal(len, 1);
-	assert_int_equal(mc_json_skip(&r), 0);
-	assert_int_equal(mc_json_next_member(&r, &key, &len), 1);
+	assert_int_equal(mci_json_skip(&r), 0);
+	assert_int_equal(mci_json_next_member(&r, &key, &len), 1);
 	assert_int_equal(len, 4);
 	assert_memory_equal(key, "kind", 4);
 }
 
 static void test_numbers(void **state) {
-	struct mc_json_reader r;
+	struct mci_json_reader r;
 	int64_t v;
 
 	init(&r, "-0");
-	assert_int_equal(mc_json_read_int(&r, &v), 0);
+	assert_int_equal(mci_json_read_int(&r, &v), 0);
 	assert_int_equal(v, 0);
 	init(&r, "4294967296");
-	assert_int_equal(mc_json_read_int(&r, &v), 0);
+	assert_int_equal(mci_json_read_int(&r, &v), 0);
 	assert_int_equal(v, 4294967296);
 	/* beyond int64_t: clamped, as json-c did */
 	init(&r, "123456789012345678901234567890");
-	assert_int_equal(mc_json_read_int(&r, &v), 0);
+	assert_int_equal(mci_json_read_int(&r, &v), 0);
 	assert_int_equal(v, INT64_MAX);
 	init(&r, "-9223372036854775809");
-	assert_int_equal(mc_json_read_int(&r, &v), 0);
+	assert_int_equal(mci_json_read_int(&r, &v), 0);
 	assert_int_equal(v, INT64_MIN);
 }
 
@@ -234,7 +234,7 @@ static void test_valid(void **state) {
 static void test_depth(void **state) {
 	size_t depth = 100000;
 	char *doc = malloc(2 * depth + 1);
-	struct mc_json_reader r;
+	struct mci_json_reader r;
 	long at;
 	const char *what;
 
@@ -255,25 +255,25 @@ static void test_depth(void **state) {
 
 	/* objects count the same, and entering counts with skipping */
 	init(&r, "{\"a\":{\"b\":[[{}]]}}");
-	r.at.depth = MC_JSON_DEPTH - 4;
-	assert_int_equal(mc_json_enter_object(&r), 0);
-	assert_int_equal(mc_json_next_member(&r, &(const char *){ NULL }, &(size_t){ 0 }), 1);
-	assert_int_equal(mc_json_skip(&r), -EINVAL);
+	r.at.depth = MCI_JSON_DEPTH - 4;
+	assert_int_equal(mci_json_enter_object(&r), 0);
+	assert_int_equal(mci_json_next_member(&r, &(const char *){ NULL }, &(size_t){ 0 }), 1);
+	assert_int_equal(mci_json_skip(&r), -EINVAL);
 	assert_string_equal(r.error, "nested deeper than 64 levels");
 	free(doc);
 }
 
 static void test_position(void **state) {
 	const char *doc = "{\n  \"a\": 1,\n  \"b\": x\n}";
-	struct mc_json_reader r;
+	struct mci_json_reader r;
 	int line, column;
 
 	init(&r, doc);
-	assert_int_equal(mc_json_skip(&r), -EINVAL);
-	mc_json_position(&r, r.error_at, &line, &column);
+	assert_int_equal(mci_json_skip(&r), -EINVAL);
+	mci_json_position(&r, r.error_at, &line, &column);
 	assert_int_equal(line, 3);
 	assert_int_equal(column, 8);
-	mc_json_position(&r, doc, &line, &column);
+	mci_json_position(&r, doc, &line, &column);
 	assert_int_equal(line, 1);
 	assert_int_equal(column, 1);
 }
@@ -282,7 +282,7 @@ static void test_position(void **state) {
 static void test_long_strings(void **state) {
 	size_t n = 10u << 20;
 	char *doc = malloc(n + 3), *buf = malloc(n);
-	struct mc_json_reader r;
+	struct mci_json_reader r;
 	size_t len;
 
 	assert_non_null(doc);
@@ -295,16 +295,16 @@ static void test_long_strings(void **state) {
 	}
 	doc[n + 1] = '"';
 	doc[n + 2] = '\0';
-	mc_json_reader_init(&r, doc, n + 2);
-	assert_int_equal(mc_json_skip(&r), 0);
-	mc_json_reader_init(&r, doc, n + 2);
-	assert_int_equal(mc_json_read_string(&r, buf, n, &len), 0);
+	mci_json_reader_init(&r, doc, n + 2);
+	assert_int_equal(mci_json_skip(&r), 0);
+	mci_json_reader_init(&r, doc, n + 2);
+	assert_int_equal(mci_json_read_string(&r, buf, n, &len), 0);
 	assert_int_equal(buf[0], '\n');
 	assert_true(len < n);
 	/* a control byte far into the string is still found */
 	doc[n - 5] = '\x01';
-	mc_json_reader_init(&r, doc, n + 2);
-	assert_int_equal(mc_json_skip(&r), -EINVAL);
+	mci_json_reader_init(&r, doc, n + 2);
+	assert_int_equal(mci_json_skip(&r), -EINVAL);
 	assert_ptr_equal(r.error_at, doc + n - 5);
 	free(doc);
 	free(buf);

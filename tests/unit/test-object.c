@@ -210,16 +210,16 @@ static void test_real_namespaces(void **state) {
 /* The text of a watch event's "object" member, found as the k8s source finds it: by skipping
  * through the event with the JSON reader. */
 static void event_object(const char *event, size_t len, const char **obj, size_t *obj_len) {
-	struct mc_json_reader r;
-	struct mc_json_mark m;
+	struct mci_json_reader r;
+	struct mci_json_mark m;
 	const char *key;
 	size_t klen;
 
-	mc_json_reader_init(&r, event, len);
-	assert_int_equal(mc_json_enter_object(&r), 0);
-	while (mc_json_next_member(&r, &key, &klen) == 1) {
-		m = mc_json_mark(&r);
-		assert_int_equal(mc_json_skip(&r), 0);
+	mci_json_reader_init(&r, event, len);
+	assert_int_equal(mci_json_enter_object(&r), 0);
+	while (mci_json_next_member(&r, &key, &klen) == 1) {
+		m = mci_json_mark(&r);
+		assert_int_equal(mci_json_skip(&r), 0);
 		if (klen == 6 && memcmp(key, "object", 6) == 0) {
 			*obj = m.p;
 			*obj_len = (size_t)(r.at.p - m.p);
@@ -618,11 +618,11 @@ static void test_steal(void **state) {
 		const struct mc_object *o = mc_object_list_get(l, i);
 
 		if (o->kind == MC_OBJECT_POD && strcmp(o->name, "web-b") == 0)
-			pod = mc_object_list_steal(l, i);
+			pod = mci_object_list_steal(l, i);
 		else if (o->kind == MC_OBJECT_NODE && !node)
-			node = mc_object_list_steal(l, i);
+			node = mci_object_list_steal(l, i);
 		else if (o->kind == MC_OBJECT_NAMESPACE && strcmp(o->name, "secure") == 0)
-			ns = mc_object_list_steal(l, i);
+			ns = mci_object_list_steal(l, i);
 	}
 	mc_object_list_free(l);
 	assert_non_null(pod);

@@ -7,18 +7,10 @@
 #ifndef MC_METRICS_HTTP_H
 #define MC_METRICS_HTTP_H
 
-#include <sys/socket.h>
 #include <systemd/sd-event.h>
 
 struct mc_engine;
 struct mc_metrics_http;
-
-/*
- * Parses "ADDRESS:PORT": an IPv4 address, or an IPv6 one in brackets ("[::1]:9474"), and a
- * port 1-65535; numeric only, so that a configuration does not depend on name resolution.
- * 0 or -EINVAL.
- */
-int mc_listen_address_parse(const char *s, struct sockaddr_storage *sa, socklen_t *len);
 
 /* `engine` points to the daemon's current engine (NULL while a reload swaps it: 503).
  * *out is the caller's (mc_metrics_http_free). -EINVAL (address), or -errno from bind(). */

@@ -68,24 +68,24 @@ struct mc_object {
  * between the store's own allocations. Nodes, MeshcryptNodes and Secrets, which the store keeps,
  * are allocated one by one.
  */
-struct mc_arena_block;
+struct mci_arena_block;
 
-struct mc_arena {
-	struct mc_arena_block *blocks;
+struct mci_arena {
+	struct mci_arena_block *blocks;
 	char *next;  /* free space in the newest block */
 	size_t left;
 };
 
 /* size zeroed bytes, aligned for any type; NULL (errno ENOMEM) when out of memory. */
-void *mc_arena_alloc(struct mc_arena *a, size_t size);
+void *mci_arena_alloc(struct mci_arena *a, size_t size);
 
 struct mc_object_list {
 	struct mc_object **objects;
 	size_t n_objects;
 	char *resource_version;
-	struct mc_arena arena;
+	struct mci_arena arena;
 };
 
 /* Detaches and returns object i of list (the slot becomes NULL); an object from the arena is
  * copied out of it first. NULL (errno ENOMEM) when out of memory; the slot is then kept. */
-struct mc_object *mc_object_list_steal(struct mc_object_list *list, size_t i);
+struct mc_object *mci_object_list_steal(struct mc_object_list *list, size_t i);

@@ -13,18 +13,18 @@
 #define ONES UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
-static int syntax(struct mc_json_reader *r, const char *at, const char *what) {
+static int syntax(struct mci_json_reader *r, const char *at, const char *what) {
 	r->error = what;
 	r->error_at = at;
 	return -EINVAL;
 }
 
-static int truncated(struct mc_json_reader *r) {
+static int truncated(struct mci_json_reader *r) {
 	return syntax(r, r->end, "unexpected end of document");
 }
 
-void mc_json_reader_init(struct mc_json_reader *r, const char *text, size_t len) {
-	*r = (struct mc_json_reader){ .text = text, .end = text + len, .at = { .p = text } };
+void mci_json_reader_init(struct mci_json_reader *r, const char *text, size_t len) {
+	*r = (struct mci_json_reader){ .text = text, .end = text + len, .at = { .p = text } };
 }
 
 static const char *skip_ws(const char *p, const char *end) {
@@ -33,31 +33,31 @@ static const char *skip_ws(const char *p, const char *end) {
 	return p;
 }
 
-struct mc_json_mark mc_json_mark(struct mc_json_reader *r) {
+struct mci_json_mark mci_json_mark(struct mci_json_reader *r) {
 	r->at.p = skip_ws(r->at.p, r->end);
 	return r->at;
 }
 
-void mc_json_seek(struct mc_json_reader *r, const struct mc_json_mark *m) {
+void mci_json_seek(struct mci_json_reader *r, const struct mci_json_mark *m) {
 	r->at = *m;
 	/* a mark is taken at a value or after one, never right after a '{' or '[' */
 	r->first = false;
 }
 
-static int push(struct mc_json_reader *r, const char *at, bool object) {
-	if (r->at.depth >= MC_JSON_DEPTH)
+static int push(struct mci_json_reader *r, const char *at, bool object) {
+	if (r->at.depth >= MCI_JSON_DEPTH)
 		return syntax(r, at, "nested deeper than 64 levels");
 	r->at.stack |= (uint64_t)object << r->at.depth;
 	r->at.depth++;
 	return 0;
 }
 
-static void pop(struct mc_json_reader *r) {
+static void pop(struct mci_json_reader *r) {
 	r->at.depth--;
 	r->at.stack &= ~((uint64_t)1 << r->at.depth);
 }
 
-static bool in_object(const struct mc_json_reader *r) {
+static bool in_object(const struct mci_json_reader *r) {
 	return (r->at.stack >> (r->at.depth - 1)) & 1;
 }
 
@@ -159,7 +159,7 @@ static void put_code_point(struct sink *s, unsigned cp) {
  * on an error. With out, the contents are unescaped into it; without, only checked.
  * *escaped (may be NULL) says whether the string had any escape.
  */
-static const char *string(struct mc_json_reader *r, const char *p, struct sink *out,
+static const char *string(struct mci_json_reader *r, const char *p, struct sink *out,
                           bool *escaped) {
 	const char *end = r->end, *bad;
 
@@ -230,7 +230,7 @@ static const char *string(struct mc_json_reader *r, const char *p, struct sink *
 }
 
 /* string() without out, most strings having no escape: their closing quote is all to find. */
-static inline const char *check_string(struct mc_json_reader *r, const char *p, bool *escaped) {
+static inline const char *check_string(struct mci_json_reader *r, const char *p, bool *escaped) {
 	const char *q = scan_plain(p + 1, r->end);
 
 	if (q < r->end && *q == '"') {
@@ -243,7 +243,7 @@ static inline const char *check_string(struct mc_json_reader *r, const char *p, 
 
 /* The number at p: returns the byte after it, or NULL. *real says whether it had a fraction or
  * an exponent. */
-static const char *number(struct mc_json_reader *r, const char *p, bool *real) {
+static const char *number(struct mci_json_reader *r, const char *p, bool *real) {
 	const char *end = r->end;
 
 	*real = false;
@@ -286,7 +286,7 @@ static const char *number(struct mc_json_reader *r, const char *p, bool *real) {
 }
 
 /* The literal word (true, false, null) at p. */
-static const char *literal(struct mc_json_reader *r, const char *p, const char *word,
+static const char *literal(struct mci_json_reader *r, const char *p, const char *word,
                            const char *what) {
 	for (; *word; word++, p++) {
 		if (p >= r->end)
@@ -298,7 +298,7 @@ static const char *literal(struct mc_json_reader *r, const char *p, const char *
 }
 
 /* A scalar value at p (not '{' or '['): returns the byte after it, or NULL. */
-static const char *scalar(struct mc_json_reader *r, const char *p) {
+static const char *scalar(struct mci_json_reader *r, const char *p) {
 	bool real;
 
 	switch (*p) {
@@ -321,7 +321,7 @@ static const char *scalar(struct mc_json_reader *r, const char *p) {
 	return syntax(r, p, "unexpected character"), NULL;
 }
 
-int mc_json_peek(struct mc_json_reader *r, enum mc_json_type *type) {
+int mci_json_peek(struct mci_json_reader *r, enum mci_json_type *type) {
 	const char *p = r->at.p = skip_ws(r->at.p, r->end);
 	bool real;
 
@@ -329,26 +329,26 @@ int mc_json_peek(struct mc_json_reader *r, enum mc_json_type *type) {
 		return truncated(r);
 	switch (*p) {
 	case '"':
-		*type = MC_JSON_STRING;
+		*type = MCI_JSON_STRING;
 		return 0;
 	case '{':
-		*type = MC_JSON_OBJECT;
+		*type = MCI_JSON_OBJECT;
 		return 0;
 	case '[':
-		*type = MC_JSON_ARRAY;
+		*type = MCI_JSON_ARRAY;
 		return 0;
 	case 't':
 	case 'f':
-		*type = MC_JSON_BOOL;
+		*type = MCI_JSON_BOOL;
 		return 0;
 	case 'n':
-		*type = MC_JSON_NULL;
+		*type = MCI_JSON_NULL;
 		return 0;
 	case '-':
 	case '0' ... '9':
 		if (!number(r, p, &real))
 			return -EINVAL;
-		*type = real ? MC_JSON_REAL : MC_JSON_INT;
+		*type = real ? MCI_JSON_REAL : MCI_JSON_INT;
 		return 0;
 	}
 	/* not a value: the same words as when skipping it */
@@ -356,7 +356,7 @@ int mc_json_peek(struct mc_json_reader *r, enum mc_json_type *type) {
 	return -EINVAL;
 }
 
-static int enter(struct mc_json_reader *r, char open, bool object) {
+static int enter(struct mci_json_reader *r, char open, bool object) {
 	const char *p = r->at.p = skip_ws(r->at.p, r->end);
 
 	if (p >= r->end)
@@ -370,17 +370,17 @@ static int enter(struct mc_json_reader *r, char open, bool object) {
 	return 0;
 }
 
-int mc_json_enter_object(struct mc_json_reader *r) {
+int mci_json_enter_object(struct mci_json_reader *r) {
 	return enter(r, '{', true);
 }
 
-int mc_json_enter_array(struct mc_json_reader *r) {
+int mci_json_enter_array(struct mci_json_reader *r) {
 	return enter(r, '[', false);
 }
 
 /* Where the next member or element starts: 1 with p at it, 0 at the closing bracket (then
  * consumed), or -EINVAL. json-c's words for each mistake. */
-static int next(struct mc_json_reader *r, char close, const char *separator, const char **at) {
+static int next(struct mci_json_reader *r, char close, const char *separator, const char **at) {
 	const char *p = skip_ws(r->at.p, r->end);
 	bool first = r->first;
 
@@ -406,7 +406,7 @@ static int next(struct mc_json_reader *r, char close, const char *separator, con
 }
 
 /* The key at p (its opening quote) and the ':' after it; leaves the reader at the value. */
-static int key(struct mc_json_reader *r, const char *p, const char **k, size_t *len) {
+static int key(struct mci_json_reader *r, const char *p, const char **k, size_t *len) {
 	const char *q;
 	bool escaped;
 
@@ -419,7 +419,7 @@ static int key(struct mc_json_reader *r, const char *p, const char **k, size_t *
 		size_t kept, n;
 
 		string(r, p, &s, NULL);
-		kept = s.len < MC_JSON_KEY_MAX ? s.len : MC_JSON_KEY_MAX;
+		kept = s.len < MCI_JSON_KEY_MAX ? s.len : MCI_JSON_KEY_MAX;
 		/* json-c kept keys as C strings: "a\u0000b" was the key "a" */
 		n = strnlen(r->key, kept);
 		*k = r->key;
@@ -437,7 +437,7 @@ static int key(struct mc_json_reader *r, const char *p, const char **k, size_t *
 	return 0;
 }
 
-int mc_json_next_member(struct mc_json_reader *r, const char **k, size_t *len) {
+int mci_json_next_member(struct mci_json_reader *r, const char **k, size_t *len) {
 	const char *p;
 	int n = next(r, '}', "object value separator ',' expected", &p);
 
@@ -446,7 +446,7 @@ int mc_json_next_member(struct mc_json_reader *r, const char **k, size_t *len) {
 	return key(r, p, k, len) < 0 ? -EINVAL : 1;
 }
 
-int mc_json_next_element(struct mc_json_reader *r) {
+int mci_json_next_element(struct mci_json_reader *r) {
 	const char *p;
 	int n = next(r, ']', "array value separator ',' expected", &p);
 
@@ -455,7 +455,7 @@ int mc_json_next_element(struct mc_json_reader *r) {
 	return n;
 }
 
-int mc_json_read_string(struct mc_json_reader *r, char *buf, size_t size, size_t *len) {
+int mci_json_read_string(struct mci_json_reader *r, char *buf, size_t size, size_t *len) {
 	const char *p = r->at.p = skip_ws(r->at.p, r->end);
 	struct sink s = { .buf = buf, .size = size };
 
@@ -471,7 +471,7 @@ int mc_json_read_string(struct mc_json_reader *r, char *buf, size_t size, size_t
 	return 0;
 }
 
-int mc_json_read_int(struct mc_json_reader *r, int64_t *v) {
+int mci_json_read_int(struct mci_json_reader *r, int64_t *v) {
 	const char *p = r->at.p = skip_ws(r->at.p, r->end), *e;
 	bool real, neg;
 	uint64_t u = 0;
@@ -495,7 +495,7 @@ int mc_json_read_int(struct mc_json_reader *r, int64_t *v) {
 	return 0;
 }
 
-int mc_json_read_bool(struct mc_json_reader *r, bool *v) {
+int mci_json_read_bool(struct mci_json_reader *r, bool *v) {
 	const char *p = r->at.p = skip_ws(r->at.p, r->end), *e;
 
 	if (p >= r->end)
@@ -514,7 +514,7 @@ int mc_json_read_bool(struct mc_json_reader *r, bool *v) {
 }
 
 /* Iterative, with the reader's own bit stack for the brackets: no input makes it recurse. */
-int mc_json_skip(struct mc_json_reader *r) {
+int mci_json_skip(struct mci_json_reader *r) {
 	const char *end = r->end, *p = skip_ws(r->at.p, end);
 	unsigned base = r->at.depth;
 
@@ -579,13 +579,13 @@ member:
 	goto value;
 }
 
-int mc_json_finish(struct mc_json_reader *r) {
+int mci_json_finish(struct mci_json_reader *r) {
 	const char *p = r->at.p = skip_ws(r->at.p, r->end);
 
 	return p < r->end ? syntax(r, p, "unexpected character") : 0;
 }
 
-void mc_json_position(const struct mc_json_reader *r, const char *at, int *line, int *column) {
+void mci_json_position(const struct mci_json_reader *r, const char *at, int *line, int *column) {
 	const char *p = r->text, *nl;
 
 	*line = 1;

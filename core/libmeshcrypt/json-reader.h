@@ -4,7 +4,7 @@
  * allocates nothing: the caller walks the text value by value, reads the few values it keeps
  * (strings unescaped into its own buffer) and skips the rest. Skipping validates as strictly as
  * reading, so a document read to its end is well-formed JSON. Nesting is limited to
- * MC_JSON_DEPTH levels and tracked in a bit stack, so no input makes it recurse.
+ * MCI_JSON_DEPTH levels and tracked in a bit stack, so no input makes it recurse.
  *
  * Not validated, as before (json-c without JSON_TOKENER_VALIDATE_UTF8): the UTF-8 of raw
  * bytes. A lone UTF-16 surrogate in a \u escape reads as U+FFFD, as json-c does.
@@ -19,80 +19,80 @@
 #include <stdint.h>
 
 /* Kubernetes objects nest about 20 levels deep (managedFields); 64 leaves room. */
-#define MC_JSON_DEPTH 64
+#define MCI_JSON_DEPTH 64
 
-/* Room for a member key with escapes; longer keys are cut (mc_json_next_member()). */
-#define MC_JSON_KEY_MAX 511
+/* Room for a member key with escapes; longer keys are cut (mci_json_next_member()). */
+#define MCI_JSON_KEY_MAX 511
 
-enum mc_json_type {
-	MC_JSON_NULL = 1,
-	MC_JSON_BOOL,
-	MC_JSON_INT,  /* a number without fraction or exponent */
-	MC_JSON_REAL, /* a number with either */
-	MC_JSON_STRING,
-	MC_JSON_OBJECT,
-	MC_JSON_ARRAY,
+enum mci_json_type {
+	MCI_JSON_NULL = 1,
+	MCI_JSON_BOOL,
+	MCI_JSON_INT,  /* a number without fraction or exponent */
+	MCI_JSON_REAL, /* a number with either */
+	MCI_JSON_STRING,
+	MCI_JSON_OBJECT,
+	MCI_JSON_ARRAY,
 };
 
-/* A place in the text to come back to with mc_json_seek(). */
-struct mc_json_mark {
+/* A place in the text to come back to with mci_json_seek(). */
+struct mci_json_mark {
 	const char *p;
 	uint64_t stack; /* bit i set: level i + 1 is an object, else an array */
 	unsigned depth;
 };
 
-struct mc_json_reader {
+struct mci_json_reader {
 	const char *text, *end;
-	struct mc_json_mark at;
+	struct mci_json_mark at;
 	bool first; /* no member or element of the innermost container read yet */
 	const char *error; /* e.g. "unexpected character", for "JSON: %s" */
 	const char *error_at;
-	char key[MC_JSON_KEY_MAX + 1];
+	char key[MCI_JSON_KEY_MAX + 1];
 };
 
-void mc_json_reader_init(struct mc_json_reader *r, const char *text, size_t len);
+void mci_json_reader_init(struct mci_json_reader *r, const char *text, size_t len);
 
 /* Type of the next value, which is not consumed. */
-int mc_json_peek(struct mc_json_reader *r, enum mc_json_type *type);
+int mci_json_peek(struct mci_json_reader *r, enum mci_json_type *type);
 
 /* The next value's place (whitespace before it is passed over). */
-struct mc_json_mark mc_json_mark(struct mc_json_reader *r);
-void mc_json_seek(struct mc_json_reader *r, const struct mc_json_mark *m);
+struct mci_json_mark mci_json_mark(struct mci_json_reader *r);
+void mci_json_seek(struct mci_json_reader *r, const struct mci_json_mark *m);
 
 /* Consume the '{' or '[' that starts the next value. */
-int mc_json_enter_object(struct mc_json_reader *r);
-int mc_json_enter_array(struct mc_json_reader *r);
+int mci_json_enter_object(struct mci_json_reader *r);
+int mci_json_enter_array(struct mci_json_reader *r);
 
 /*
  * The next member of the object entered last: returns 1 with its key, after which the caller
  * reads or skips exactly one value, or 0 at the end of the object, which is consumed. *key is
  * not NUL-terminated and is valid until the next call; *len is the key's full length, of which
- * at most MC_JSON_KEY_MAX bytes are at *key when it had escapes. A key ends at a "\u0000"
+ * at most MCI_JSON_KEY_MAX bytes are at *key when it had escapes. A key ends at a "\u0000"
  * escape, as json-c's keys (C strings) did.
  */
-int mc_json_next_member(struct mc_json_reader *r, const char **key, size_t *len);
+int mci_json_next_member(struct mci_json_reader *r, const char **key, size_t *len);
 
 /* The next element of the array entered last: 1 when there is one (read or skip it), 0 at the
  * end of the array, which is consumed. */
-int mc_json_next_element(struct mc_json_reader *r);
+int mci_json_next_element(struct mci_json_reader *r);
 
 /*
  * Reads a string value, unescaped: its first size - 1 bytes (size > 0) and a NUL go to buf,
  * and *len gets its full length, so a caller can tell a cut value from a whole one.
  */
-int mc_json_read_string(struct mc_json_reader *r, char *buf, size_t size, size_t *len);
+int mci_json_read_string(struct mci_json_reader *r, char *buf, size_t size, size_t *len);
 
-/* Reads an MC_JSON_INT number; values beyond int64_t are clamped, as json-c does. Returns
+/* Reads an MCI_JSON_INT number; values beyond int64_t are clamped, as json-c does. Returns
  * -EDOM for a number with a fraction or exponent. */
-int mc_json_read_int(struct mc_json_reader *r, int64_t *v);
+int mci_json_read_int(struct mci_json_reader *r, int64_t *v);
 
-int mc_json_read_bool(struct mc_json_reader *r, bool *v);
+int mci_json_read_bool(struct mci_json_reader *r, bool *v);
 
 /* Skips the next value, whatever it holds, validating it. */
-int mc_json_skip(struct mc_json_reader *r);
+int mci_json_skip(struct mci_json_reader *r);
 
 /* Checks that only whitespace follows. */
-int mc_json_finish(struct mc_json_reader *r);
+int mci_json_finish(struct mci_json_reader *r);
 
 /* 1-based line and column (in bytes) of at, a place in the text. */
-void mc_json_position(const struct mc_json_reader *r, const char *at, int *line, int *column);
+void mci_json_position(const struct mci_json_reader *r, const char *at, int *line, int *column);

@@ -1349,7 +1349,7 @@ int mc_store_replace_kinds(struct mc_store *s, unsigned kinds, struct mc_object_
 		if (o->kind == MC_OBJECT_POD || o->kind == MC_OBJECT_NAMESPACE)
 			r = apply_copied(s, &t, o);
 		else
-			r = (own = mc_object_list_steal(list, i)) ? apply(s, &t, own) : -ENOMEM;
+			r = (own = mci_object_list_steal(list, i)) ? apply(s, &t, own) : -ENOMEM;
 		if (r < 0)
 			txn_oom(&t);
 	}

@@ -226,7 +226,7 @@ static struct mc_object *object_to_heap(const struct mc_object *src) {
 	return o;
 }
 
-struct mc_object *mc_object_list_steal(struct mc_object_list *list, size_t i) {
+struct mc_object *mci_object_list_steal(struct mc_object_list *list, size_t i) {
 	struct mc_object *obj = list->objects[i];
 
 	if (obj && obj->in_arena && !(obj = object_to_heap(obj)))
@@ -235,17 +235,17 @@ struct mc_object *mc_object_list_steal(struct mc_object_list *list, size_t i) {
 	return obj;
 }
 
-struct mc_arena_block {
-	struct mc_arena_block *next;
+struct mci_arena_block {
+	struct mci_arena_block *next;
 	size_t size; /* of the mapping, this header included */
 };
 
 #define ARENA_BLOCK ((size_t)1 << 20)
 #define ARENA_ALIGN (sizeof(max_align_t))
 
-void *mc_arena_alloc(struct mc_arena *a, size_t size) {
-	size_t header = (sizeof(struct mc_arena_block) + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
-	struct mc_arena_block *b;
+void *mci_arena_alloc(struct mci_arena *a, size_t size) {
+	size_t header = (sizeof(struct mci_arena_block) + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+	struct mci_arena_block *b;
 	void *p;
 
 	if (size > SIZE_MAX / 2) {
@@ -281,9 +281,9 @@ void *mc_arena_alloc(struct mc_arena *a, size_t size) {
 	return p;
 }
 
-static void arena_free(struct mc_arena *a) {
+static void arena_free(struct mci_arena *a) {
 	while (a->blocks) {
-		struct mc_arena_block *b = a->blocks;
+		struct mci_arena_block *b = a->blocks;
 
 		a->blocks = b->next;
 		munmap(b, b->size);

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "build-config.h"
-#include "metrics-http.h"
+#include "listen-address.h"
 #include "util.h"
 #include MC_INIPARSER_HEADER
 

@@ -38,22 +38,22 @@ struct path_elem {
 
 struct pctx {
 	struct mc_parse_error *err;
-	struct mc_json_reader *r;
+	struct mci_json_reader *r;
 	long item; /* index in the List's items[], -1 for a document that is one object */
 	const char *at; /* the object being converted */
 	const char *kind;
 	const char *ns, *name;
 	struct path_elem path[PATH_DEPTH];
 	unsigned depth;
-	struct mc_arena *list_arena; /* the arena of the list being filled, if any */
-	struct mc_arena *arena;      /* where the object being converted lives: NULL, the heap */
+	struct mci_arena *list_arena; /* the arena of the list being filled, if any */
+	struct mci_arena *arena;      /* where the object being converted lives: NULL, the heap */
 };
 
 /* A member's value as noted by walk() or collect(): where it starts, and its type (0: absent or null,
  * as Kubernetes writes null for empty lists, "conditions": null). */
 struct val {
-	struct mc_json_mark m;
-	enum mc_json_type type;
+	struct mci_json_mark m;
+	enum mci_json_type type;
 };
 
 /* --- errors ------------------------------------------------------------------------------ */
@@ -116,14 +116,14 @@ static int fail(struct pctx *c, int r, const char *last_key, const char *at, con
 	}
 	if (!at)
 		at = c->depth ? c->path[c->depth - 1].at : c->at;
-	mc_json_position(c->r, at, &err->line, &err->column);
+	mci_json_position(c->r, at, &err->line, &err->column);
 	return r;
 }
 
 /* A syntax error the reader found. */
 static int syntax_error(struct pctx *c) {
 	snprintf(c->err->message, sizeof(c->err->message), "JSON: %s", c->r->error);
-	mc_json_position(c->r, c->r->error_at, &c->err->line, &c->err->column);
+	mci_json_position(c->r, c->r->error_at, &c->err->line, &c->err->column);
 	return -EINVAL;
 }
 
@@ -157,21 +157,21 @@ static void pop(struct pctx *c) {
 	c->depth--;
 }
 
-static const char *type_name(enum mc_json_type t) {
+static const char *type_name(enum mci_json_type t) {
 	switch (t) {
-	case MC_JSON_NULL:
+	case MCI_JSON_NULL:
 		return "null";
-	case MC_JSON_BOOL:
+	case MCI_JSON_BOOL:
 		return "a boolean";
-	case MC_JSON_REAL:
+	case MCI_JSON_REAL:
 		return "a number";
-	case MC_JSON_INT:
+	case MCI_JSON_INT:
 		return "an integer";
-	case MC_JSON_OBJECT:
+	case MCI_JSON_OBJECT:
 		return "an object";
-	case MC_JSON_ARRAY:
+	case MCI_JSON_ARRAY:
 		return "an array";
-	case MC_JSON_STRING:
+	case MCI_JSON_STRING:
 		return "a string";
 	}
 	return "?";
@@ -182,36 +182,36 @@ static const char *type_name(enum mc_json_type t) {
  * repeated key, and skips every other member at scanning speed. For the small objects in
  * arrays (addresses, podIPs); whole objects are read by walk().
  */
-static int collect(struct pctx *c, const struct mc_json_mark *m, const char *const *keys,
+static int collect(struct pctx *c, const struct mci_json_mark *m, const char *const *keys,
                    size_t n, struct val *vals) {
-	struct mc_json_reader *r = c->r;
+	struct mci_json_reader *r = c->r;
 	const char *k;
 	size_t len;
 	int more;
 
 	memset(vals, 0, n * sizeof(*vals));
-	mc_json_seek(r, m);
-	if (mc_json_enter_object(r) < 0)
+	mci_json_seek(r, m);
+	if (mci_json_enter_object(r) < 0)
 		return syntax_error(c);
-	while ((more = mc_json_next_member(r, &k, &len)) > 0) {
+	while ((more = mci_json_next_member(r, &k, &len)) > 0) {
 		for (size_t i = 0; i < n; i++) {
 			if (strlen(keys[i]) != len || memcmp(keys[i], k, len) != 0)
 				continue;
-			vals[i].m = mc_json_mark(r);
-			if (mc_json_peek(r, &vals[i].type) < 0)
+			vals[i].m = mci_json_mark(r);
+			if (mci_json_peek(r, &vals[i].type) < 0)
 				return syntax_error(c);
-			if (vals[i].type == MC_JSON_NULL)
+			if (vals[i].type == MCI_JSON_NULL)
 				vals[i].type = 0;
 			break;
 		}
-		if (mc_json_skip(r) < 0)
+		if (mci_json_skip(r) < 0)
 			return syntax_error(c);
 	}
 	return more < 0 ? syntax_error(c) : 0;
 }
 
 /* Checks that the member key noted in v, if present, is of type want. */
-static int member(struct pctx *c, const char *key, const struct val *v, enum mc_json_type want) {
+static int member(struct pctx *c, const char *key, const struct val *v, enum mci_json_type want) {
 	if (!v->type || v->type == want)
 		return 0;
 	return fail(c, -EINVAL, key, v->m.p, "expected %s, got %s", type_name(want),
@@ -234,17 +234,17 @@ static void str_free(struct str *s) {
 
 /* Reads the string value at v into s, refusing embedded NUL characters. */
 static int read_str(struct pctx *c, const char *key, const struct val *v, struct str *s) {
-	struct mc_json_reader *r = c->r;
+	struct mci_json_reader *r = c->r;
 
 	s->s = s->buf;
-	mc_json_seek(r, &v->m);
-	if (mc_json_read_string(r, s->buf, sizeof(s->buf), &s->len) < 0)
+	mci_json_seek(r, &v->m);
+	if (mci_json_read_string(r, s->buf, sizeof(s->buf), &s->len) < 0)
 		return syntax_error(c);
 	if (s->len >= sizeof(s->buf)) {
 		if (!(s->s = malloc(s->len + 1)))
 			return -ENOMEM;
-		mc_json_seek(r, &v->m);
-		if (mc_json_read_string(r, s->s, s->len + 1, &s->len) < 0)
+		mci_json_seek(r, &v->m);
+		if (mci_json_read_string(r, s->s, s->len + 1, &s->len) < 0)
 			return syntax_error(c);
 	}
 	if (memchr(s->s, '\0', s->len))
@@ -254,7 +254,7 @@ static int read_str(struct pctx *c, const char *key, const struct val *v, struct
 
 /* The string member key noted in v; s->s stays NULL when it is absent. */
 static int member_str(struct pctx *c, const char *key, const struct val *v, struct str *s) {
-	int r = member(c, key, v, MC_JSON_STRING);
+	int r = member(c, key, v, MCI_JSON_STRING);
 
 	s->s = NULL;
 	s->len = 0;
@@ -265,22 +265,22 @@ static int member_str(struct pctx *c, const char *key, const struct val *v, stru
 
 /* Counts the members or elements of the container at v. */
 static int count(struct pctx *c, const struct val *v, size_t *n) {
-	struct mc_json_reader *r = c->r;
+	struct mci_json_reader *r = c->r;
 	const char *k;
 	size_t len;
 	int more;
 
 	*n = 0;
-	mc_json_seek(r, &v->m);
-	if (v->type == MC_JSON_OBJECT) {
-		if (mc_json_enter_object(r) < 0)
+	mci_json_seek(r, &v->m);
+	if (v->type == MCI_JSON_OBJECT) {
+		if (mci_json_enter_object(r) < 0)
 			return syntax_error(c);
-		while ((more = mc_json_next_member(r, &k, &len)) > 0 && mc_json_skip(r) == 0)
+		while ((more = mci_json_next_member(r, &k, &len)) > 0 && mci_json_skip(r) == 0)
 			(*n)++;
 	} else {
-		if (mc_json_enter_array(r) < 0)
+		if (mci_json_enter_array(r) < 0)
 			return syntax_error(c);
-		while ((more = mc_json_next_element(r)) > 0 && mc_json_skip(r) == 0)
+		while ((more = mci_json_next_element(r)) > 0 && mci_json_skip(r) == 0)
 			(*n)++;
 	}
 	return more != 0 ? syntax_error(c) : 0;
@@ -293,7 +293,7 @@ static int count(struct pctx *c, const struct val *v, size_t *n) {
 static void *obj_alloc(struct pctx *c, size_t n, size_t size) {
 	if (size && n > SIZE_MAX / size)
 		return NULL;
-	return c->arena ? mc_arena_alloc(c->arena, n * size) : calloc(n, size);
+	return c->arena ? mci_arena_alloc(c->arena, n * size) : calloc(n, size);
 }
 
 static char *obj_strndup(struct pctx *c, const char *s, size_t len) {
@@ -459,10 +459,10 @@ typedef int (*conv_fn)(struct pctx *c, const char *key, const char *at, const st
 /* An array member of strings, each converted by conv into elements of size elem_size. */
 static int string_array(struct pctx *c, const char *key, const struct val *v, size_t elem_size,
                         conv_fn conv, void **out, size_t *n_out) {
-	struct mc_json_reader *r = c->r;
+	struct mci_json_reader *r = c->r;
 	uint8_t *elems = NULL;
 	size_t n = 0, total;
-	int more = 0, ret = member(c, key, v, MC_JSON_ARRAY);
+	int more = 0, ret = member(c, key, v, MCI_JSON_ARRAY);
 
 	if (ret < 0 || !v->type)
 		return ret;
@@ -472,17 +472,17 @@ static int string_array(struct pctx *c, const char *key, const struct val *v, si
 	if (!elems)
 		return -ENOMEM;
 	push_key(c, key, v->m.p);
-	mc_json_seek(r, &v->m);
-	if (mc_json_enter_array(r) < 0)
+	mci_json_seek(r, &v->m);
+	if (mci_json_enter_array(r) < 0)
 		ret = syntax_error(c);
-	for (size_t i = 0; ret >= 0 && (more = mc_json_next_element(r)) > 0; i++) {
-		struct val e = { .m = mc_json_mark(r) };
+	for (size_t i = 0; ret >= 0 && (more = mci_json_next_element(r)) > 0; i++) {
+		struct val e = { .m = mci_json_mark(r) };
 		struct str s = { .s = NULL };
 
 		push_index(c, i, e.m.p);
-		if (mc_json_peek(r, &e.type) < 0)
+		if (mci_json_peek(r, &e.type) < 0)
 			ret = syntax_error(c);
-		else if (e.type != MC_JSON_STRING)
+		else if (e.type != MCI_JSON_STRING)
 			ret = fail(c, -EINVAL, NULL, NULL, "expected a string, got %s",
 			           type_name(e.type));
 		else
@@ -664,38 +664,38 @@ struct items_hook {
  * recursion follows the fields, three levels at most, never the input. */
 static int walk(struct pctx *c, const struct field *fields, struct val *vals,
                 struct items_hook *hook) {
-	struct mc_json_reader *r = c->r;
+	struct mci_json_reader *r = c->r;
 	const char *k;
 	size_t len;
 	int more, ret;
 
-	if (mc_json_enter_object(r) < 0)
+	if (mci_json_enter_object(r) < 0)
 		return syntax_error(c);
-	while ((more = mc_json_next_member(r, &k, &len)) > 0) {
+	while ((more = mci_json_next_member(r, &k, &len)) > 0) {
 		const struct field *f = fields;
 		struct val *v;
 
 		while (f->key && (f->len != len || f->key[0] != k[0] || memcmp(f->key, k, len) != 0))
 			f++;
 		if (!f->key) {
-			if (mc_json_skip(r) < 0)
+			if (mci_json_skip(r) < 0)
 				return syntax_error(c);
 			continue;
 		}
 		v = &vals[f->slot];
-		v->m = mc_json_mark(r);
-		if (mc_json_peek(r, &v->type) < 0)
+		v->m = mci_json_mark(r);
+		if (mci_json_peek(r, &v->type) < 0)
 			return syntax_error(c);
-		if (v->type == MC_JSON_NULL)
+		if (v->type == MCI_JSON_NULL)
 			v->type = 0;
 		if (f->sub)
 			memset(&vals[f->sub_first], 0, (f->sub_end - f->sub_first) * sizeof(*v));
-		if (f->sub && v->type == MC_JSON_OBJECT)
+		if (f->sub && v->type == MCI_JSON_OBJECT)
 			ret = walk(c, f->sub, vals, NULL);
 		else if (hook && f->slot == S_ITEMS)
 			ret = hook->fn(c, vals, hook);
 		else
-			ret = mc_json_skip(r) < 0 ? syntax_error(c) : 0;
+			ret = mci_json_skip(r) < 0 ? syntax_error(c) : 0;
 		if (ret < 0)
 			return ret;
 	}
@@ -712,33 +712,33 @@ typedef int (*entry_fn)(struct pctx *c, const char *key, const struct val *v,
 
 static int map_entries(struct pctx *c, const struct val *v, const char *what, size_t key_max,
                        entry_fn each, struct mc_object *o) {
-	struct mc_json_reader *r = c->r;
-	struct mc_json_mark after;
+	struct mci_json_reader *r = c->r;
+	struct mci_json_mark after;
 	char q[QUOTE_MAX + 8], key[LABEL_KEY_MAX + 1];
 	const char *k;
 	size_t len;
 	int more, ret;
 
-	mc_json_seek(r, &v->m);
-	if (mc_json_enter_object(r) < 0)
+	mci_json_seek(r, &v->m);
+	if (mci_json_enter_object(r) < 0)
 		return syntax_error(c);
-	while ((more = mc_json_next_member(r, &k, &len)) > 0) {
-		struct val e = { .m = mc_json_mark(r) };
+	while ((more = mci_json_next_member(r, &k, &len)) > 0) {
+		struct val e = { .m = mci_json_mark(r) };
 
 		if (len == 0 || len > key_max)
 			return fail(c, -EINVAL, NULL, NULL, "%s %s is empty or too long", what,
 			            quote(q, k, len));
 		memcpy(key, k, len);
 		key[len] = '\0';
-		if (mc_json_peek(r, &e.type) < 0 || mc_json_skip(r) < 0)
+		if (mci_json_peek(r, &e.type) < 0 || mci_json_skip(r) < 0)
 			return syntax_error(c);
 		after = r->at;
-		if (e.type != MC_JSON_STRING)
+		if (e.type != MCI_JSON_STRING)
 			return fail(c, -EINVAL, key, e.m.p, "expected a string, got %s",
 			            type_name(e.type));
 		if ((ret = each(c, key, &e, o)) < 0)
 			return ret;
-		mc_json_seek(r, &after);
+		mci_json_seek(r, &after);
 	}
 	return more < 0 ? syntax_error(c) : 0;
 }
@@ -783,7 +783,7 @@ out:
 
 static int parse_labels(struct pctx *c, const struct val *v, struct mc_object *o) {
 	size_t n;
-	int r = member(c, "labels", v, MC_JSON_OBJECT);
+	int r = member(c, "labels", v, MCI_JSON_OBJECT);
 
 	if (r < 0 || !v->type || (r = count(c, v, &n)) < 0 || n == 0)
 		return r;
@@ -802,30 +802,30 @@ typedef int (*element_fn)(struct pctx *c, const struct val *e, struct mc_object 
 
 static int object_elements(struct pctx *c, const char *key, const struct val *v,
                            element_fn each, struct mc_object *o) {
-	struct mc_json_reader *r = c->r;
-	struct mc_json_mark after;
+	struct mci_json_reader *r = c->r;
+	struct mci_json_mark after;
 	int more = 0, ret = 0;
 
 	push_key(c, key, v->m.p);
-	mc_json_seek(r, &v->m);
-	if (mc_json_enter_array(r) < 0)
+	mci_json_seek(r, &v->m);
+	if (mci_json_enter_array(r) < 0)
 		ret = syntax_error(c);
-	for (size_t i = 0; ret >= 0 && (more = mc_json_next_element(r)) > 0; i++) {
-		struct val e = { .m = mc_json_mark(r) };
+	for (size_t i = 0; ret >= 0 && (more = mci_json_next_element(r)) > 0; i++) {
+		struct val e = { .m = mci_json_mark(r) };
 
-		if (mc_json_peek(r, &e.type) < 0 || mc_json_skip(r) < 0) {
+		if (mci_json_peek(r, &e.type) < 0 || mci_json_skip(r) < 0) {
 			ret = syntax_error(c);
 			break;
 		}
 		after = r->at;
 		push_index(c, i, e.m.p);
-		if (e.type != MC_JSON_OBJECT)
+		if (e.type != MCI_JSON_OBJECT)
 			ret = fail(c, -EINVAL, NULL, NULL, "expected an object, got %s",
 			           type_name(e.type));
 		else
 			ret = each(c, &e, o);
 		pop(c);
-		mc_json_seek(r, &after);
+		mci_json_seek(r, &after);
 	}
 	if (ret >= 0 && more < 0)
 		ret = syntax_error(c);
@@ -863,7 +863,7 @@ static int parse_node(struct pctx *c, const struct val *vals, struct mc_object *
 	size_t n = 0;
 	int r;
 
-	if ((r = member(c, "spec", spec, MC_JSON_OBJECT)) < 0)
+	if ((r = member(c, "spec", spec, MCI_JSON_OBJECT)) < 0)
 		return r;
 	if (spec->type) {
 		push_key(c, "spec", spec->m.p);
@@ -877,17 +877,17 @@ static int parse_node(struct pctx *c, const struct val *vals, struct mc_object *
 		if (r < 0)
 			return r;
 	}
-	if ((r = member(c, "status", status, MC_JSON_OBJECT)) < 0 || !status->type)
+	if ((r = member(c, "status", status, MCI_JSON_OBJECT)) < 0 || !status->type)
 		return r;
 	push_key(c, "status", status->m.p);
-	r = member(c, "nodeInfo", info, MC_JSON_OBJECT);
+	r = member(c, "nodeInfo", info, MCI_JSON_OBJECT);
 	if (r >= 0 && info->type) {
 		push_key(c, "nodeInfo", info->m.p);
 		r = boot_id_member(c, "bootID", &vals[S_BOOT_ID], o->node.boot_id);
 		pop(c);
 	}
 	if (r >= 0)
-		r = member(c, "addresses", addresses, MC_JSON_ARRAY);
+		r = member(c, "addresses", addresses, MCI_JSON_ARRAY);
 	if (r >= 0 && addresses->type)
 		r = count(c, addresses, &n);
 	if (r >= 0 && n > 0) {
@@ -938,7 +938,7 @@ static int parse_pod(struct pctx *c, const struct val *vals, struct mc_object *o
 		         "%s is not an RFC 3339 time", quote(q, s.s, s.len));
 	str_free(&s);
 	pop(c);
-	if (r < 0 || (r = member(c, "spec", spec, MC_JSON_OBJECT)) < 0)
+	if (r < 0 || (r = member(c, "spec", spec, MCI_JSON_OBJECT)) < 0)
 		return r;
 	if (spec->type) {
 		push_key(c, "spec", spec->m.p);
@@ -948,17 +948,17 @@ static int parse_pod(struct pctx *c, const struct val *vals, struct mc_object *o
 			               &o->pod.node_name);
 		str_free(&s);
 		if (r >= 0)
-			r = member(c, "hostNetwork", host, MC_JSON_BOOL);
+			r = member(c, "hostNetwork", host, MCI_JSON_BOOL);
 		if (r >= 0 && host->type) {
-			mc_json_seek(c->r, &host->m);
-			if (mc_json_read_bool(c->r, &o->pod.host_network) < 0)
+			mci_json_seek(c->r, &host->m);
+			if (mci_json_read_bool(c->r, &o->pod.host_network) < 0)
 				r = syntax_error(c);
 		}
 		pop(c);
 		if (r < 0)
 			return r;
 	}
-	if ((r = member(c, "status", status, MC_JSON_OBJECT)) < 0 || !status->type)
+	if ((r = member(c, "status", status, MCI_JSON_OBJECT)) < 0 || !status->type)
 		return r;
 	push_key(c, "status", status->m.p);
 	r = member_str(c, "phase", &vals[S_PHASE], &s);
@@ -966,7 +966,7 @@ static int parse_pod(struct pctx *c, const struct val *vals, struct mc_object *o
 		o->pod.terminated = strcmp(s.s, "Succeeded") == 0 || strcmp(s.s, "Failed") == 0;
 	str_free(&s);
 	if (r >= 0)
-		r = member(c, "podIPs", ips, MC_JSON_ARRAY);
+		r = member(c, "podIPs", ips, MCI_JSON_ARRAY);
 	if (r >= 0 && ips->type)
 		r = count(c, ips, &n);
 	if (r >= 0 && n > 0) {
@@ -986,7 +986,7 @@ static int parse_meshcrypt_node(struct pctx *c, const struct val *vals, struct m
 	int64_t g;
 	int r;
 
-	if ((r = member(c, "spec", spec, MC_JSON_OBJECT)) < 0 || !spec->type)
+	if ((r = member(c, "spec", spec, MCI_JSON_OBJECT)) < 0 || !spec->type)
 		return r;
 	push_key(c, "spec", spec->m.p);
 	r = ip_array(c, "addresses", &vals[S_SPEC_ADDRESSES], &o->mcnode.addresses,
@@ -994,10 +994,10 @@ static int parse_meshcrypt_node(struct pctx *c, const struct val *vals, struct m
 	if (r >= 0)
 		r = boot_id_member(c, "bootID", &vals[S_SPEC_BOOT_ID], o->mcnode.boot_id);
 	if (r >= 0)
-		r = member(c, "keyGeneration", gen, MC_JSON_INT);
+		r = member(c, "keyGeneration", gen, MCI_JSON_INT);
 	if (r >= 0 && gen->type) {
-		mc_json_seek(c->r, &gen->m);
-		if (mc_json_read_int(c->r, &g) < 0)
+		mci_json_seek(c->r, &gen->m);
+		if (mci_json_read_int(c->r, &g) < 0)
 			r = syntax_error(c);
 		/* numbers beyond int64_t read as its limits, which fail here too */
 		else if (g < 0 || g > UINT32_MAX)
@@ -1060,7 +1060,7 @@ static int secret_entry(struct pctx *c, const char *key, const struct val *v,
 static int parse_secret(struct pctx *c, const struct val *vals, struct mc_object *o) {
 	const struct val *data = &vals[S_DATA];
 	size_t n;
-	int r = member(c, "data", data, MC_JSON_OBJECT);
+	int r = member(c, "data", data, MCI_JSON_OBJECT);
 
 	if (r < 0 || !data->type || (r = count(c, data, &n)) < 0 || n == 0)
 		return r;
@@ -1172,7 +1172,7 @@ static int convert(struct pctx *c, const struct val *vals, const char *default_k
 		return -ENOMEM;
 	o->kind = k->kind;
 	o->in_arena = c->arena != NULL;
-	if ((r = member(c, "metadata", meta, MC_JSON_OBJECT)) < 0)
+	if ((r = member(c, "metadata", meta, MCI_JSON_OBJECT)) < 0)
 		goto fail;
 	if (!meta->type) {
 		r = fail(c, -EINVAL, "metadata", NULL, "missing");
@@ -1260,13 +1260,13 @@ static bool is_syntax_error(const struct pctx *c, int r) {
  */
 static int convert_list(struct pctx *c, const struct val *vals, const char *list_kind,
                         struct mc_object_list *list) {
-	struct mc_json_reader *r = c->r;
+	struct mci_json_reader *r = c->r;
 	const struct val *meta = &vals[S_METADATA], *items = &vals[S_ITEMS];
 	char kind_buf[64];
 	const char *default_kind = item_kind(list_kind, kind_buf, sizeof(kind_buf));
 	struct str s;
 	size_t cap = 0;
-	int more, ret = member(c, "metadata", meta, MC_JSON_OBJECT);
+	int more, ret = member(c, "metadata", meta, MCI_JSON_OBJECT);
 
 	if (ret >= 0 && meta->type) {
 		push_key(c, "metadata", meta->m.p);
@@ -1277,32 +1277,32 @@ static int convert_list(struct pctx *c, const struct val *vals, const char *list
 		str_free(&s);
 	}
 	if (ret >= 0)
-		ret = member(c, "items", items, MC_JSON_ARRAY);
-	if (ret < 0 || items->type != MC_JSON_ARRAY) {
+		ret = member(c, "items", items, MCI_JSON_ARRAY);
+	if (ret < 0 || items->type != MCI_JSON_ARRAY) {
 		/* not converted, but read: the reader is to end up after them (even a null) */
 		if (ret != -ENOMEM && items->m.p) {
-			mc_json_seek(r, &items->m);
-			if (mc_json_skip(r) < 0)
+			mci_json_seek(r, &items->m);
+			if (mci_json_skip(r) < 0)
 				return syntax_error(c);
 		}
 		return ret;
 	}
-	mc_json_seek(r, &items->m);
-	if (mc_json_enter_array(r) < 0)
+	mci_json_seek(r, &items->m);
+	if (mci_json_enter_array(r) < 0)
 		return syntax_error(c);
-	for (long i = 0; (more = mc_json_next_element(r)) > 0; i++) {
+	for (long i = 0; (more = mci_json_next_element(r)) > 0; i++) {
 		struct pctx ic = { .err = c->err, .r = r, .item = i, .list_arena = &list->arena };
-		struct val item = { .m = mc_json_mark(r) }, iv[S_N];
-		struct mc_json_mark after;
+		struct val item = { .m = mci_json_mark(r) }, iv[S_N];
+		struct mci_json_mark after;
 		struct mc_object *o;
 		struct str kind;
 		int cr;
 
 		ic.at = item.m.p;
-		if (mc_json_peek(r, &item.type) < 0)
+		if (mci_json_peek(r, &item.type) < 0)
 			return syntax_error(c);
-		if (item.type != MC_JSON_OBJECT || ret < 0) {
-			if (mc_json_skip(r) < 0)
+		if (item.type != MCI_JSON_OBJECT || ret < 0) {
+			if (mci_json_skip(r) < 0)
 				return syntax_error(c);
 			if (ret >= 0)
 				ret = fail(&ic, -EINVAL, NULL, NULL, "expected an object, got %s",
@@ -1319,7 +1319,7 @@ static int convert_list(struct pctx *c, const struct val *vals, const char *list
 			return -ENOMEM;
 		if (cr < 0)
 			ret = cr;
-		mc_json_seek(r, &after);
+		mci_json_seek(r, &after);
 	}
 	return more < 0 ? syntax_error(c) : ret;
 }
@@ -1344,14 +1344,14 @@ static int items_now(struct pctx *c, struct val *vals, struct items_hook *hook) 
 	int r;
 
 	lh->items_at = NULL;
-	if (vals[S_KIND].type != MC_JSON_STRING)
-		return mc_json_skip(c->r) < 0 ? syntax_error(c) : 0;
+	if (vals[S_KIND].type != MCI_JSON_STRING)
+		return mci_json_skip(c->r) < 0 ? syntax_error(c) : 0;
 	if ((r = read_str(c, "kind", &vals[S_KIND], &kind)) < 0 || !is_list(kind.s)) {
 		str_free(&kind);
 		if (r < 0 && (r == -ENOMEM || is_syntax_error(c, r)))
 			return r;
-		mc_json_seek(c->r, &vals[S_ITEMS].m);
-		return mc_json_skip(c->r) < 0 ? syntax_error(c) : 0;
+		mci_json_seek(c->r, &vals[S_ITEMS].m);
+		return mci_json_skip(c->r) < 0 ? syntax_error(c) : 0;
 	}
 	/* a repeated "items": start again */
 	for (size_t i = 0; i < list->n_objects; i++)
@@ -1382,21 +1382,21 @@ static int read_document(struct pctx *c, const char *json, size_t len, struct va
 		         (size_t)MC_DOCUMENT_MAX);
 		return -EFBIG;
 	}
-	mc_json_reader_init(c->r, json, len);
-	root->m = mc_json_mark(c->r);
+	mci_json_reader_init(c->r, json, len);
+	root->m = mci_json_mark(c->r);
 	c->at = root->m.p;
 	memset(vals, 0, S_N * sizeof(*vals));
-	if (mc_json_peek(c->r, &root->type) < 0)
+	if (mci_json_peek(c->r, &root->type) < 0)
 		return syntax_error(c);
-	if (root->type == MC_JSON_OBJECT) {
+	if (root->type == MCI_JSON_OBJECT) {
 		int r = walk(c, object_fields, vals, hook);
 
 		if (r < 0)
 			return r;
-	} else if (mc_json_skip(c->r) < 0) {
+	} else if (mci_json_skip(c->r) < 0) {
 		return syntax_error(c);
 	}
-	return mc_json_finish(c->r) < 0 ? syntax_error(c) : 0;
+	return mci_json_finish(c->r) < 0 ? syntax_error(c) : 0;
 }
 
 /* Drops the items converted while reading, which did not count after all (the kind, metadata
@@ -1424,7 +1424,7 @@ static int parse_begin(struct pctx *c, struct mc_parse_error *err, struct mc_par
 }
 
 static int expect_object(struct pctx *c, const struct val *root) {
-	if (root->type == MC_JSON_OBJECT)
+	if (root->type == MCI_JSON_OBJECT)
 		return 0;
 	return fail(c, -EINVAL, NULL, NULL, "expected an object, got %s", type_name(root->type));
 }
@@ -1432,7 +1432,7 @@ static int expect_object(struct pctx *c, const struct val *root) {
 int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **out,
                          struct mc_parse_error *err) {
 	struct mc_parse_error scratch;
-	struct mc_json_reader reader;
+	struct mci_json_reader reader;
 	struct pctx c = { .r = &reader, .item = -1 };
 	struct list_hook lh = { .hook.fn = items_now };
 	struct val root, vals[S_N];
@@ -1449,7 +1449,7 @@ int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **o
 	if ((r = read_document(&c, json, len, &root, vals, &lh.hook)) < 0)
 		goto out;
 	/* a List is known by its kind; anything else is taken as one object */
-	if (root.type == MC_JSON_OBJECT && vals[S_KIND].type == MC_JSON_STRING &&
+	if (root.type == MCI_JSON_OBJECT && vals[S_KIND].type == MCI_JSON_STRING &&
 	    (r = read_str(&c, "kind", &vals[S_KIND], &kind)) < 0)
 		goto out;
 	if (is_list(kind.s)) {
@@ -1467,7 +1467,7 @@ int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **o
 		r = expect_object(&c, &root);
 		if (r == 0)
 			r = convert(&c, vals, NULL, &o, &k);
-		if (root.type == MC_JSON_OBJECT)
+		if (root.type == MCI_JSON_OBJECT)
 			str_free(&k);
 		if (r == 0) {
 			lh.list->objects = malloc(sizeof(*lh.list->objects));
@@ -1491,7 +1491,7 @@ out:
 int mc_object_parse(const char *json, size_t len, struct mc_object **out,
                     struct mc_parse_error *err) {
 	struct mc_parse_error scratch;
-	struct mc_json_reader reader;
+	struct mci_json_reader reader;
 	struct pctx c = { .r = &reader, .item = -1 };
 	struct val root, vals[S_N];
 	struct str kind = { .s = NULL };
