@@ -14,48 +14,241 @@
 #include "log.h"
 #include "util.h"
 
+/* The loop must never wait for a client: a slow, silent or vanished one only costs its slot
+ * until one of these limits drops it. */
+#define MC_CONTROL_MAX_CLIENTS 32
+#define MC_CONTROL_MAX_ANSWER (64u << 20)
+#define MC_CONTROL_READ_TIMEOUT_USEC (5 * 1000000ull)
+#define MC_CONTROL_WRITE_TIMEOUT_USEC (10 * 1000000ull)
+
+static const char truncated[] = "error: answer truncated\n";
+
+struct mc_client {
+	struct mc_control *control;
+	struct mc_client *prev, *next;
+	sd_event_source *io;
+	sd_event_source *timer;
+	int fd;
+	char cmd[64];
+	size_t cmd_len;
+	char *out;
+	size_t out_len;
+	size_t out_pos;
+};
+
 struct mc_control {
+	sd_event *event;
 	sd_event_source *source;
 	struct mc_engine **engine;
+	struct mc_client *clients;
+	unsigned n_clients;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
-static void answer(struct mc_control *c, int fd)
+static void client_free(struct mc_client *cl)
 {
-	const struct timeval timeout = { .tv_sec = 1 };
-	char cmd[64];
-	ssize_t n;
+	struct mc_control *c = cl->control;
+
+	if (cl->prev)
+		cl->prev->next = cl->next;
+	else
+		c->clients = cl->next;
+	if (cl->next)
+		cl->next->prev = cl->prev;
+	c->n_clients--;
+	sd_event_source_disable_unref(cl->io);
+	sd_event_source_disable_unref(cl->timer);
+	close(cl->fd);
+	free(cl->out);
+	free(cl);
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct mc_client *cl = userdata;
+
+	mc_log_debug("control: client timed out (%zu of %zu bytes sent)", cl->out_pos,
+		     cl->out_len);
+	client_free(cl);
+	return 0;
+}
+
+/* The answer is rendered at once, so the client sees one consistent snapshot however slowly it
+ * reads, and the engine's writers keep their FILE* interface. */
+static int render(struct mc_client *cl)
+{
+	struct mc_engine *e = *cl->control->engine;
+	size_t len = 0;
+	char *buf = NULL;
 	FILE *out;
 
-	/* A client that connects and says nothing must not stall the daemon's loop. */
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-	n = read(fd, cmd, sizeof(cmd) - 1);
-	if (n <= 0)
-		return;
-	cmd[n] = '\0';
-	cmd[strcspn(cmd, "\r\n")] = '\0';
-	out = fdopen(dup(fd), "w");
+	out = open_memstream(&buf, &len);
 	if (!out)
-		return;
-	if (!*c->engine)
+		return -errno;
+	if (!e)
 		fputs("error: no engine running\n", out);
-	else if (strcmp(cmd, "status") == 0)
-		mc_engine_write_status(*c->engine, out);
-	else if (strcmp(cmd, "plan") == 0)
-		mc_engine_write_plan(*c->engine, out);
+	else if (strcmp(cl->cmd, "status") == 0)
+		mc_engine_write_status(e, out);
+	else if (strcmp(cl->cmd, "plan") == 0)
+		mc_engine_write_plan(e, out);
 	else
-		fprintf(out, "error: unknown command \"%s\" (status, plan)\n", cmd);
-	fclose(out);
+		fprintf(out, "error: unknown command \"%s\" (status, plan)\n", cl->cmd);
+	if (fclose(out) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	if (len > MC_CONTROL_MAX_ANSWER) {
+		char *nl;
+
+		len = MC_CONTROL_MAX_ANSWER - (sizeof(truncated) - 1);
+		buf[len] = '\0';
+		nl = strrchr(buf, '\n');
+		len = nl ? (size_t)(nl - buf) + 1 : 0;
+		memcpy(buf + len, truncated, sizeof(truncated) - 1);
+		len += sizeof(truncated) - 1;
+	}
+	cl->out = buf;
+	cl->out_len = len;
+	return 0;
+}
+
+static int client_write(struct mc_client *cl)
+{
+	while (cl->out_pos < cl->out_len) {
+		ssize_t n = send(cl->fd, cl->out + cl->out_pos, cl->out_len - cl->out_pos,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			return -errno;
+		}
+		cl->out_pos += (size_t)n;
+		(void)sd_event_source_set_time_relative(cl->timer, MC_CONTROL_WRITE_TIMEOUT_USEC);
+	}
+	return 1;
+}
+
+static int client_read(struct mc_client *cl)
+{
+	for (;;) {
+		ssize_t n = recv(cl->fd, cl->cmd + cl->cmd_len, sizeof(cl->cmd) - 1 - cl->cmd_len,
+				 MSG_DONTWAIT);
+		char *eol;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? 0 : -errno;
+		}
+		if (n == 0)
+			return -ECONNRESET;
+		cl->cmd_len += (size_t)n;
+		cl->cmd[cl->cmd_len] = '\0';
+		eol = strpbrk(cl->cmd, "\r\n");
+		if (eol) {
+			*eol = '\0';
+			return 1;
+		}
+		if (cl->cmd_len == sizeof(cl->cmd) - 1)
+			return 1; /* answered as an unknown command */
+	}
+}
+
+static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct mc_client *cl = userdata;
+	int r;
+
+	if (!cl->out) {
+		r = client_read(cl);
+		if (r == 0)
+			return 0;
+		if (r > 0)
+			r = render(cl);
+		if (r < 0)
+			goto drop;
+		(void)sd_event_source_set_time_relative(cl->timer, MC_CONTROL_WRITE_TIMEOUT_USEC);
+		(void)sd_event_source_set_io_events(cl->io, EPOLLOUT);
+	}
+	r = client_write(cl);
+	if (r == 0)
+		return 0;
+drop:
+	if (r < 0)
+		mc_log_debug("control: client gone: %s", strerror(-r));
+	client_free(cl);
+	return 0;
+}
+
+static void refuse_busy(int fd)
+{
+	static const char busy[] = "error: busy\n";
+
+	(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+}
+
+static int client_new(struct mc_control *c, int fd)
+{
+	struct mc_client *cl = calloc(1, sizeof(*cl));
+	int r;
+
+	if (!cl) {
+		close(fd);
+		return -ENOMEM;
+	}
+	cl->control = c;
+	cl->fd = fd;
+	cl->next = c->clients;
+	if (c->clients)
+		c->clients->prev = cl;
+	c->clients = cl;
+	c->n_clients++;
+	r = sd_event_add_io(c->event, &cl->io, fd, EPOLLIN, on_client, cl);
+	if (r >= 0)
+		r = sd_event_add_time_relative(c->event, &cl->timer, CLOCK_MONOTONIC,
+					       MC_CONTROL_READ_TIMEOUT_USEC, 0, on_timeout, cl);
+	if (r < 0)
+		client_free(cl);
+	return r;
 }
 
 static int on_connect(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
-	int client = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+	struct mc_control *c = userdata;
+	int client, r;
 
+	client = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (client < 0)
 		return 0;
-	answer(userdata, client);
-	close(client);
+	if (c->n_clients >= MC_CONTROL_MAX_CLIENTS) {
+		mc_log_debug("control: %u clients, refusing another", c->n_clients);
+		refuse_busy(client);
+		return 0;
+	}
+	r = client_new(c, client);
+	if (r < 0)
+		mc_log_debug("control: cannot serve a client: %s", strerror(-r));
+	return 0;
+}
+
+/* A socket file someone answers on belongs to a live daemon, which must keep it; one nobody
+ * answers on is left over from a daemon that was killed. */
+static int claim_path(const struct sockaddr_un *addr)
+{
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0 || errno == EAGAIN)
+		return -EADDRINUSE;
+	if (errno == ENOENT)
+		return 0;
+	if (unlink(addr->sun_path) < 0 && errno != ENOENT)
+		return -errno;
 	return 0;
 }
 
@@ -72,16 +265,19 @@ int mc_control_new(sd_event *event, const char *run_dir, struct mc_engine **engi
 	if (snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%s", run_dir, MC_CONTROL_SOCKET) >=
 	    (int)sizeof(addr.sun_path))
 		return -ENAMETOOLONG;
+	r = claim_path(&addr);
+	if (r < 0)
+		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	(void)unlink(addr.sun_path); /* a stale socket of a previous run */
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    chmod(addr.sun_path, 0600) < 0 || listen(fd, 8) < 0)
+	    chmod(addr.sun_path, 0600) < 0 || listen(fd, 64) < 0)
 		return -errno;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->event = event;
 	c->engine = engine;
 	memcpy(c->path, addr.sun_path, sizeof(c->path));
 	r = sd_event_add_io(event, &c->source, fd, EPOLLIN, on_connect, c);
@@ -99,6 +295,8 @@ void mc_control_free(struct mc_control *c)
 {
 	if (!c)
 		return;
+	while (c->clients)
+		client_free(c->clients);
 	sd_event_source_disable_unref(c->source);
 	(void)unlink(c->path);
 	free(c);
