@@ -223,6 +223,9 @@ static int run(struct daemon *d, bool check_only)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
+	/* A peer that goes away must cost an EPIPE, never the daemon (the control socket sends
+	 * with MSG_NOSIGNAL; this covers any other socket or pipe). */
+	signal(SIGPIPE, SIG_IGN);
 	r = sd_event_default(&d->event);
 	if (r < 0)
 		return mc_log_error_errno(r, "sd-event: %m"), EXIT_FAILURE;
