@@ -2,10 +2,13 @@
 /* meshcryptctl: asks a running meshcryptd over its control socket. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -21,6 +24,23 @@ static void help(void)
 	       "  --run-dir DIR   meshcryptd's [core] run_dir [/run/meshcrypt]\n");
 }
 
+/* Writes all of buf; -EPIPE when the reader of stdout has gone (`| head`). */
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -28,7 +48,10 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
+	/* A daemon that accepts and then says nothing must not hang a script forever. */
+	const struct timeval timeout = { .tv_sec = 10 };
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	bool first = true, error = false;
 	const char *run_dir = "/run/meshcrypt";
 	char buf[65536];
 	ssize_t n;
@@ -47,15 +70,48 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%s", run_dir, MC_CONTROL_SOCKET);
+	/* Write errors on stdout are handled where they happen, as EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) < 0 ||
+	    connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		fprintf(stderr, "meshcryptctl: cannot reach meshcryptd at %s: %s\n", addr.sun_path,
 			strerror(errno));
 		return EXIT_FAILURE;
 	}
-	dprintf(fd, "%s\n", argv[optind]);
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		fwrite(buf, 1, (size_t)n, stdout);
+	n = snprintf(buf, sizeof(buf), "%s\n", argv[optind]);
+	if (n < 0 || (size_t)n >= sizeof(buf) || write_all(fd, buf, (size_t)n) < 0) {
+		fprintf(stderr, "meshcryptctl: cannot send the command: %s\n",
+			n < 0 || (size_t)n >= sizeof(buf) ? strerror(ENAMETOOLONG) : strerror(errno));
+		return EXIT_FAILURE;
+	}
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "meshcryptctl: reading the answer: %s\n",
+				errno == EAGAIN ? "timed out" : strerror(errno));
+			return EXIT_FAILURE;
+		}
+		if (n == 0)
+			break;
+		if (first)
+			error = n >= 6 && strncmp(buf, "error:", 6) == 0;
+		first = false;
+		c = write_all(STDOUT_FILENO, buf, (size_t)n);
+		if (c == -EPIPE)
+			return error ? EXIT_FAILURE : EXIT_SUCCESS; /* the reader had enough */
+		if (c < 0) {
+			fprintf(stderr, "meshcryptctl: writing the answer: %s\n", strerror(-c));
+			return EXIT_FAILURE;
+		}
+	}
 	close(fd);
-	return strncmp(buf, "error:", 6) == 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	if (first) {
+		fprintf(stderr, "meshcryptctl: meshcryptd closed without answering\n");
+		return EXIT_FAILURE;
+	}
+	return error ? EXIT_FAILURE : EXIT_SUCCESS;
 }
