@@ -52,8 +52,41 @@ until_ok() {
 static_config() {
 	local run=$1
 	shift
-	printf '[core]\nnode_name = node-1\nrun_dir = %s\n' "$run"
+	printf '[core]\nnode_name = node-1\nrun_dir = %s\nstate_dir = %s/state\n' "$run" "$(dirname "$run")"
 	printf '%s\n' "$@"
 	printf '[source]\nplugin = static\n[backend]\nplugin = dryrun\n'
 	printf '[plugin.static]\nfile = %s\n' "$src/examples/cluster-3node.json"
+}
+
+# big_cluster PODS: a static-source cluster of 4 nodes (node-1 to node-4, pod CIDRs 10.N.0.0/16
+# and fd00:1:N::/64) with PODS managed pods spread over them, two addresses each, on stdout.
+big_cluster() {
+	python3 - "$1" <<'PY'
+import json, sys
+pods, nodes = int(sys.argv[1]), 4
+items = [{"apiVersion": "v1", "kind": "Namespace",
+          "metadata": {"name": "enc", "labels": {"meshcrypt.io/encryption": "enabled"}},
+          "status": {"phase": "Active"}}]
+for n in range(1, nodes + 1):
+    name, boot = "node-%d" % n, "0f6e1c52-5a1e-4c4b-9d3e-%012d" % n
+    cidrs = ["10.%d.0.0/16" % n, "fd00:1:%d::/64" % n]
+    addrs = ["192.168.100.%d" % n, "fd00:100::%d" % n]
+    items.append({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                  "spec": {"podCIDR": cidrs[0], "podCIDRs": cidrs},
+                  "status": {"addresses": [{"type": "InternalIP", "address": a} for a in addrs],
+                             "nodeInfo": {"bootID": boot}}})
+    items.append({"apiVersion": "meshcrypt.io/v1alpha1", "kind": "MeshcryptNode",
+                  "metadata": {"name": name},
+                  "spec": {"addresses": addrs, "bootID": boot, "keyGeneration": 1,
+                           "podCIDRs": cidrs}})
+for i in range(pods):
+    n, k = i % nodes + 1, i // nodes
+    ip4, ip6 = "10.%d.%d.%d" % (n, k // 250, k % 250 + 1), "fd00:1:%d::%x" % (n, k + 1)
+    items.append({"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"namespace": "enc", "name": "pod-%d" % i},
+                  "spec": {"nodeName": "node-%d" % n},
+                  "status": {"phase": "Running", "podIP": ip4,
+                             "podIPs": [{"ip": ip4}, {"ip": ip6}]}})
+json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout)
+PY
 }
