@@ -12,7 +12,7 @@ static_config "$tmp/run" "metrics_listen =" |
 	sed "s|^file = .*|file = $tmp/cluster.json|" > "$tmp/meshcryptd.conf"
 sock=$tmp/run/meshcryptd.sock
 
-plan_pods() { ctl plan | grep -cE '^(local|remote)-pod '; }
+plan_pods() { ctl plan 2>/dev/null | grep -cE '^(local|remote)-pod '; }
 all_pods() { [ "$(plan_pods)" = $((2 * pods)) ]; }
 alive() { kill -0 "$pid" 2>/dev/null || fail "meshcryptd died"; }
 
@@ -95,7 +95,7 @@ stop_daemon
 # A killed daemon's stale socket is replaced by the next one.
 start_daemon
 until_ok ctl status || fail "no answer"
-kill -9 "$pid"; wait "$pid" || true
+kill -9 "$pid"; wait "$pid" 2>/dev/null || true
 pid=
 [ -S "$sock" ] || fail "kill -9 should leave the socket behind"
 start_daemon
