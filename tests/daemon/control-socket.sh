@@ -9,7 +9,8 @@ source "$(dirname "$0")/lib.sh"
 pods=20000
 big_cluster "$pods" > "$tmp/cluster.json"
 static_config "$tmp/run" "metrics_listen =" |
-	sed "s|^file = .*|file = $tmp/cluster.json|" > "$tmp/meshcryptd.conf"
+	sed -e "s|^file = .*|file = $tmp/cluster.json|" -e '/^state_dir =/d' \
+		-e "/^run_dir =/a state_dir = $tmp/state" > "$tmp/meshcryptd.conf"
 sock=$tmp/run/meshcryptd.sock
 
 plan_pods() { ctl plan 2>/dev/null | grep -cE '^(local|remote)-pod '; }
