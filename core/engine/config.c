@@ -486,28 +486,45 @@ static bool is_known_section(const char *name)
 static int check_marks(const struct mc_config *cfg, struct mc_config_error *err)
 {
 	static const char *const mark_keys[] = { "encrypt_mark", "decrypt_mark" };
-	const uint32_t marks[] = { cfg->encrypt_mark, cfg->decrypt_mark };
+	const struct mc_dataplane_config *dp = &cfg->dataplane;
+	const uint32_t marks[] = { dp->encrypt_mark, dp->decrypt_mark };
+	uint32_t peer_bits = dp->peer_mask >> __builtin_ctz(dp->peer_mask);
 	char loc[PATH_MAX + 128];
 
 	for (size_t i = 0; i < MC_ARRAY_SIZE(marks); i++) {
-		if (marks[i] & ~cfg->role_mask) {
+		if (marks[i] & ~dp->role_mask) {
 			where(cfg, "core", mark_keys[i], loc, sizeof(loc));
 			return set_error(err, -EINVAL,
 					 "%s = \"%s\": has bits outside role_mask 0x%x", loc,
-					 mc_section_string(cfg->core, mark_keys[i]), cfg->role_mask);
+					 mc_section_string(cfg->core, mark_keys[i]), dp->role_mask);
 		}
 	}
-	if (cfg->encrypt_mark == cfg->decrypt_mark) {
+	if (dp->encrypt_mark == dp->decrypt_mark) {
 		where(cfg, "core", "decrypt_mark", loc, sizeof(loc));
 		return set_error(err, -EINVAL, "%s = \"%s\": must differ from encrypt_mark", loc,
 				 mc_section_string(cfg->core, "decrypt_mark"));
 	}
-	if (cfg->role_mask & cfg->peer_mask) {
+	if (dp->role_mask & dp->peer_mask) {
 		where(cfg, "core", "peer_mask", loc, sizeof(loc));
 		return set_error(err, -EINVAL, "%s = \"%s\": overlaps role_mask 0x%x", loc,
-				 mc_section_string(cfg->core, "peer_mask"), cfg->role_mask);
+				 mc_section_string(cfg->core, "peer_mask"), dp->role_mask);
+	}
+	/* Peer indices are numbers in one run of bits; fewer than 8 bits would cap a cluster at
+	 * a size that surprises nobody but its operator. */
+	if ((peer_bits & (peer_bits + 1)) != 0 || peer_bits < 0xff) {
+		where(cfg, "core", "peer_mask", loc, sizeof(loc));
+		return set_error(err, -EINVAL,
+				 "%s = \"%s\": must be one contiguous run of at least 8 bits", loc,
+				 mc_section_string(cfg->core, "peer_mask"));
 	}
 	return 0;
+}
+
+uint32_t mc_config_max_peer_index(const struct mc_config *cfg)
+{
+	uint32_t bits = cfg->dataplane.peer_mask >> __builtin_ctz(cfg->dataplane.peer_mask);
+
+	return bits < 65535 ? bits : 65535;
 }
 
 static int resolve_core(struct mc_config *cfg, struct mc_config_error *err)
@@ -548,14 +565,17 @@ static int resolve_core(struct mc_config *cfg, struct mc_config_error *err)
 		}
 	}
 	cfg->workers = (unsigned)mc_section_int(core, "workers");
-	cfg->resync_interval_ns = mc_section_duration_ns(core, "resync_interval");
-	cfg->inbound = strcmp(mc_section_string(core, "inbound"), "permit") == 0
-			       ? MC_INBOUND_PERMIT
-			       : MC_INBOUND_REQUIRE;
-	cfg->encrypt_mark = (uint32_t)mc_section_int(core, "encrypt_mark");
-	cfg->decrypt_mark = (uint32_t)mc_section_int(core, "decrypt_mark");
-	cfg->role_mask = (uint32_t)mc_section_int(core, "role_mask");
-	cfg->peer_mask = (uint32_t)mc_section_int(core, "peer_mask");
+	cfg->dataplane = (struct mc_dataplane_config){
+		.struct_size = sizeof(cfg->dataplane),
+		.encrypt_mark = (uint32_t)mc_section_int(core, "encrypt_mark"),
+		.decrypt_mark = (uint32_t)mc_section_int(core, "decrypt_mark"),
+		.role_mask = (uint32_t)mc_section_int(core, "role_mask"),
+		.peer_mask = (uint32_t)mc_section_int(core, "peer_mask"),
+		.inbound = strcmp(mc_section_string(core, "inbound"), "permit") == 0
+				   ? MC_INBOUND_PERMIT
+				   : MC_INBOUND_REQUIRE,
+		.resync_interval_ns = mc_section_duration_ns(core, "resync_interval"),
+	};
 	return check_marks(cfg, err);
 }
 

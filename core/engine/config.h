@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <meshcrypt/host.h>
 #include <meshcrypt/plugin.h>
 
 struct mc_config_error {
@@ -41,20 +42,14 @@ enum mc_slot {
 const char *mc_slot_name(enum mc_slot slot);
 enum mc_plugin_kind mc_slot_kind(enum mc_slot slot);
 
-enum mc_inbound {
-	MC_INBOUND_REQUIRE,
-	MC_INBOUND_PERMIT,
-};
-
 struct mc_config {
 	char *path;
 	/* [core], resolved: */
 	char *node_name;
 	const char *plugin_dir, *state_dir, *run_dir, *managed_label, *metrics_listen;
 	unsigned workers;
-	uint64_t resync_interval_ns;
-	enum mc_inbound inbound;
-	uint32_t encrypt_mark, decrypt_mark, role_mask, peer_mask;
+	/* marks, masks, inbound, resync_interval: handed to plugins as they are */
+	struct mc_dataplane_config dataplane;
 	/* [source], [backend], [attach]: plugin name ("none" = no attach plugin) and whether a
 	 * failure of that plugin aborts start-up. */
 	struct {
@@ -71,6 +66,9 @@ struct mc_config {
  * failure *out is untouched and err says why. */
 int mc_config_load(const char *path, struct mc_config **out, struct mc_config_error *err);
 void mc_config_free(struct mc_config *cfg);
+
+/* The largest peer index (DESIGN.md §4) that [core] peer_mask can carry, at most 65535. */
+uint32_t mc_config_max_peer_index(const struct mc_config *cfg);
 
 /* Overrides [core] plugin_dir (e.g. meshcryptd --plugin-dir); the string is copied. */
 int mc_config_set_plugin_dir(struct mc_config *cfg, const char *dir);

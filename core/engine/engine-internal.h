@@ -13,12 +13,16 @@
 
 #include "config.h"
 #include "engine.h"
+#include "peer-index.h"
 #include "plugin-loader.h"
 
 struct mc_handle; /* an io or timer source of a plugin (host.c) */
 
 /* The reconciler's queue of store keys: keyq_add(), keyq_get(), ... */
 MC_WORKQUEUE_DEFINE(keyq, struct mc_key);
+
+/* The engine's own key, next to the store's: garbage collection after a full resync. */
+#define MC_KEY_GC 0x100u
 
 struct mc_plugin_instance {
 	struct mc_plugin_ctx ctx; /* first: callbacks get &ctx */
@@ -50,7 +54,17 @@ struct mc_engine {
 	void (*ready_fn)(struct mc_engine *e, bool ready, const char *status, void *ud);
 	void *ready_userdata;
 
-	atomic_ulong reconciled, failed, permanent_failures;
+	atomic_ulong reconciled, failed, permanent_failures, resyncs;
+
+	/* Peer indices, and a cache of them by the store's peer id for pod keys. */
+	struct mc_peer_index *peer_index;
+	pthread_mutex_t index_lock;
+	uint16_t *index_by_peer_id;
+	size_t index_cap;
+	/* Applies hold it shared, gc exclusively: gc sees no object half made. */
+	pthread_rwlock_t apply_lock;
+	sd_event_source *resync_timer;
+	bool synced_once; /* the first full resync after the source was ready has been queued */
 };
 
 static inline struct mc_plugin_instance *mc_instance(struct mc_plugin_ctx *ctx)
@@ -67,5 +81,12 @@ int mc_reconciler_start(struct mc_engine *e);
 void mc_reconciler_drain(struct mc_engine *e);
 /* The store's enqueue callback. */
 void mc_reconciler_enqueue(void *engine, const struct mc_key *key);
+/* Queues every key of the store, then a garbage collection. Main loop. */
+int mc_reconciler_resync(struct mc_engine *e);
+/* The desired state of a pod IP with its peer index filled in (host->pod_state too). */
+int mc_reconciler_pod_state(struct mc_engine *e, const struct mc_ip *ip, struct mc_pod_state *out);
+
+/* engine.c: the source said it is ready (host->set_ready); main loop. */
+void mc_engine_source_ready(struct mc_engine *e);
 
 #endif

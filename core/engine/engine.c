@@ -79,6 +79,7 @@ int mc_engine_new(struct mc_config *cfg, sd_event *event, struct mc_engine **out
 		goto fail;
 	}
 	pthread_mutex_init(&e->status_lock, NULL);
+	pthread_mutex_init(&e->index_lock, NULL);
 
 	r = mc_config_check_plugin_sections(cfg, &cerr);
 	if (r < 0) {
@@ -141,6 +142,46 @@ static int plugin_failed(struct mc_plugin_instance *inst, const char *phase, int
 	return r;
 }
 
+static int open_peer_index(struct mc_engine *e, char *error, size_t size)
+{
+	error[0] = '\0';
+	mc_peer_index_free(e->peer_index);
+	e->peer_index = NULL;
+	return mc_peer_index_open(e->cfg->state_dir, mc_config_max_peer_index(e->cfg),
+				  &e->peer_index, error, size);
+}
+
+static int on_resync_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct mc_engine *e = userdata;
+	int r = mc_reconciler_resync(e);
+
+	if (r < 0)
+		mc_log_errno(LOG_WARNING, r, "periodic resync: %m (trying again next interval)");
+	(void)sd_event_source_set_time_relative(s, e->cfg->dataplane.resync_interval_ns / 1000);
+	return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+void mc_engine_source_ready(struct mc_engine *e)
+{
+	int r;
+
+	/* The first complete view: objects of peers deleted while the agent was down go now. */
+	if (e->synced_once || !e->queue)
+		return;
+	e->synced_once = true;
+	r = mc_reconciler_resync(e);
+	if (r < 0)
+		mc_log_errno(LOG_WARNING, r, "first full resync: %m (trying again at the next one)");
+	if (e->resync_timer || !e->cfg->dataplane.resync_interval_ns)
+		return;
+	r = sd_event_add_time_relative(e->event, &e->resync_timer, CLOCK_MONOTONIC,
+				       e->cfg->dataplane.resync_interval_ns / 1000, 1000000,
+				       on_resync_timer, e);
+	if (r < 0)
+		mc_log_errno(LOG_WARNING, r, "resync timer: %m (no periodic resync)");
+}
+
 int mc_engine_start(struct mc_engine *e)
 {
 	struct mc_store_config scfg = {
@@ -154,12 +195,14 @@ int mc_engine_start(struct mc_engine *e)
 		.name = "reconciler",
 		.metrics = e->metrics,
 	};
+	char error[512];
 	int r;
 
 	/* A stopped engine starts again from nothing: its source reports the cluster anew. */
 	mc_store_free(e->store);
 	keyq_free(e->queue);
 	e->queue = NULL;
+	e->synced_once = false;
 	pthread_mutex_lock(&e->status_lock);
 	e->ready = false;
 	snprintf(e->status, sizeof(e->status), "starting");
@@ -170,6 +213,9 @@ int mc_engine_start(struct mc_engine *e)
 	e->queue = keyq_new(&qcfg);
 	if (!e->queue)
 		return mc_log_error_errno(-errno, "cannot create the work queue: %m");
+	r = open_peer_index(e, error, sizeof(error));
+	if (r < 0)
+		return mc_log_error_errno(r, "peer indices: %s", error);
 
 	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
 		struct mc_plugin_instance *inst = &e->plugins[slot];
@@ -224,7 +270,56 @@ void mc_engine_stop(struct mc_engine *e)
 		inst->started = false;
 	}
 	fini_plugins(e);
+	e->resync_timer = sd_event_source_disable_unref(e->resync_timer);
+	mc_peer_index_free(e->peer_index);
+	e->peer_index = NULL;
+	free(e->index_by_peer_id);
+	e->index_by_peer_id = NULL;
+	e->index_cap = 0;
 	e->started = false;
+}
+
+int mc_engine_cleanup(struct mc_engine *e)
+{
+	static const enum mc_slot order[] = { MC_SLOT_BACKEND, MC_SLOT_ATTACH };
+	int r, failed = 0;
+
+	/* init acquires what cleanup needs (netlink sockets, pinned maps): the source stays out. */
+	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
+		struct mc_plugin_instance *inst = &e->plugins[slot];
+
+		if (!inst->loaded || slot == MC_SLOT_SOURCE)
+			continue;
+		inst->initialized = true;
+		r = inst->desc->init ? inst->desc->init(&inst->ctx) : 0;
+		if (r < 0) {
+			failed = mc_log_error_errno(r, "%s plugin %s: init failed: %m; its objects stay",
+						    mc_slot_name(slot), inst->desc->name);
+		}
+	}
+	for (size_t i = 0; i < MC_ARRAY_SIZE(order); i++) {
+		struct mc_plugin_instance *inst = &e->plugins[order[i]];
+
+		if (!inst->loaded || !inst->initialized)
+			continue;
+		if (!inst->desc->cleanup) {
+			mc_log_info("%s plugin %s: nothing to clean up", mc_slot_name(order[i]),
+				    inst->desc->name);
+			continue;
+		}
+		r = inst->desc->cleanup(&inst->ctx);
+		if (r < 0)
+			failed = mc_log_error_errno(r, "%s plugin %s: cleanup failed: %m",
+						    mc_slot_name(order[i]), inst->desc->name);
+		else
+			mc_log_info("%s plugin %s: removed its objects", mc_slot_name(order[i]),
+				    inst->desc->name);
+	}
+	fini_plugins(e);
+	/* The indices mean nothing once the objects carrying them are gone. */
+	if (!failed && (r = mc_peer_index_remove_file(e->cfg->state_dir)) < 0)
+		failed = mc_log_error_errno(r, "%s/%s: %m", e->cfg->state_dir, MC_PEER_INDEX_FILE);
+	return failed;
 }
 
 void mc_engine_free(struct mc_engine *e)
@@ -242,6 +337,7 @@ void mc_engine_free(struct mc_engine *e)
 	mc_config_free(e->cfg);
 	sd_event_unref(e->event);
 	pthread_mutex_destroy(&e->status_lock);
+	pthread_mutex_destroy(&e->index_lock);
 	free(e);
 }
 

@@ -11,6 +11,8 @@
  *                    (mc_engine_start may follow: meshcryptd restarts the running engine
  *                    when a reloaded configuration fails to start)
  *   mc_engine_free   stop if needed, unload
+ *   mc_engine_cleanup  instead of start (meshcryptd --cleanup): init the dataplane plugins,
+ *                    have each remove exactly its own objects, fini
  *
  * The dataplane is left as it is on stop, so a restart or an upgrade is hitless.
  */
@@ -31,6 +33,8 @@ int mc_engine_new(struct mc_config *cfg, sd_event *event, struct mc_engine **out
 /* Logs each plugin failure with context; returns -errno if a required plugin failed. */
 int mc_engine_start(struct mc_engine *e);
 void mc_engine_drain(struct mc_engine *e);
+/* Logs each failure with context; returns -errno if any plugin failed to clean up. */
+int mc_engine_cleanup(struct mc_engine *e);
 void mc_engine_stop(struct mc_engine *e);
 void mc_engine_free(struct mc_engine *e);
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The host API handed to plugins (include/meshcrypt/host.h), version 1.0. */
+/* The host API handed to plugins (include/meshcrypt/host.h), version 1.1. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +124,8 @@ static void host_set_ready(struct mc_plugin_ctx *ctx, bool ready, const char *st
 	snprintf(e->status, sizeof(e->status), "%s", status ? status : "");
 	memcpy(copy, e->status, sizeof(copy));
 	pthread_mutex_unlock(&e->status_lock);
+	if (ready)
+		mc_engine_source_ready(e);
 	if (e->ready_fn)
 		e->ready_fn(e, ready, copy, e->ready_userdata);
 }
@@ -234,6 +236,29 @@ static struct mc_metrics *host_metrics(struct mc_plugin_ctx *ctx)
 	return mc_instance(ctx)->engine->metrics;
 }
 
+static const struct mc_dataplane_config *host_dataplane_config(struct mc_plugin_ctx *ctx)
+{
+	return &mc_instance(ctx)->engine->cfg->dataplane;
+}
+
+static int host_store_replace_kinds(struct mc_plugin_ctx *ctx, unsigned kinds,
+				    struct mc_object_list *list)
+{
+	return mc_store_replace_kinds(mc_instance(ctx)->engine->store, kinds, list);
+}
+
+static int host_secret_get(struct mc_plugin_ctx *ctx, const char *ns, const char *name,
+			   const char *key, uint8_t **data, size_t *len)
+{
+	return mc_store_get_secret(mc_instance(ctx)->engine->store, ns, name, key, data, len);
+}
+
+static int host_pod_state(struct mc_plugin_ctx *ctx, const struct mc_ip *ip,
+			  struct mc_pod_state *out)
+{
+	return mc_reconciler_pod_state(mc_instance(ctx)->engine, ip, out);
+}
+
 const struct mc_host mc_host_v1 = {
 	.struct_size = sizeof(struct mc_host),
 	.abi_version = MC_PLUGIN_ABI_VERSION,
@@ -258,4 +283,11 @@ const struct mc_host mc_host_v1 = {
 	.timer_add = host_timer_add,
 	.timer_remove = host_timer_remove,
 	.metrics = host_metrics,
+	.local_state_size = sizeof(struct mc_local_state),
+	.peer_state_size = sizeof(struct mc_peer_state),
+	.pod_state_size = sizeof(struct mc_pod_state),
+	.dataplane_config = host_dataplane_config,
+	.store_replace_kinds = host_store_replace_kinds,
+	.secret_get = host_secret_get,
+	.pod_state = host_pod_state,
 };

@@ -14,14 +14,53 @@
 
 #include "util.h"
 
+/*
+ * The plugin's descriptor, dataplane ops and option schema are copied into structs of this
+ * core's sizes, zero-filled past what the plugin declared: the engine then reads every field
+ * of ABI 1.x without checking sizes again, and fields a plugin did not know are NULL / 0.
+ */
 struct mc_loaded_plugin {
 	lt_dlhandle handle;
-	const struct mc_plugin *desc;
+	struct mc_plugin desc;
+	struct mc_dataplane_ops ops;
+	struct mc_option *options; /* NULL-name terminated, or NULL */
 	char *path;
 };
 
-/* The descriptor fields every ABI 1 plugin has, up to and including `fini`. */
+/* The fields every ABI 1 plugin has: the descriptor up to `fini`, the three apply calls. */
 #define MC_PLUGIN_MIN_SIZE (offsetof(struct mc_plugin, fini) + sizeof(((struct mc_plugin *)0)->fini))
+#define MC_OPS_MIN_SIZE                                                                        \
+	(offsetof(struct mc_dataplane_ops, pod_apply) + sizeof(((struct mc_dataplane_ops *)0)->pod_apply))
+
+/* Copies min(have, want) bytes of src and zeroes the rest of dst. */
+static void copy_sized(void *dst, size_t want, const void *src, size_t have)
+{
+	size_t n = have < want ? have : want;
+
+	memcpy(dst, src, n);
+	memset((char *)dst + n, 0, want - n);
+}
+
+/* The plugin's schema with its own element size (1.0 plugins: the 1.0 size, which is ours). */
+static int copy_options(struct mc_loaded_plugin *p, const struct mc_option *options,
+			size_t stride)
+{
+	const char *base = (const char *)options;
+	size_t n = 0;
+
+	if (!options)
+		return 0;
+	if (stride < offsetof(struct mc_option, help) + sizeof(options->help))
+		stride = sizeof(struct mc_option);
+	while (((const struct mc_option *)(base + n * stride))->name)
+		n++;
+	p->options = calloc(n + 1, sizeof(*p->options));
+	if (!p->options)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		copy_sized(&p->options[i], sizeof(p->options[i]), base + i * stride, stride);
+	return 0;
+}
 
 static int fail(char *error, size_t size, int r, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -50,7 +89,7 @@ const char *mc_plugin_kind_name(enum mc_plugin_kind kind)
 
 const struct mc_plugin *mc_loaded_plugin_descriptor(const struct mc_loaded_plugin *p)
 {
-	return p->desc;
+	return &p->desc;
 }
 
 const char *mc_loaded_plugin_path(const struct mc_loaded_plugin *p)
@@ -169,7 +208,7 @@ static int check_descriptor(const char *path, const struct mc_plugin *d, char *e
 				? d->dataplane
 				: NULL;
 
-		if (!ops || ops->struct_size < sizeof(size_t) + 3 * sizeof(void *) ||
+		if (!ops || ops->struct_size < MC_OPS_MIN_SIZE ||
 		    !ops->local_apply || !ops->peer_apply || !ops->pod_apply)
 			return fail(error, size, -ENOEXEC,
 				    "%s: malformed descriptor: a %s plugin needs dataplane ops "
@@ -229,7 +268,17 @@ int mc_plugin_load_path(const char *path, struct mc_loaded_plugin **out, char *e
 		return -ENOMEM;
 	}
 	p->handle = handle;
-	p->desc = desc;
+	copy_sized(&p->desc, sizeof(p->desc), desc, desc->struct_size);
+	if (p->desc.dataplane) {
+		copy_sized(&p->ops, sizeof(p->ops), p->desc.dataplane, p->desc.dataplane->struct_size);
+		p->desc.dataplane = &p->ops;
+	}
+	if (copy_options(p, p->desc.options, p->desc.option_size) < 0) {
+		mc_plugin_unload(p);
+		return -ENOMEM;
+	}
+	p->desc.options = p->options;
+	p->desc.option_size = sizeof(struct mc_option);
 	*out = p;
 	return 0;
 }
@@ -259,6 +308,7 @@ void mc_plugin_unload(struct mc_loaded_plugin *p)
 	if (!p)
 		return;
 	ltdl_close(p->handle);
+	free(p->options);
 	free(p->path);
 	free(p);
 }

@@ -19,7 +19,8 @@
 
 struct mc_loaded_plugin;
 
-/* The descriptor, valid until mc_plugin_unload. */
+/* The descriptor as this core sees it (fields the plugin did not have are NULL / 0; abi_version
+ * is the plugin's), valid until mc_plugin_unload. */
 const struct mc_plugin *mc_loaded_plugin_descriptor(const struct mc_loaded_plugin *p);
 const char *mc_loaded_plugin_path(const struct mc_loaded_plugin *p);
 

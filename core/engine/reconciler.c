@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The reconciler: worker threads take keys from the work queue, read the latest desired state
- * for each from the store, and hand it to the backend and attach plugins. A failure is retried
- * with the queue's rate limiter (AddRateLimited); a success forgets the key's failures; an
- * input that can never be applied is logged once and not retried.
+ * for each from the store, fill in the peer index, and hand it to the backend and then the
+ * attach plugin. A failure is retried with the queue's rate limiter (AddRateLimited); a success
+ * forgets the key's failures; -MC_EPERMANENT (the input can never be applied) is logged once
+ * and not retried. A full resync queues every key and then MC_KEY_GC, which hands the plugins
+ * the peers that exist and releases the indices of the others.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -22,7 +24,7 @@ void mc_reconciler_enqueue(void *engine, const struct mc_key *key)
 
 static bool is_permanent(int r)
 {
-	return r == -EINVAL || r == -ERANGE || r == -EOPNOTSUPP;
+	return r == -MC_EPERMANENT;
 }
 
 static const char *describe_key(struct mc_engine *e, const struct mc_key *key, char *buf,
@@ -40,6 +42,12 @@ static const char *describe_key(struct mc_engine *e, const struct mc_key *key, c
 	case MC_KEY_POD:
 		snprintf(buf, size, "pod %s", mc_ip_to_string(&key->ip, ip));
 		break;
+	case MC_KEY_SECRET:
+		snprintf(buf, size, "Secrets");
+		break;
+	case MC_KEY_GC:
+		snprintf(buf, size, "garbage collection");
+		break;
 	default:
 		snprintf(buf, size, "key of type %u", key->type);
 	}
@@ -50,14 +58,23 @@ static const char *describe_key(struct mc_engine *e, const struct mc_key *key, c
  * the attach plugin marks traffic for it. */
 static const enum mc_slot apply_order[] = { MC_SLOT_BACKEND, MC_SLOT_ATTACH };
 
+/* The i-th running dataplane plugin in apply order, or NULL. Ops of ABI 1.1 that an older
+ * plugin lacks are NULL (the loader zero-fills them). */
+static struct mc_plugin_instance *dataplane(struct mc_engine *e, size_t i)
+{
+	struct mc_plugin_instance *inst = &e->plugins[apply_order[i]];
+
+	return inst->started && inst->desc->dataplane ? inst : NULL;
+}
+
 static int apply(struct mc_engine *e, const struct mc_key *key, const void *state)
 {
 	for (size_t i = 0; i < MC_ARRAY_SIZE(apply_order); i++) {
-		struct mc_plugin_instance *inst = &e->plugins[apply_order[i]];
+		struct mc_plugin_instance *inst = dataplane(e, i);
 		const struct mc_dataplane_ops *ops;
-		int r;
+		int r = 0;
 
-		if (!inst->started)
+		if (!inst)
 			continue;
 		ops = inst->desc->dataplane;
 		switch (key->type) {
@@ -67,8 +84,12 @@ static int apply(struct mc_engine *e, const struct mc_key *key, const void *stat
 		case MC_KEY_PEER:
 			r = ops->peer_apply(&inst->ctx, state);
 			break;
-		default:
+		case MC_KEY_POD:
 			r = ops->pod_apply(&inst->ctx, state);
+			break;
+		case MC_KEY_SECRET:
+			r = ops->secret_changed ? ops->secret_changed(&inst->ctx) : 0;
+			break;
 		}
 		if (r < 0)
 			return r;
@@ -76,7 +97,163 @@ static int apply(struct mc_engine *e, const struct mc_key *key, const void *stat
 	return 0;
 }
 
-static int reconcile(struct mc_engine *e, const struct mc_key *key)
+static void cache_index(struct mc_engine *e, uint32_t peer_id, uint16_t index)
+{
+	pthread_mutex_lock(&e->index_lock);
+	if (peer_id >= e->index_cap) {
+		size_t cap = e->index_cap ? e->index_cap : 64;
+		uint16_t *v;
+
+		while (cap <= peer_id)
+			cap *= 2;
+		v = realloc(e->index_by_peer_id, cap * sizeof(*v));
+		if (v) {
+			memset(v + e->index_cap, 0, (cap - e->index_cap) * sizeof(*v));
+			e->index_by_peer_id = v;
+			e->index_cap = cap;
+		}
+	}
+	/* A cache that cannot grow is only slower: the next lookup asks the store again. */
+	if (peer_id < e->index_cap)
+		e->index_by_peer_id[peer_id] = index;
+	pthread_mutex_unlock(&e->index_lock);
+}
+
+static uint16_t cached_index(struct mc_engine *e, uint32_t peer_id)
+{
+	uint16_t index = 0;
+
+	pthread_mutex_lock(&e->index_lock);
+	if (peer_id < e->index_cap)
+		index = e->index_by_peer_id[peer_id];
+	pthread_mutex_unlock(&e->index_lock);
+	return index;
+}
+
+/* The peer's index; a participating peer gets one if it has none. Index or -errno. */
+static int peer_index(struct mc_engine *e, const struct mc_peer_state *peer)
+{
+	int r = mc_peer_index_get(e->peer_index, peer->name, peer->present);
+
+	if (r == -ENOSPC) {
+		mc_log_error("peer %s: every peer index (1..%u) is taken; this node cannot encrypt "
+			     "to it until others leave the cluster",
+			     peer->name, (unsigned)mc_config_max_peer_index(e->cfg));
+		return -MC_EPERMANENT;
+	}
+	if (r >= 0)
+		cache_index(e, peer->peer_id, (uint16_t)r);
+	return r;
+}
+
+static int get_peer(struct mc_engine *e, uint32_t peer_id, struct mc_peer_state **out)
+{
+	int r = mc_store_get_peer(e->store, peer_id, out);
+
+	if (r == 0 && (r = peer_index(e, *out)) >= 0) {
+		(*out)->peer_index = (uint16_t)r;
+		return 0;
+	}
+	mc_peer_state_free(*out);
+	*out = NULL;
+	return r;
+}
+
+int mc_reconciler_pod_state(struct mc_engine *e, const struct mc_ip *ip, struct mc_pod_state *out)
+{
+	struct mc_peer_state *peer = NULL;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = mc_store_get_pod(e->store, ip, out);
+	if (r < 0 || out->role != MC_POD_REMOTE_MANAGED)
+		return r;
+	out->peer_index = cached_index(e, out->peer_id);
+	if (out->peer_index)
+		return 0;
+	r = get_peer(e, out->peer_id, &peer);
+	if (r == 0)
+		out->peer_index = peer->peer_index;
+	mc_peer_state_free(peer);
+	return r;
+}
+
+/* The participating peers, for gc: their states and names. */
+struct peer_set {
+	struct mc_peer_state **states;
+	const char **names;
+	size_t n;
+};
+
+static void peer_set_free(struct peer_set *set)
+{
+	for (size_t i = 0; i < set->n; i++)
+		mc_peer_state_free(set->states[i]);
+	free(set->states);
+	free(set->names);
+}
+
+static int peer_set_load(struct mc_engine *e, struct peer_set *set)
+{
+	_cleanup_free_ uint32_t *ids = NULL;
+	size_t n;
+	int r;
+
+	*set = (struct peer_set){ 0 };
+	r = mc_store_peer_ids(e->store, &ids, &n);
+	if (r < 0 || n == 0)
+		return r;
+	set->states = calloc(n, sizeof(*set->states));
+	set->names = calloc(n, sizeof(*set->names));
+	if (!set->states || !set->names)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct mc_peer_state *p;
+
+		r = get_peer(e, ids[i], &p);
+		if (r < 0)
+			return r;
+		/* Ids are a snapshot: a peer may have stopped participating since. */
+		if (!p->present) {
+			mc_peer_state_free(p);
+			continue;
+		}
+		set->states[set->n] = p;
+		set->names[set->n++] = p->name;
+	}
+	return 0;
+}
+
+static int collect_garbage(struct mc_engine *e)
+{
+	struct peer_set set;
+	int r;
+
+	r = peer_set_load(e, &set);
+	for (size_t i = 0; i < MC_ARRAY_SIZE(apply_order) && r == 0; i++) {
+		struct mc_plugin_instance *inst = dataplane(e, i);
+
+		if (inst && inst->desc->dataplane->gc)
+			r = inst->desc->dataplane->gc(&inst->ctx,
+						      (const struct mc_peer_state *const *)set.states,
+						      set.n);
+	}
+	/* Only once every plugin has removed the objects carrying them are indices free. */
+	if (r == 0) {
+		r = mc_peer_index_retain(e->peer_index, set.names, set.n);
+		if (r > 0) {
+			mc_log_info("released the indices of %d peer(s) no longer in the cluster", r);
+			pthread_mutex_lock(&e->index_lock);
+			memset(e->index_by_peer_id, 0, e->index_cap * sizeof(*e->index_by_peer_id));
+			pthread_mutex_unlock(&e->index_lock);
+		}
+		r = r < 0 ? r : 0;
+	}
+	peer_set_free(&set);
+	return r;
+}
+
+static int reconcile_locked(struct mc_engine *e, const struct mc_key *key)
 {
 	int r;
 
@@ -93,7 +270,7 @@ static int reconcile(struct mc_engine *e, const struct mc_key *key)
 	case MC_KEY_PEER: {
 		struct mc_peer_state *peer = NULL;
 
-		r = mc_store_get_peer(e->store, key->peer_id, &peer);
+		r = get_peer(e, key->peer_id, &peer);
 		if (r == 0)
 			r = apply(e, key, peer);
 		mc_peer_state_free(peer);
@@ -102,14 +279,46 @@ static int reconcile(struct mc_engine *e, const struct mc_key *key)
 	case MC_KEY_POD: {
 		struct mc_pod_state pod;
 
-		r = mc_store_get_pod(e->store, &key->ip, &pod);
+		r = mc_reconciler_pod_state(e, &key->ip, &pod);
 		return r < 0 ? r : apply(e, key, &pod);
 	}
 	case MC_KEY_SECRET:
-		/* No plugin of ABI 1.0 reads Secrets through the host yet: nothing to apply. */
-		return 0;
+		return apply(e, key, NULL);
 	}
-	return -EINVAL;
+	return -MC_EPERMANENT;
+}
+
+static int reconcile(struct mc_engine *e, const struct mc_key *key)
+{
+	int r;
+
+	if (key->type == MC_KEY_GC) {
+		pthread_rwlock_wrlock(&e->apply_lock);
+		r = collect_garbage(e);
+	} else {
+		pthread_rwlock_rdlock(&e->apply_lock);
+		r = reconcile_locked(e, key);
+	}
+	pthread_rwlock_unlock(&e->apply_lock);
+	return r;
+}
+
+int mc_reconciler_resync(struct mc_engine *e)
+{
+	const struct mc_key gc = { .type = MC_KEY_GC };
+	_cleanup_free_ struct mc_key *keys = NULL;
+	size_t n;
+	int r;
+
+	r = mc_store_keys(e->store, &keys, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++)
+		(void)keyq_add(e->queue, &keys[i]);
+	(void)keyq_add(e->queue, &gc);
+	atomic_fetch_add(&e->resyncs, 1);
+	mc_log_debug("full resync: %zu keys queued, then garbage collection", n);
+	return 0;
 }
 
 static void *worker(void *arg)
@@ -126,7 +335,8 @@ static void *worker(void *arg)
 			keyq_forget(e->queue, &key);
 		} else if (is_permanent(r)) {
 			atomic_fetch_add(&e->permanent_failures, 1);
-			mc_log_errno(LOG_ERR, r, "%s: cannot be applied, not retrying: %m",
+			mc_log_error("%s: can never be applied as it is (a plugin said so, see "
+				     "above); not retried until it changes",
 				     describe_key(e, &key, what, sizeof(what)));
 			keyq_forget(e->queue, &key);
 		} else {
@@ -143,11 +353,17 @@ static void *worker(void *arg)
 
 int mc_reconciler_start(struct mc_engine *e)
 {
+	pthread_rwlockattr_t attr;
 	int r;
 
 	e->workers = calloc(e->cfg->workers, sizeof(*e->workers));
 	if (!e->workers)
 		return -ENOMEM;
+	/* Writer first: a gc must not wait behind a stream of applies. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&e->apply_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	for (e->n_workers = 0; e->n_workers < e->cfg->workers; e->n_workers++) {
 		r = -pthread_create(&e->workers[e->n_workers], NULL, worker, e);
 		if (r < 0) {
@@ -165,6 +381,7 @@ void mc_reconciler_drain(struct mc_engine *e)
 	keyq_shutdown_with_drain(e->queue);
 	for (unsigned i = 0; i < e->n_workers; i++)
 		pthread_join(e->workers[i], NULL);
+	pthread_rwlock_destroy(&e->apply_lock);
 	free(e->workers);
 	e->workers = NULL;
 	e->n_workers = 0;

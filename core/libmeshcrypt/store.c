@@ -1452,6 +1452,37 @@ int mc_store_peer_ids(struct mc_store *s, uint32_t **ids, size_t *n) {
 	return r;
 }
 
+int mc_store_keys(struct mc_store *s, struct mc_key **keys, size_t *n)
+{
+	struct mc_key *v;
+	size_t k = 0, cap;
+
+	*keys = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&s->lock);
+	cap = 2 + (s->node_names.n ? s->node_names.n - 1 : 0) + s->n_pod_ips;
+	v = malloc(cap * sizeof(*v));
+	if (!v) {
+		pthread_rwlock_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	v[k++] = make_key(MC_KEY_LOCAL, 0, NULL);
+	v[k++] = make_key(MC_KEY_SECRET, 0, NULL);
+	for (uint32_t id = 1; id < s->node_names.n; id++)
+		if (id != s->local_id)
+			v[k++] = make_key(MC_KEY_PEER, id, NULL);
+	for (uint32_t slot = 1; slot < s->n_slots; slot++) {
+		const struct pod *p = s->pods[slot];
+
+		for (unsigned i = 0; p && i < p->n_ips && k < cap; i++)
+			v[k++] = make_key(MC_KEY_POD, 0, &p->ips[i]);
+	}
+	pthread_rwlock_unlock(&s->lock);
+	*keys = v;
+	*n = k;
+	return 0;
+}
+
 uint32_t mc_store_peer_id(struct mc_store *s, const char *name) {
 	uint32_t id;
 

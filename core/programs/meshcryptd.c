@@ -36,6 +36,7 @@ static void help(void)
 	       "  -c, --config FILE       configuration file [%s/meshcryptd.conf]\n"
 	       "      --plugin-dir DIR    load plugins from DIR instead of [core] plugin_dir\n"
 	       "      --check-config      validate the configuration and its plugins, then exit\n"
+	       "      --cleanup           remove every kernel object and file of ours, then exit\n"
 	       "      --list-plugins      list the plugins in the plugin directory, then exit\n"
 	       "      --dry-run           use the dryrun backend and no attach plugin\n"
 	       "      --once              sync once, reconcile, print the plan, then exit\n"
@@ -212,6 +213,25 @@ static int list_plugins(struct daemon *d)
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+static int cleanup(struct daemon *d)
+{
+	struct mc_engine *e;
+	int r;
+
+	r = sd_event_default(&d->event);
+	if (r < 0)
+		return mc_log_error_errno(r, "sd-event: %m"), EXIT_FAILURE;
+	if (prepare_engine(d, &e) < 0)
+		return EXIT_FAILURE;
+	r = mc_engine_cleanup(e);
+	mc_engine_free(e);
+	sd_event_unref(d->event);
+	if (r < 0)
+		return EXIT_FAILURE;
+	mc_log_info("cleanup done: this node's meshcrypt objects are removed");
+	return EXIT_SUCCESS;
+}
+
 static int run(struct daemon *d, bool check_only)
 {
 	struct mc_engine *e;
@@ -274,11 +294,13 @@ static int run(struct daemon *d, bool check_only)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_PLUGIN_DIR = 256, OPT_CHECK, OPT_LIST, OPT_DRY_RUN, OPT_ONCE, OPT_VERSION };
+	enum { OPT_PLUGIN_DIR = 256, OPT_CHECK, OPT_LIST, OPT_DRY_RUN, OPT_ONCE, OPT_VERSION,
+	       OPT_CLEANUP };
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },
 		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "cleanup", no_argument, NULL, OPT_CLEANUP },
 		{ "list-plugins", no_argument, NULL, OPT_LIST },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "once", no_argument, NULL, OPT_ONCE },
@@ -289,7 +311,7 @@ int main(int argc, char **argv)
 	};
 	struct daemon d = { .config_path = MC_SYSCONFDIR "/meshcryptd.conf" };
 	_cleanup_free_ char *plugin_dir = NULL;
-	bool check = false, list = false;
+	bool check = false, list = false, clean = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "c:vh", options, NULL)) != -1) {
@@ -308,6 +330,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LIST:
 			list = true;
+			break;
+		case OPT_CLEANUP:
+			clean = true;
 			break;
 		case OPT_DRY_RUN:
 			d.dry_run = true;
@@ -337,5 +362,7 @@ int main(int argc, char **argv)
 	}
 	if (list)
 		return list_plugins(&d);
+	if (clean)
+		return cleanup(&d);
 	return run(&d, check);
 }

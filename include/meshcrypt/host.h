@@ -4,8 +4,9 @@
  *
  * A plugin links nothing from the daemon: every service reaches it through the versioned
  * struct of function pointers below (ctx->host). Fields are only ever appended; before using
- * a field added after ABI 1.0, check MC_HOST_HAS(host, field). Unit tests hand plugins a fake
- * host built the same way.
+ * a field added after ABI 1.0, check MC_HOST_HAS(host, field), and before reading a field of a
+ * desired state added after 1.0, MC_STATE_HAS(host, state, field). Unit tests hand plugins a
+ * fake host built the same way (tests/unit/fake-host.c).
  *
  * Threads: log, config getters, get_data and the store calls are safe from any thread.
  * io_add/io_remove/timer_add/timer_remove and set_ready must be called from the main loop
@@ -20,6 +21,7 @@
 #include <stdint.h>
 #include <meshcrypt/model.h>
 #include <meshcrypt/plugin.h>
+#include <meshcrypt/store.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,6 +39,33 @@ typedef uint64_t (*mc_timer_fn)(struct mc_plugin_ctx *ctx, void *userdata);
 
 #define MC_HOST_HAS(host, field)                                                               \
 	((host)->struct_size >= offsetof(struct mc_host, field) + sizeof((host)->field))
+
+/*
+ * Whether the desired states this host hands out have `field`: state is local_state,
+ * peer_state or pod_state (struct mc_<state> of store.h). A 1.0 host has only the 1.0 fields.
+ */
+#define MC_STATE_HAS(host, state, field)                                                       \
+	(MC_HOST_HAS(host, state##_size) &&                                                    \
+	 (host)->state##_size >= offsetof(struct mc_##state, field) +                          \
+					 sizeof(((struct mc_##state *)0)->field))
+
+/* [core] inbound (DESIGN.md §3). */
+enum mc_inbound {
+	MC_INBOUND_REQUIRE = 1, /* drop plaintext from a managed remote pod to a local pod */
+	MC_INBOUND_PERMIT = 2,  /* accept it */
+};
+
+/* The marks and masks of [core] (DESIGN.md §4) and the inbound mode, validated: the marks lie
+ * inside role_mask, which does not overlap peer_mask. */
+struct mc_dataplane_config {
+	size_t struct_size;
+	uint32_t encrypt_mark; /* role of traffic from a managed local pod [0xe0] */
+	uint32_t decrypt_mark; /* role of decrypted traffic [0xd0] */
+	uint32_t role_mask;    /* [0xf0] */
+	uint32_t peer_mask;    /* where the peer index goes: index << ctz(peer_mask) [0xffff0000] */
+	enum mc_inbound inbound;
+	uint64_t resync_interval_ns;
+};
 
 struct mc_host {
 	size_t struct_size;
@@ -92,6 +121,41 @@ struct mc_host {
 
 	/* The engine's metrics registry (include/meshcrypt/metrics.h). */
 	struct mc_metrics *(*metrics)(struct mc_plugin_ctx *ctx);
+
+	/* ---- ABI 1.1 ---- */
+
+	/* Sizes of the desired states handed to this plugin (MC_STATE_HAS). */
+	size_t local_state_size;
+	size_t peer_state_size;
+	size_t pod_state_size;
+
+	/* Marks, masks and inbound mode; valid until fini. */
+	const struct mc_dataplane_config *(*dataplane_config)(struct mc_plugin_ctx *ctx);
+
+	/*
+	 * A relist of some kinds only (a mask of MC_OBJECT_KIND_BIT()): objects of those kinds that
+	 * are not in list are deleted, objects of other kinds are left alone, so a relist of pods
+	 * never deletes Nodes or Secrets (mc_store_replace_kinds() in store.h). Takes ownership
+	 * of list on success and on failure.
+	 */
+	int (*store_replace_kinds)(struct mc_plugin_ctx *ctx, unsigned kinds,
+				   struct mc_object_list *list);
+
+	/*
+	 * Entry key of the Secret ns/name that the source reported, for backends (key material).
+	 * On success *data is a new buffer of *len bytes (a NUL follows, not counted) that the
+	 * caller wipes with explicit_bzero() and frees. -ENOENT: no such Secret or entry yet.
+	 * dataplane ops secret_changed tells when to read again.
+	 */
+	int (*secret_get)(struct mc_plugin_ctx *ctx, const char *ns, const char *name,
+			  const char *key, uint8_t **data, size_t *len);
+
+	/*
+	 * The current desired state of pod IP ip, peer index filled in, e.g. for a gc that walks
+	 * its own map of pod IPs and removes the ones whose role is now MC_POD_NONE. 0 or -errno.
+	 */
+	int (*pod_state)(struct mc_plugin_ctx *ctx, const struct mc_ip *ip,
+			 struct mc_pod_state *out);
 };
 
 #define mc_plugin_log(ctx, level, ...) ((ctx)->host->log((ctx), (level), __VA_ARGS__))

@@ -10,7 +10,13 @@
  * Growth rules (libbpf's opts pattern): `struct_size` comes first and records
  * sizeof(struct mc_plugin) as the plugin saw it; the core reads only the fields that fit, so
  * fields may be appended in a minor ABI release. Removing or reordering fields, or changing a
- * callback's signature, bumps MC_PLUGIN_ABI_MAJOR.
+ * callback's signature, bumps MC_PLUGIN_ABI_MAJOR. Arrays and structs that cross the ABI carry
+ * their size too: the option schema's element size (`option_size`), the dataplane ops'
+ * `struct_size`, and the sizes of the desired states in the host (MC_STATE_HAS in host.h), so
+ * a plugin built for a newer minor runs on an older core and the reverse.
+ *
+ * ABI 1.1 appended: option_size and cleanup (descriptor); gc and secret_changed (dataplane
+ * ops); MC_EPERMANENT; the host calls of host.h marked 1.1.
  */
 #ifndef MESHCRYPT_PLUGIN_H
 #define MESHCRYPT_PLUGIN_H
@@ -24,7 +30,7 @@ extern "C" {
 #endif
 
 #define MC_PLUGIN_ABI_MAJOR 1
-#define MC_PLUGIN_ABI_MINOR 0
+#define MC_PLUGIN_ABI_MINOR 1
 #define MC_PLUGIN_ABI(major, minor) ((uint32_t)(((uint32_t)(major) << 16) | (uint32_t)(minor)))
 #define MC_PLUGIN_ABI_VERSION MC_PLUGIN_ABI(MC_PLUGIN_ABI_MAJOR, MC_PLUGIN_ABI_MINOR)
 #define MC_PLUGIN_ABI_GET_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -74,18 +80,37 @@ struct mc_peer_state;
 struct mc_pod_state;
 
 /*
+ * Returned (negated) by a dataplane callback whose input can never be applied as it is, e.g. a
+ * peer whose addresses this backend cannot use: logged once, not retried until the desired
+ * state changes. Every other error is retried with backoff; -EINVAL in particular, which the
+ * kernel also returns for states that are transient. Below -1000, clear of errno values.
+ * (ABI 1.1; a 1.0 core retries it like any other error.)
+ */
+#define MC_EPERMANENT 1001
+
+/*
  * Desired-state callbacks of backend and attach plugins, called from reconciler worker
  * threads (never two at once for the same key; different keys may run concurrently).
  * The state is owned by the caller and valid during the call only. A callback is idempotent:
  * applying the same state twice must leave the kernel untouched the second time.
- * Return 0, or -errno: the key is retried with backoff, except for -EINVAL, -ERANGE and
- * -EOPNOTSUPP, which mean the input can never be applied (logged once, not retried).
+ * Return 0, or -errno: the key is retried with backoff, except for -MC_EPERMANENT.
+ * For one key the backend is called before the attach plugin.
  */
 struct mc_dataplane_ops {
 	size_t struct_size;
 	int (*local_apply)(struct mc_plugin_ctx *ctx, const struct mc_local_state *desired);
 	int (*peer_apply)(struct mc_plugin_ctx *ctx, const struct mc_peer_state *desired);
 	int (*pod_apply)(struct mc_plugin_ctx *ctx, const struct mc_pod_state *desired);
+	/*
+	 * 1.1, optional. After each full resync (once when the source is first ready, then every
+	 * [core] resync_interval): peers[0..n) are the desired states of every participating
+	 * peer; remove every object of a peer that is not among them (deleted while the agent was
+	 * down, say). No apply runs while gc does. The array is valid during the call only.
+	 */
+	int (*gc)(struct mc_plugin_ctx *ctx, const struct mc_peer_state *const *peers, size_t n);
+	/* 1.1, optional. Some Secret the source reports changed or vanished: read the entries
+	 * this plugin uses again with host->secret_get(). Retried like an apply on failure. */
+	int (*secret_changed)(struct mc_plugin_ctx *ctx);
 };
 
 /*
@@ -109,6 +134,15 @@ struct mc_plugin {
 	void (*stop)(struct mc_plugin_ctx *ctx);
 	void (*fini)(struct mc_plugin_ctx *ctx);
 	const struct mc_dataplane_ops *dataplane; /* backend and attach plugins only */
+	/* 1.1: sizeof(struct mc_option) as built, the stride of `options` (0: the 1.0 size). */
+	size_t option_size;
+	/*
+	 * 1.1, optional, dataplane plugins: `meshcryptd --cleanup` calls it after init instead of
+	 * start: remove exactly the kernel objects (and files) this plugin made, on this node,
+	 * and nothing else. Called for the backend before the attach plugin, so the leak guard
+	 * is the last thing to go.
+	 */
+	int (*cleanup)(struct mc_plugin_ctx *ctx);
 };
 
 #if defined(__GNUC__)
@@ -126,6 +160,7 @@ struct mc_plugin {
 	MC_PLUGIN_EXPORT const struct mc_plugin meshcrypt_plugin = {                           \
 		.struct_size = sizeof(struct mc_plugin),                                       \
 		.abi_version = MC_PLUGIN_ABI_VERSION,                                          \
+		.option_size = sizeof(struct mc_option),                                       \
 		__VA_ARGS__                                                                    \
 	}
 

@@ -115,6 +115,13 @@ struct mc_peer_state {
 	 * (mc_prefix_compare()), no duplicates. */
 	struct mc_prefix *prefixes;
 	size_t n_prefixes;
+	/*
+	 * ABI 1.1 (MC_STATE_HAS in host.h): the peer's index on this node, 1..65535 (DESIGN.md
+	 * §4), allocated and persisted by the daemon, never reused while the peer exists: what
+	 * the BPF maps and the xfrm inbound SA marks carry. 0 for a peer that never had one (the
+	 * store alone, e.g. in a test, leaves it 0).
+	 */
+	uint16_t peer_index;
 };
 
 void mc_peer_state_free(struct mc_peer_state *p);
@@ -129,6 +136,7 @@ struct mc_pod_state {
 	struct mc_ip ip;
 	enum mc_pod_role role;
 	uint32_t peer_id; /* MC_POD_REMOTE_MANAGED only, else 0 */
+	uint16_t peer_index; /* ABI 1.1: MC_POD_REMOTE_MANAGED only: its peer's index, else 0 */
 };
 
 /* Desired state of this node. All pointers are owned by the struct. */
@@ -166,6 +174,14 @@ int mc_store_get_local(struct mc_store *s, struct mc_local_state **out);
  * *ids is a new array the caller frees with free() (NULL when *n is 0). Returns 0 or -ENOMEM.
  */
 int mc_store_peer_ids(struct mc_store *s, uint32_t **ids, size_t *n);
+
+/*
+ * Every key that has a desired state, for a full resync: the local node, MC_KEY_SECRET, every
+ * node ever seen but the local one (participating or not), and every live pod IP (an IP that
+ * two pods claim comes once per pod: enqueueing merges them). On success *keys is a new array
+ * the caller frees with free(), of *n keys. Returns 0 or -ENOMEM.
+ */
+int mc_store_keys(struct mc_store *s, struct mc_key **keys, size_t *n);
 
 /* The id the store issued for node name, or 0 if it never saw that name. */
 uint32_t mc_store_peer_id(struct mc_store *s, const char *name);

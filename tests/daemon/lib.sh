@@ -52,7 +52,7 @@ until_ok() {
 static_config() {
 	local run=$1
 	shift
-	printf '[core]\nnode_name = node-1\nrun_dir = %s\n' "$run"
+	printf '[core]\nnode_name = node-1\nrun_dir = %s\nstate_dir = %s/state\n' "$run" "$(dirname "$run")"
 	printf '%s\n' "$@"
 	printf '[source]\nplugin = static\n[backend]\nplugin = dryrun\n'
 	printf '[plugin.static]\nfile = %s\n' "$src/examples/cluster-3node.json"

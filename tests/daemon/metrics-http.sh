@@ -51,7 +51,7 @@ if "$build/core/programs/meshcryptd" --config "$tmp/bad.conf" --plugin-dir "$bui
 	--check-config 2>"$tmp/bad.log"; then
 	fail "malformed metrics_listen accepted"
 fi
-grep -q 'bad.conf:4: \[core\] metrics_listen = "localhost:http": not ADDRESS:PORT' "$tmp/bad.log" ||
+grep -q 'bad.conf:5: \[core\] metrics_listen = "localhost:http": not ADDRESS:PORT' "$tmp/bad.log" ||
 	fail "malformed metrics_listen not named: $(cat "$tmp/bad.log")"
 echo "malformed address refused with its line"
 

@@ -11,6 +11,7 @@ write_config() {
 [core]
 node_name = $1
 run_dir = run
+state_dir = state
 $2
 [source]
 plugin = static

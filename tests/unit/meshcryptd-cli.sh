@@ -78,16 +78,16 @@ file = /x"
 
 # a plugin built for another ABI major
 cp "$build/tests/unit/backend-badabi.so" "$tmp/plugins/"
-expect_refusal wrong-abi 'incompatible plugin ABI 2.0, this meshcryptd has ABI 1.0' <<< "[source]
+expect_refusal wrong-abi 'incompatible plugin ABI 2.0, this meshcryptd has ABI 1.1' <<< "[source]
 plugin = static
 [backend]
 plugin = badabi
 [plugin.static]
 file = /x"
 list=$("$meshcryptd" --plugin-dir "$tmp/plugins" --list-plugins)
-grep -q '^backend  dryrun       ABI 1.0' <<< "$list" || fail "--list-plugins lacks dryrun: $list"
-grep -q '^source   static       ABI 1.0' <<< "$list" || fail "--list-plugins lacks static: $list"
-grep -q '^refused  .*incompatible plugin ABI 2.0, this meshcryptd has ABI 1.0' <<< "$list" ||
+grep -q '^backend  dryrun       ABI 1.1' <<< "$list" || fail "--list-plugins lacks dryrun: $list"
+grep -q '^source   static       ABI 1.1' <<< "$list" || fail "--list-plugins lacks static: $list"
+grep -q '^refused  .*incompatible plugin ABI 2.0, this meshcryptd has ABI 1.1' <<< "$list" ||
 	fail "--list-plugins does not refuse badabi: $list"
 rm "$tmp/plugins/backend-badabi.so"
 
@@ -99,10 +99,14 @@ chmod 755 "$tmp/plugins"
 # the good example is accepted and its plan printed
 "$meshcryptd" --config "$src/examples/meshcryptd-static.conf" --plugin-dir "$tmp/plugins" \
 	--check-config >/dev/null || fail "example config refused"
-plan=$("$meshcryptd" --config "$src/examples/meshcryptd-static.conf" --plugin-dir "$tmp/plugins" \
+# in a state directory of its own: the dryrun backend remembers what it "installed" there
+sed -e "s|^state_dir = .*|state_dir = $tmp/state|" -e "s|^run_dir = .*|run_dir = $tmp/run|" \
+	-e "s|^file = cluster-3node.json|file = $src/examples/cluster-3node.json|" \
+	"$src/examples/meshcryptd-static.conf" > "$tmp/example.conf"
+plan=$("$meshcryptd" --config "$tmp/example.conf" --plugin-dir "$tmp/plugins" \
 	--once 2>"$tmp/log") || fail "--once failed: $(cat "$tmp/log")"
 grep -q 'node-2' <<< "$plan" || fail "plan lacks peer node-2: $plan"
-grep -q 'peer node-3 (#[0-9]*): addresses' "$tmp/log" || fail "dryrun did not log peer node-3: $(cat "$tmp/log")"
+grep -q 'peer node-3: index [0-9]*, addresses' "$tmp/log" || fail "dryrun did not log peer node-3: $(cat "$tmp/log")"
 
 if [ "$failures" != 0 ]; then
 	echo "$failures failed"

@@ -60,12 +60,12 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->slots[MC_SLOT_ATTACH].plugin, "none");
 	assert_true(cfg->slots[MC_SLOT_BACKEND].required);
 	assert_int_equal(cfg->workers, 2);
-	assert_int_equal(cfg->resync_interval_ns, 300000000000ull);
-	assert_int_equal(cfg->encrypt_mark, 0xe0);
-	assert_int_equal(cfg->decrypt_mark, 0xd0);
-	assert_int_equal(cfg->role_mask, 0xf0);
-	assert_int_equal(cfg->peer_mask, 0xffff0000);
-	assert_int_equal(cfg->inbound, MC_INBOUND_REQUIRE);
+	assert_int_equal(cfg->dataplane.resync_interval_ns, 300000000000ull);
+	assert_int_equal(cfg->dataplane.encrypt_mark, 0xe0);
+	assert_int_equal(cfg->dataplane.decrypt_mark, 0xd0);
+	assert_int_equal(cfg->dataplane.role_mask, 0xf0);
+	assert_int_equal(cfg->dataplane.peer_mask, 0xffff0000);
+	assert_int_equal(cfg->dataplane.inbound, MC_INBOUND_REQUIRE);
 	assert_string_equal(cfg->managed_label, "meshcrypt.io/encryption=enabled");
 	assert_string_equal(cfg->state_dir, "/var/lib/meshcrypt");
 	assert_string_equal(mc_section_string(cfg->slot_sections[MC_SLOT_ATTACH], "bpffs_dir"),
@@ -87,8 +87,8 @@ static void test_values(void **state)
 	assert_int_equal(mc_config_load(path, &cfg, &err), 0);
 	assert_string_equal(cfg->node_name, "n1");
 	assert_int_equal(cfg->workers, 4);
-	assert_int_equal(cfg->resync_interval_ns, 5400000000000ull);
-	assert_int_equal(cfg->inbound, MC_INBOUND_PERMIT);
+	assert_int_equal(cfg->dataplane.resync_interval_ns, 5400000000000ull);
+	assert_int_equal(cfg->dataplane.inbound, MC_INBOUND_PERMIT);
 	assert_false(cfg->slots[MC_SLOT_SOURCE].required);
 	/* relative paths are taken from the configuration file's directory */
 	snprintf(expected, sizeof(expected), "%s/state", dir);
