@@ -22,6 +22,7 @@
 
 #include <meshcrypt/store.h>
 
+#include "hashmap.h"
 #include "object-internal.h"
 
 /* --- open-addressing index of 32-bit values (0 = empty), linear probing -------------------- */
@@ -93,19 +94,12 @@ static size_t idx_bytes(const struct idx *t) {
 	return t->slots ? malloc_usable_size(t->slots) : 0;
 }
 
-static uint32_t hash_bytes(uint32_t h, const void *data, size_t len) {
-	const uint8_t *p = data;
-
-	/* FNV-1a, then a final mix so that linear probing sees spread low bits */
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 16777619u;
-	h ^= h >> 15;
-	h *= 0x2c1b3c6du;
-	h ^= h >> 12;
-	return h;
+/* The seeded hash of the work queue (hashmap.h): names and IPs are chosen by cluster users, so a
+ * fixed seed would let them craft keys that collide and turn every lookup into a scan. */
+static uint32_t hash_bytes(const void *data, size_t len)
+{
+	return (uint32_t)mci_hash_bytes(data, len);
 }
-
-#define HASH_SEED 2166136261u
 
 /* memcmp() equality that accepts NULL for empty arrays. */
 static bool mem_equal(const void *a, const void *b, size_t n) {
@@ -170,12 +164,12 @@ static uint32_t names_find(const struct names *t, const char *name, uint32_t h) 
 }
 
 static uint32_t names_lookup(const struct names *t, const char *name) {
-	return names_find(t, name, hash_bytes(HASH_SEED, name, strlen(name)));
+	return names_find(t, name, hash_bytes(name, strlen(name)));
 }
 
 /* Issues the next id to name, which t does not hold yet. */
 static int names_intern(struct names *t, const char *name, uint32_t *id) {
-	uint32_t h = hash_bytes(HASH_SEED, name, strlen(name));
+	uint32_t h = hash_bytes(name, strlen(name));
 
 	if (t->n == 0)
 		t->n = 1;
@@ -289,7 +283,7 @@ static uint32_t pod_name_hash(const void *ctx, uint32_t slot) {
 }
 
 static uint32_t ip_hash(const struct mc_ip *ip) {
-	return hash_bytes(HASH_SEED, ip, sizeof(*ip));
+	return hash_bytes(ip, sizeof(*ip));
 }
 
 static const struct mc_ip *ip_entry(const struct mc_store *s, uint32_t e) {
@@ -301,7 +295,7 @@ static uint32_t pod_ip_hash(const void *ctx, uint32_t e) {
 }
 
 static uint32_t name_key_hash(uint32_t ns, const char *name) {
-	return hash_bytes(hash_bytes(HASH_SEED, &ns, sizeof(ns)), name, strlen(name));
+	return (uint32_t)mci_mum(mci_hash_bytes(name, strlen(name)) ^ ns, 0x9e3779b97f4a7c15u);
 }
 
 static uint32_t pod_find(const struct mc_store *s, uint32_t ns, const char *name) {
@@ -603,7 +597,7 @@ struct txn {
 };
 
 static uint32_t key_hash(const struct mc_key *k) {
-	return hash_bytes(HASH_SEED, k, sizeof(*k));
+	return hash_bytes(k, sizeof(*k));
 }
 
 static uint32_t touched_hash(const void *ctx, uint32_t e) {
