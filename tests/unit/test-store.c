@@ -17,6 +17,7 @@
 
 #include <meshcrypt/store.h>
 
+#include "hashmap.h"
 #include "object-internal.h"
 
 #define CLUSTER MC_SRCDIR "/tests/fixtures/cluster/"
@@ -651,6 +652,41 @@ struct reader {
 	atomic_size_t reads;
 };
 
+/* The store's indexes hash with the per-process seed, so names cannot be chosen to collide: the
+ * hash of a name changes with the seed, and the store gives the same answers under any seed. */
+static void test_hash_seeded(void **state)
+{
+	static const uint64_t seeds[] = { 0, UINT64_MAX, 0x5eed5eed5eed5eedu };
+	uint64_t saved = mci_hash_seed;
+	char *want = NULL;
+
+	mci_hash_seed = seeds[0];
+	uint64_t h0 = mci_hash_bytes("default", 7);
+	mci_hash_seed = seeds[1];
+	assert_true(mci_hash_bytes("default", 7) != h0);
+
+	for (size_t i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		struct rec r;
+		struct mc_store *s;
+		char *text;
+
+		mci_hash_seed = seeds[i];
+		s = load_basic(&r);
+		assert_int_equal(r.n_keys, 8);
+		text = plan(s);
+		if (want) {
+			assert_string_equal(text, want);
+			free(text);
+		} else {
+			want = text;
+		}
+		mc_store_free(s);
+	}
+	free(want);
+	mci_hash_seed = saved;
+	(void)state;
+}
+
 static void *read_loop(void *arg) {
 	struct reader *rd = arg;
 	struct mc_ip ip = ip_of("10.244.1.7");
@@ -722,6 +758,7 @@ int main(void) {
 		cmocka_unit_test(test_secret),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_concurrent_readers),
+		cmocka_unit_test(test_hash_seeded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
