@@ -13,38 +13,45 @@
 #define ONES UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
-static int syntax(struct mci_json_reader *r, const char *at, const char *what) {
+static int syntax(struct mci_json_reader *r, const char *at, const char *what)
+{
 	r->error = what;
 	r->error_at = at;
 	return -EINVAL;
 }
 
-static int truncated(struct mci_json_reader *r) {
+static int truncated(struct mci_json_reader *r)
+{
 	return syntax(r, r->end, "unexpected end of document");
 }
 
-void mci_json_reader_init(struct mci_json_reader *r, const char *text, size_t len) {
+void mci_json_reader_init(struct mci_json_reader *r, const char *text, size_t len)
+{
 	*r = (struct mci_json_reader){ .text = text, .end = text + len, .at = { .p = text } };
 }
 
-static const char *skip_ws(const char *p, const char *end) {
+static const char *skip_ws(const char *p, const char *end)
+{
 	while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
 		p++;
 	return p;
 }
 
-struct mci_json_mark mci_json_mark(struct mci_json_reader *r) {
+struct mci_json_mark mci_json_mark(struct mci_json_reader *r)
+{
 	r->at.p = skip_ws(r->at.p, r->end);
 	return r->at;
 }
 
-void mci_json_seek(struct mci_json_reader *r, const struct mci_json_mark *m) {
+void mci_json_seek(struct mci_json_reader *r, const struct mci_json_mark *m)
+{
 	r->at = *m;
 	/* a mark is taken at a value or after one, never right after a '{' or '[' */
 	r->first = false;
 }
 
-static int push(struct mci_json_reader *r, const char *at, bool object) {
+static int push(struct mci_json_reader *r, const char *at, bool object)
+{
 	if (r->at.depth >= MCI_JSON_DEPTH)
 		return syntax(r, at, "nested deeper than 64 levels");
 	r->at.stack |= (uint64_t)object << r->at.depth;
@@ -52,23 +59,27 @@ static int push(struct mci_json_reader *r, const char *at, bool object) {
 	return 0;
 }
 
-static void pop(struct mci_json_reader *r) {
+static void pop(struct mci_json_reader *r)
+{
 	r->at.depth--;
 	r->at.stack &= ~((uint64_t)1 << r->at.depth);
 }
 
-static bool in_object(const struct mci_json_reader *r) {
+static bool in_object(const struct mci_json_reader *r)
+{
 	return (r->at.stack >> (r->at.depth - 1)) & 1;
 }
 
 /* Bytes a string scan must stop at: the quote, the backslash and control characters. */
-static bool special(unsigned char ch) {
+static bool special(unsigned char ch)
+{
 	return ch == '"' || ch == '\\' || ch < 0x20;
 }
 
 /* The first special byte at or after p, or end. Eight bytes at a time: this loop is where
  * the time goes, as most of a Kubernetes document is string contents. */
-static inline const char *scan_plain(const char *p, const char *end) {
+static inline const char *scan_plain(const char *p, const char *end)
+{
 	while (end - p >= 8) {
 		uint64_t v, q, b, hit;
 
@@ -92,7 +103,8 @@ static inline const char *scan_plain(const char *p, const char *end) {
 	return p;
 }
 
-static int hex4(const char *p, const char *end, unsigned *out, const char **bad) {
+static int hex4(const char *p, const char *end, unsigned *out, const char **bad)
+{
 	unsigned v = 0;
 
 	for (unsigned i = 0; i < 4; i++, p++) {
@@ -122,13 +134,15 @@ struct sink {
 	size_t size, len;
 };
 
-static void put(struct sink *s, const char *p, size_t n) {
+static void put(struct sink *s, const char *p, size_t n)
+{
 	if (s->len < s->size - 1)
 		memcpy(s->buf + s->len, p, n < s->size - 1 - s->len ? n : s->size - 1 - s->len);
 	s->len += n;
 }
 
-static void put_code_point(struct sink *s, unsigned cp) {
+static void put_code_point(struct sink *s, unsigned cp)
+{
 	char u[4];
 	size_t n;
 
@@ -160,7 +174,8 @@ static void put_code_point(struct sink *s, unsigned cp) {
  * *escaped (may be NULL) says whether the string had any escape.
  */
 static const char *string(struct mci_json_reader *r, const char *p, struct sink *out,
-                          bool *escaped) {
+			  bool *escaped)
+{
 	const char *end = r->end, *bad;
 
 	if (escaped)
@@ -230,7 +245,8 @@ static const char *string(struct mci_json_reader *r, const char *p, struct sink 
 }
 
 /* string() without out, most strings having no escape: their closing quote is all to find. */
-static inline const char *check_string(struct mci_json_reader *r, const char *p, bool *escaped) {
+static inline const char *check_string(struct mci_json_reader *r, const char *p, bool *escaped)
+{
 	const char *q = scan_plain(p + 1, r->end);
 
 	if (q < r->end && *q == '"') {
@@ -243,7 +259,8 @@ static inline const char *check_string(struct mci_json_reader *r, const char *p,
 
 /* The number at p: returns the byte after it, or NULL. *real says whether it had a fraction or
  * an exponent. */
-static const char *number(struct mci_json_reader *r, const char *p, bool *real) {
+static const char *number(struct mci_json_reader *r, const char *p, bool *real)
+{
 	const char *end = r->end;
 
 	*real = false;
@@ -287,7 +304,8 @@ static const char *number(struct mci_json_reader *r, const char *p, bool *real) 
 
 /* The literal word (true, false, null) at p. */
 static const char *literal(struct mci_json_reader *r, const char *p, const char *word,
-                           const char *what) {
+			   const char *what)
+{
 	for (; *word; word++, p++) {
 		if (p >= r->end)
 			return truncated(r), NULL;
@@ -298,7 +316,8 @@ static const char *literal(struct mci_json_reader *r, const char *p, const char 
 }
 
 /* A scalar value at p (not '{' or '['): returns the byte after it, or NULL. */
-static const char *scalar(struct mci_json_reader *r, const char *p) {
+static const char *scalar(struct mci_json_reader *r, const char *p)
+{
 	bool real;
 
 	switch (*p) {
@@ -321,7 +340,8 @@ static const char *scalar(struct mci_json_reader *r, const char *p) {
 	return syntax(r, p, "unexpected character"), NULL;
 }
 
-int mci_json_peek(struct mci_json_reader *r, enum mci_json_type *type) {
+int mci_json_peek(struct mci_json_reader *r, enum mci_json_type *type)
+{
 	const char *p = r->at.p = skip_ws(r->at.p, r->end);
 	bool real;
 
@@ -356,7 +376,8 @@ int mci_json_peek(struct mci_json_reader *r, enum mci_json_type *type) {
 	return -EINVAL;
 }
 
-static int enter(struct mci_json_reader *r, char open, bool object) {
+static int enter(struct mci_json_reader *r, char open, bool object)
+{
 	const char *p = r->at.p = skip_ws(r->at.p, r->end);
 
 	if (p >= r->end)
@@ -370,17 +391,20 @@ static int enter(struct mci_json_reader *r, char open, bool object) {
 	return 0;
 }
 
-int mci_json_enter_object(struct mci_json_reader *r) {
+int mci_json_enter_object(struct mci_json_reader *r)
+{
 	return enter(r, '{', true);
 }
 
-int mci_json_enter_array(struct mci_json_reader *r) {
+int mci_json_enter_array(struct mci_json_reader *r)
+{
 	return enter(r, '[', false);
 }
 
 /* Where the next member or element starts: 1 with p at it, 0 at the closing bracket (then
  * consumed), or -EINVAL. json-c's words for each mistake. */
-static int next(struct mci_json_reader *r, char close, const char *separator, const char **at) {
+static int next(struct mci_json_reader *r, char close, const char *separator, const char **at)
+{
 	const char *p = skip_ws(r->at.p, r->end);
 	bool first = r->first;
 
@@ -406,7 +430,8 @@ static int next(struct mci_json_reader *r, char close, const char *separator, co
 }
 
 /* The key at p (its opening quote) and the ':' after it; leaves the reader at the value. */
-static int key(struct mci_json_reader *r, const char *p, const char **k, size_t *len) {
+static int key(struct mci_json_reader *r, const char *p, const char **k, size_t *len)
+{
 	const char *q;
 	bool escaped;
 
@@ -437,7 +462,8 @@ static int key(struct mci_json_reader *r, const char *p, const char **k, size_t 
 	return 0;
 }
 
-int mci_json_next_member(struct mci_json_reader *r, const char **k, size_t *len) {
+int mci_json_next_member(struct mci_json_reader *r, const char **k, size_t *len)
+{
 	const char *p;
 	int n = next(r, '}', "object value separator ',' expected", &p);
 
@@ -446,7 +472,8 @@ int mci_json_next_member(struct mci_json_reader *r, const char **k, size_t *len)
 	return key(r, p, k, len) < 0 ? -EINVAL : 1;
 }
 
-int mci_json_next_element(struct mci_json_reader *r) {
+int mci_json_next_element(struct mci_json_reader *r)
+{
 	const char *p;
 	int n = next(r, ']', "array value separator ',' expected", &p);
 
@@ -455,7 +482,8 @@ int mci_json_next_element(struct mci_json_reader *r) {
 	return n;
 }
 
-int mci_json_read_string(struct mci_json_reader *r, char *buf, size_t size, size_t *len) {
+int mci_json_read_string(struct mci_json_reader *r, char *buf, size_t size, size_t *len)
+{
 	const char *p = r->at.p = skip_ws(r->at.p, r->end);
 	struct sink s = { .buf = buf, .size = size };
 
@@ -471,7 +499,8 @@ int mci_json_read_string(struct mci_json_reader *r, char *buf, size_t size, size
 	return 0;
 }
 
-int mci_json_read_int(struct mci_json_reader *r, int64_t *v) {
+int mci_json_read_int(struct mci_json_reader *r, int64_t *v)
+{
 	const char *p = r->at.p = skip_ws(r->at.p, r->end), *e;
 	bool real, neg;
 	uint64_t u = 0;
@@ -495,7 +524,8 @@ int mci_json_read_int(struct mci_json_reader *r, int64_t *v) {
 	return 0;
 }
 
-int mci_json_read_bool(struct mci_json_reader *r, bool *v) {
+int mci_json_read_bool(struct mci_json_reader *r, bool *v)
+{
 	const char *p = r->at.p = skip_ws(r->at.p, r->end), *e;
 
 	if (p >= r->end)
@@ -514,7 +544,8 @@ int mci_json_read_bool(struct mci_json_reader *r, bool *v) {
 }
 
 /* Iterative, with the reader's own bit stack for the brackets: no input makes it recurse. */
-int mci_json_skip(struct mci_json_reader *r) {
+int mci_json_skip(struct mci_json_reader *r)
+{
 	const char *end = r->end, *p = skip_ws(r->at.p, end);
 	unsigned base = r->at.depth;
 
@@ -579,13 +610,15 @@ member:
 	goto value;
 }
 
-int mci_json_finish(struct mci_json_reader *r) {
+int mci_json_finish(struct mci_json_reader *r)
+{
 	const char *p = r->at.p = skip_ws(r->at.p, r->end);
 
 	return p < r->end ? syntax(r, p, "unexpected character") : 0;
 }
 
-void mci_json_position(const struct mci_json_reader *r, const char *at, int *line, int *column) {
+void mci_json_position(const struct mci_json_reader *r, const char *at, int *line, int *column)
+{
 	const char *p = r->text, *nl;
 
 	*line = 1;

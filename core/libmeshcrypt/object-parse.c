@@ -61,7 +61,8 @@ struct val {
 static void append(char *buf, size_t size, size_t *pos, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static void append(char *buf, size_t size, size_t *pos, const char *fmt, ...) {
+static void append(char *buf, size_t size, size_t *pos, const char *fmt, ...)
+{
 	va_list ap;
 	int n;
 
@@ -75,14 +76,15 @@ static void append(char *buf, size_t size, size_t *pos, const char *fmt, ...) {
 }
 
 static int fail(struct pctx *c, int r, const char *last_key, const char *at, const char *fmt,
-                ...) __attribute__((format(printf, 5, 6)));
+		...) __attribute__((format(printf, 5, 6)));
 
 /*
  * Fills the error as "<Kind> <ns>/<name>: <field path>: <detail>" and returns r. at is where
  * last_key's value starts; NULL (a missing field) points at the innermost element of the path.
  */
 static int fail(struct pctx *c, int r, const char *last_key, const char *at, const char *fmt,
-                ...) {
+		...)
+{
 	struct mc_parse_error *err = c->err;
 	size_t pos = 0, size = sizeof(err->message);
 	char *m = err->message;
@@ -121,14 +123,16 @@ static int fail(struct pctx *c, int r, const char *last_key, const char *at, con
 }
 
 /* A syntax error the reader found. */
-static int syntax_error(struct pctx *c) {
+static int syntax_error(struct pctx *c)
+{
 	snprintf(c->err->message, sizeof(c->err->message), "JSON: %s", c->r->error);
 	mci_json_position(c->r, c->r->error_at, &c->err->line, &c->err->column);
 	return -EINVAL;
 }
 
 /* A value for a message: quoted, cut at QUOTE_MAX characters, control bytes shown as '?'. */
-static const char *quote(char buf[QUOTE_MAX + 8], const char *s, size_t len) {
+static const char *quote(char buf[QUOTE_MAX + 8], const char *s, size_t len)
+{
 	size_t n = len > QUOTE_MAX ? QUOTE_MAX : len, o = 0;
 
 	buf[o++] = '"';
@@ -145,19 +149,23 @@ static const char *quote(char buf[QUOTE_MAX + 8], const char *s, size_t len) {
 
 /* --- typed access ------------------------------------------------------------------------ */
 
-static void push_key(struct pctx *c, const char *key, const char *at) {
+static void push_key(struct pctx *c, const char *key, const char *at)
+{
 	c->path[c->depth++] = (struct path_elem){ key, 0, at };
 }
 
-static void push_index(struct pctx *c, size_t index, const char *at) {
+static void push_index(struct pctx *c, size_t index, const char *at)
+{
 	c->path[c->depth++] = (struct path_elem){ NULL, index, at };
 }
 
-static void pop(struct pctx *c) {
+static void pop(struct pctx *c)
+{
 	c->depth--;
 }
 
-static const char *type_name(enum mci_json_type t) {
+static const char *type_name(enum mci_json_type t)
+{
 	switch (t) {
 	case MCI_JSON_NULL:
 		return "null";
@@ -183,7 +191,8 @@ static const char *type_name(enum mci_json_type t) {
  * arrays (addresses, podIPs); whole objects are read by walk().
  */
 static int collect(struct pctx *c, const struct mci_json_mark *m, const char *const *keys,
-                   size_t n, struct val *vals) {
+		   size_t n, struct val *vals)
+{
 	struct mci_json_reader *r = c->r;
 	const char *k;
 	size_t len;
@@ -211,7 +220,8 @@ static int collect(struct pctx *c, const struct mci_json_mark *m, const char *co
 }
 
 /* Checks that the member key noted in v, if present, is of type want. */
-static int member(struct pctx *c, const char *key, const struct val *v, enum mci_json_type want) {
+static int member(struct pctx *c, const char *key, const struct val *v, enum mci_json_type want)
+{
 	if (!v->type || v->type == want)
 		return 0;
 	return fail(c, -EINVAL, key, v->m.p, "expected %s, got %s", type_name(want),
@@ -226,14 +236,16 @@ struct str {
 	char buf[256];
 };
 
-static void str_free(struct str *s) {
+static void str_free(struct str *s)
+{
 	if (s->s != s->buf)
 		free(s->s);
 	s->s = NULL;
 }
 
 /* Reads the string value at v into s, refusing embedded NUL characters. */
-static int read_str(struct pctx *c, const char *key, const struct val *v, struct str *s) {
+static int read_str(struct pctx *c, const char *key, const struct val *v, struct str *s)
+{
 	struct mci_json_reader *r = c->r;
 
 	s->s = s->buf;
@@ -253,7 +265,8 @@ static int read_str(struct pctx *c, const char *key, const struct val *v, struct
 }
 
 /* The string member key noted in v; s->s stays NULL when it is absent. */
-static int member_str(struct pctx *c, const char *key, const struct val *v, struct str *s) {
+static int member_str(struct pctx *c, const char *key, const struct val *v, struct str *s)
+{
 	int r = member(c, key, v, MCI_JSON_STRING);
 
 	s->s = NULL;
@@ -264,7 +277,8 @@ static int member_str(struct pctx *c, const char *key, const struct val *v, stru
 }
 
 /* Counts the members or elements of the container at v. */
-static int count(struct pctx *c, const struct val *v, size_t *n) {
+static int count(struct pctx *c, const struct val *v, size_t *n)
+{
 	struct mci_json_reader *r = c->r;
 	const char *k;
 	size_t len;
@@ -290,13 +304,15 @@ static int count(struct pctx *c, const struct val *v, size_t *n) {
 
 /* Zeroed memory for the object being converted: from its list's arena for a Pod or a Namespace
  * (object-internal.h), else from the heap. */
-static void *obj_alloc(struct pctx *c, size_t n, size_t size) {
+static void *obj_alloc(struct pctx *c, size_t n, size_t size)
+{
 	if (size && n > SIZE_MAX / size)
 		return NULL;
 	return c->arena ? mci_arena_alloc(c->arena, n * size) : calloc(n, size);
 }
 
-static char *obj_strndup(struct pctx *c, const char *s, size_t len) {
+static char *obj_strndup(struct pctx *c, const char *s, size_t len)
+{
 	char *d = obj_alloc(c, len + 1, 1);
 
 	if (d)
@@ -305,14 +321,16 @@ static char *obj_strndup(struct pctx *c, const char *s, size_t len) {
 }
 
 /* Gives back what obj_alloc() returned; arena memory goes with the list. */
-static void obj_release(struct pctx *c, void *p) {
+static void obj_release(struct pctx *c, void *p)
+{
 	if (!c->arena)
 		free(p);
 }
 
 /* --- field checks ------------------------------------------------------------------------ */
 
-static bool dns_chars(const char *s, size_t len) {
+static bool dns_chars(const char *s, size_t len)
+{
 	for (size_t i = 0; i < len; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
 		      s[i] == '.'))
@@ -322,7 +340,8 @@ static bool dns_chars(const char *s, size_t len) {
 
 /* A DNS-style Kubernetes name of at most max characters, copied into *out. */
 static int name_value(struct pctx *c, const char *key, const char *at, const struct str *s,
-                      size_t max, char **out) {
+		      size_t max, char **out)
+{
 	char q[QUOTE_MAX + 8];
 
 	if (s->len == 0)
@@ -338,7 +357,8 @@ static int name_value(struct pctx *c, const char *key, const char *at, const str
 }
 
 static int ip_value(struct pctx *c, const char *key, const char *at, const struct str *s,
-                    struct mc_ip *out) {
+		    struct mc_ip *out)
+{
 	char q[QUOTE_MAX + 8];
 
 	if (mc_ip_parse(s->s, out) < 0)
@@ -347,7 +367,8 @@ static int ip_value(struct pctx *c, const char *key, const char *at, const struc
 }
 
 static int prefix_value(struct pctx *c, const char *key, const char *at, const struct str *s,
-                        struct mc_prefix *out) {
+			struct mc_prefix *out)
+{
 	char q[QUOTE_MAX + 8];
 
 	if (mc_prefix_parse(s->s, out) < 0)
@@ -358,7 +379,8 @@ static int prefix_value(struct pctx *c, const char *key, const char *at, const s
 
 /* A boot ID is HKDF input on both ends (DESIGN.md §6): exactly a 36-character UUID. */
 static int boot_id_member(struct pctx *c, const char *key, const struct val *v,
-                          char out[MC_BOOT_ID_LEN + 1]) {
+			  char out[MC_BOOT_ID_LEN + 1])
+{
 	char q[QUOTE_MAX + 8];
 	struct str s;
 	size_t len;
@@ -383,7 +405,8 @@ out:
 	return r;
 }
 
-static int b64_digit(char ch) {
+static int b64_digit(char ch)
+{
 	const char *alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	const char *p = ch ? strchr(alphabet, ch) : NULL;
 
@@ -392,7 +415,8 @@ static int b64_digit(char ch) {
 
 /* Standard base64 with padding, as Kubernetes encodes Secret data. *out gets len/4*3 bytes of
  * room (plus a NUL, so text keys can be used as strings). */
-static int base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len) {
+static int base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len)
+{
 	uint8_t *buf;
 	size_t o = 0;
 
@@ -428,7 +452,8 @@ static int base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_l
 }
 
 static int wireguard_key_member(struct pctx *c, const struct val *v,
-                                char out[MC_WG_KEY_LEN + 1]) {
+				char out[MC_WG_KEY_LEN + 1])
+{
 	const char *key = "wireguardPublicKey";
 	char q[QUOTE_MAX + 8];
 	uint8_t *raw = NULL;
@@ -454,11 +479,12 @@ out:
 
 /* Converts one string into an element (an IP, a prefix); at is where the value starts. */
 typedef int (*conv_fn)(struct pctx *c, const char *key, const char *at, const struct str *s,
-                       void *out);
+		       void *out);
 
 /* An array member of strings, each converted by conv into elements of size elem_size. */
 static int string_array(struct pctx *c, const char *key, const struct val *v, size_t elem_size,
-                        conv_fn conv, void **out, size_t *n_out) {
+			conv_fn conv, void **out, size_t *n_out)
+{
 	struct mci_json_reader *r = c->r;
 	uint8_t *elems = NULL;
 	size_t n = 0, total;
@@ -513,29 +539,34 @@ static int string_array(struct pctx *c, const char *key, const struct val *v, si
 }
 
 static int conv_ip(struct pctx *c, const char *key, const char *at, const struct str *s,
-                   void *out) {
+		   void *out)
+{
 	return ip_value(c, key, at, s, out);
 }
 
 static int conv_prefix(struct pctx *c, const char *key, const char *at, const struct str *s,
-                       void *out) {
+		       void *out)
+{
 	return prefix_value(c, key, at, s, out);
 }
 
 static int ip_array(struct pctx *c, const char *key, const struct val *v, struct mc_ip **out,
-                    size_t *n) {
+		    size_t *n)
+{
 	return string_array(c, key, v, sizeof(**out), conv_ip, (void **)out, n);
 }
 
 static int prefix_array(struct pctx *c, const char *key, const struct val *v,
-                        struct mc_prefix **out, size_t *n) {
+			struct mc_prefix **out, size_t *n)
+{
 	return string_array(c, key, v, sizeof(**out), conv_prefix, (void **)out, n);
 }
 
 /* A single optional string converted like one element of an array (status.podIP,
  * spec.podCIDR); an empty string means none. */
 static int single_string(struct pctx *c, const char *key, const struct val *v, size_t elem_size,
-                         conv_fn conv, void **out, size_t *n) {
+			 conv_fn conv, void **out, size_t *n)
+{
 	struct str s;
 	void *elem = NULL;
 	int r = member_str(c, key, v, &s);
@@ -560,7 +591,8 @@ out:
 
 /* RFC 3339 as Kubernetes writes metav1.Time: 2006-01-02T15:04:05Z or with an offset; a
  * fraction is ignored. */
-static int parse_time(const char *s, int64_t *out) {
+static int parse_time(const char *s, int64_t *out)
+{
 	struct tm tm = { 0 };
 	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
 	long offset = 0;
@@ -663,7 +695,8 @@ struct items_hook {
 /* Notes the members of fields in the object at the reader into vals, and consumes it. The
  * recursion follows the fields, three levels at most, never the input. */
 static int walk(struct pctx *c, const struct field *fields, struct val *vals,
-                struct items_hook *hook) {
+		struct items_hook *hook)
+{
 	struct mci_json_reader *r = c->r;
 	const char *k;
 	size_t len;
@@ -708,10 +741,11 @@ static int walk(struct pctx *c, const struct field *fields, struct val *vals,
  * value, which must be a string. what names the keys in messages ("label key").
  */
 typedef int (*entry_fn)(struct pctx *c, const char *key, const struct val *v,
-                        struct mc_object *o);
+			struct mc_object *o);
 
 static int map_entries(struct pctx *c, const struct val *v, const char *what, size_t key_max,
-                       entry_fn each, struct mc_object *o) {
+		       entry_fn each, struct mc_object *o)
+{
 	struct mci_json_reader *r = c->r;
 	struct mci_json_mark after;
 	char q[QUOTE_MAX + 8], key[LABEL_KEY_MAX + 1];
@@ -743,7 +777,8 @@ static int map_entries(struct pctx *c, const struct val *v, const char *what, si
 	return more < 0 ? syntax_error(c) : 0;
 }
 
-static int label_entry(struct pctx *c, const char *key, const struct val *v, struct mc_object *o) {
+static int label_entry(struct pctx *c, const char *key, const struct val *v, struct mc_object *o)
+{
 	char q[QUOTE_MAX + 8];
 	struct mc_label *l = NULL;
 	struct str s;
@@ -781,7 +816,8 @@ out:
 	return r;
 }
 
-static int parse_labels(struct pctx *c, const struct val *v, struct mc_object *o) {
+static int parse_labels(struct pctx *c, const struct val *v, struct mc_object *o)
+{
 	size_t n;
 	int r = member(c, "labels", v, MCI_JSON_OBJECT);
 
@@ -801,7 +837,8 @@ static int parse_labels(struct pctx *c, const struct val *v, struct mc_object *o
 typedef int (*element_fn)(struct pctx *c, const struct val *e, struct mc_object *o);
 
 static int object_elements(struct pctx *c, const char *key, const struct val *v,
-                           element_fn each, struct mc_object *o) {
+			   element_fn each, struct mc_object *o)
+{
 	struct mci_json_reader *r = c->r;
 	struct mci_json_mark after;
 	int more = 0, ret = 0;
@@ -833,7 +870,8 @@ static int object_elements(struct pctx *c, const char *key, const struct val *v,
 	return ret;
 }
 
-static int node_address(struct pctx *c, const struct val *e, struct mc_object *o) {
+static int node_address(struct pctx *c, const struct val *e, struct mc_object *o)
+{
 	static const char *const keys[] = { "type", "address" };
 	struct mc_ip *ip = &o->node.addresses[o->node.n_addresses];
 	struct val vals[2];
@@ -857,7 +895,8 @@ static int node_address(struct pctx *c, const struct val *e, struct mc_object *o
 	return r;
 }
 
-static int parse_node(struct pctx *c, const struct val *vals, struct mc_object *o) {
+static int parse_node(struct pctx *c, const struct val *vals, struct mc_object *o)
+{
 	const struct val *spec = &vals[S_SPEC], *status = &vals[S_STATUS];
 	const struct val *info = &vals[S_NODE_INFO], *addresses = &vals[S_STATUS_ADDRESSES];
 	size_t n = 0;
@@ -899,7 +938,8 @@ static int parse_node(struct pctx *c, const struct val *vals, struct mc_object *
 	return r;
 }
 
-static int pod_ip(struct pctx *c, const struct val *e, struct mc_object *o) {
+static int pod_ip(struct pctx *c, const struct val *e, struct mc_object *o)
+{
 	static const char *const keys[] = { "ip" };
 	struct mc_ip *ip = &o->pod.ips[o->pod.n_ips];
 	struct val v;
@@ -923,7 +963,8 @@ static int pod_ip(struct pctx *c, const struct val *e, struct mc_object *o) {
 	return r;
 }
 
-static int parse_pod(struct pctx *c, const struct val *vals, struct mc_object *o) {
+static int parse_pod(struct pctx *c, const struct val *vals, struct mc_object *o)
+{
 	const struct val *spec = &vals[S_SPEC], *status = &vals[S_STATUS];
 	const struct val *host = &vals[S_HOST_NETWORK], *ips = &vals[S_POD_IPS];
 	char q[QUOTE_MAX + 8];
@@ -981,7 +1022,8 @@ static int parse_pod(struct pctx *c, const struct val *vals, struct mc_object *o
 	return r;
 }
 
-static int parse_meshcrypt_node(struct pctx *c, const struct val *vals, struct mc_object *o) {
+static int parse_meshcrypt_node(struct pctx *c, const struct val *vals, struct mc_object *o)
+{
 	const struct val *spec = &vals[S_SPEC], *gen = &vals[S_KEY_GENERATION];
 	int64_t g;
 	int r;
@@ -1016,7 +1058,8 @@ static int parse_meshcrypt_node(struct pctx *c, const struct val *vals, struct m
 }
 
 static int secret_entry(struct pctx *c, const char *key, const struct val *v,
-                        struct mc_object *o) {
+			struct mc_object *o)
+{
 	struct mc_secret_entry *e;
 	uint8_t *data = NULL;
 	size_t len = 0;
@@ -1057,7 +1100,8 @@ static int secret_entry(struct pctx *c, const char *key, const struct val *v,
 	return 0;
 }
 
-static int parse_secret(struct pctx *c, const struct val *vals, struct mc_object *o) {
+static int parse_secret(struct pctx *c, const struct val *vals, struct mc_object *o)
+{
 	const struct val *data = &vals[S_DATA];
 	size_t n;
 	int r = member(c, "data", data, MCI_JSON_OBJECT);
@@ -1090,7 +1134,8 @@ static const struct kind_info kinds[] = {
 
 /* The kind meshcrypt reads, or NULL for another kind (or the same name in another API group,
  * such as a CRD called Node). A missing apiVersion is accepted: kubelet's items have none. */
-static const struct kind_info *lookup_kind(const char *kind, const char *api_version) {
+static const struct kind_info *lookup_kind(const char *kind, const char *api_version)
+{
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		const struct kind_info *k = &kinds[i];
 		size_t glen = k->group ? strlen(k->group) : 0;
@@ -1109,7 +1154,8 @@ static const struct kind_info *lookup_kind(const char *kind, const char *api_ver
 
 /* The metadata every kind has: name, namespace, labels. */
 static int parse_metadata(struct pctx *c, const struct kind_info *k, const struct val *vals,
-                          struct mc_object *o) {
+			  struct mc_object *o)
+{
 	struct str s;
 	int r = member_str(c, "name", &vals[S_NAME], &s);
 
@@ -1144,7 +1190,8 @@ static int parse_metadata(struct pctx *c, const struct kind_info *k, const struc
  * when default_kind was used), or -errno.
  */
 static int convert(struct pctx *c, const struct val *vals, const char *default_kind,
-                   struct mc_object **out, struct str *kind) {
+		   struct mc_object **out, struct str *kind)
+{
 	const struct val *meta = &vals[S_METADATA];
 	const struct kind_info *k;
 	struct mc_object *o;
@@ -1209,13 +1256,15 @@ fail:
 	return r;
 }
 
-static void clear_error(struct mc_parse_error *err) {
+static void clear_error(struct mc_parse_error *err)
+{
 	err->line = err->column = 0;
 	err->message[0] = '\0';
 }
 
 /* "PodList" -> "Pod" in buf; "List" -> NULL (its items name their kind). */
-static const char *item_kind(const char *list_kind, char *buf, size_t size) {
+static const char *item_kind(const char *list_kind, char *buf, size_t size)
+{
 	size_t n = strlen(list_kind) - 4;
 
 	if (n == 0 || n >= size)
@@ -1225,13 +1274,15 @@ static const char *item_kind(const char *list_kind, char *buf, size_t size) {
 	return buf;
 }
 
-static bool is_list(const char *kind) {
+static bool is_list(const char *kind)
+{
 	size_t n = kind ? strlen(kind) : 0;
 
 	return n >= 4 && strcmp(kind + n - 4, "List") == 0;
 }
 
-static int list_append(struct mc_object_list *list, size_t *cap, struct mc_object *o) {
+static int list_append(struct mc_object_list *list, size_t *cap, struct mc_object *o)
+{
 	if (list->n_objects == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 64;
 		struct mc_object **v = realloc(list->objects, ncap * sizeof(*v));
@@ -1249,7 +1300,8 @@ static int list_append(struct mc_object_list *list, size_t *cap, struct mc_objec
 
 /* A syntax error, which ends the reading; a content error (-EINVAL with the reader content)
  * does not. */
-static bool is_syntax_error(const struct pctx *c, int r) {
+static bool is_syntax_error(const struct pctx *c, int r)
+{
 	return r == -EINVAL && c->r->error;
 }
 
@@ -1259,7 +1311,8 @@ static bool is_syntax_error(const struct pctx *c, int r) {
  * on is the one reported, as it would be with the whole document checked first.
  */
 static int convert_list(struct pctx *c, const struct val *vals, const char *list_kind,
-                        struct mc_object_list *list) {
+			struct mc_object_list *list)
+{
 	struct mci_json_reader *r = c->r;
 	const struct val *meta = &vals[S_METADATA], *items = &vals[S_ITEMS];
 	char kind_buf[64];
@@ -1337,7 +1390,8 @@ struct list_hook {
 	int result;
 };
 
-static int items_now(struct pctx *c, struct val *vals, struct items_hook *hook) {
+static int items_now(struct pctx *c, struct val *vals, struct items_hook *hook)
+{
 	struct list_hook *lh = (struct list_hook *)hook;
 	struct mc_object_list *list = lh->list;
 	struct str kind;
@@ -1375,7 +1429,8 @@ static int items_now(struct pctx *c, struct val *vals, struct items_hook *hook) 
  * a List's items on the way.
  */
 static int read_document(struct pctx *c, const char *json, size_t len, struct val *root,
-                         struct val vals[S_N], struct items_hook *hook) {
+			 struct val vals[S_N], struct items_hook *hook)
+{
 	if (len > MC_DOCUMENT_MAX) {
 		snprintf(c->err->message, sizeof(c->err->message),
 		         "document of %zu bytes is larger than the limit of %zu", len,
@@ -1401,7 +1456,8 @@ static int read_document(struct pctx *c, const char *json, size_t len, struct va
 
 /* Drops the items converted while reading, which did not count after all (the kind, metadata
  * or items came again later), and the error they may have left. */
-static int discard_items(struct pctx *c, struct list_hook *lh) {
+static int discard_items(struct pctx *c, struct list_hook *lh)
+{
 	clear_error(c->err);
 	if (!lh->items_at)
 		return 0;
@@ -1411,26 +1467,30 @@ static int discard_items(struct pctx *c, struct list_hook *lh) {
 }
 
 /* Whether the member noted in v is absent or came before at. */
-static bool before(const struct val *v, const char *at) {
+static bool before(const struct val *v, const char *at)
+{
 	return !v->m.p || v->m.p < at;
 }
 
 /* What both entry points do first: a place for the error, cleared, and a document. */
 static int parse_begin(struct pctx *c, struct mc_parse_error *err, struct mc_parse_error *scratch,
-                       const char *json) {
+		       const char *json)
+{
 	c->err = err ? err : scratch;
 	clear_error(c->err);
 	return json ? 0 : -EINVAL;
 }
 
-static int expect_object(struct pctx *c, const struct val *root) {
+static int expect_object(struct pctx *c, const struct val *root)
+{
 	if (root->type == MCI_JSON_OBJECT)
 		return 0;
 	return fail(c, -EINVAL, NULL, NULL, "expected an object, got %s", type_name(root->type));
 }
 
 int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **out,
-                         struct mc_parse_error *err) {
+			 struct mc_parse_error *err)
+{
 	struct mc_parse_error scratch;
 	struct mci_json_reader reader;
 	struct pctx c = { .r = &reader, .item = -1 };
@@ -1489,7 +1549,8 @@ out:
 }
 
 int mc_object_parse(const char *json, size_t len, struct mc_object **out,
-                    struct mc_parse_error *err) {
+		    struct mc_parse_error *err)
+{
 	struct mc_parse_error scratch;
 	struct mci_json_reader reader;
 	struct pctx c = { .r = &reader, .item = -1 };
@@ -1515,7 +1576,8 @@ int mc_object_parse(const char *json, size_t len, struct mc_object **out,
 }
 
 int mc_object_list_parse_file(const char *path, struct mc_object_list **out,
-                              struct mc_parse_error *err) {
+			      struct mc_parse_error *err)
+{
 	struct mc_parse_error scratch;
 	struct stat st;
 	char *buf = NULL;

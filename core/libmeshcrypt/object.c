@@ -12,7 +12,8 @@
 
 #include "object-internal.h"
 
-int mc_ip_parse(const char *s, struct mc_ip *out) {
+int mc_ip_parse(const char *s, struct mc_ip *out)
+{
 	struct mc_ip ip;
 
 	if (!s || !out)
@@ -28,11 +29,13 @@ int mc_ip_parse(const char *s, struct mc_ip *out) {
 	return 0;
 }
 
-static unsigned family_bits(uint8_t family) {
+static unsigned family_bits(uint8_t family)
+{
 	return family == AF_INET ? 32 : 128;
 }
 
-int mc_prefix_parse(const char *s, struct mc_prefix *out) {
+int mc_prefix_parse(const char *s, struct mc_prefix *out)
+{
 	char addr[MC_IP_STRLEN];
 	struct mc_prefix p;
 	const char *slash;
@@ -65,21 +68,24 @@ int mc_prefix_parse(const char *s, struct mc_prefix *out) {
 	return 0;
 }
 
-const char *mc_ip_to_string(const struct mc_ip *ip, char buf[MC_IP_STRLEN]) {
+const char *mc_ip_to_string(const struct mc_ip *ip, char buf[MC_IP_STRLEN])
+{
 	if (!ip || (ip->family != AF_INET && ip->family != AF_INET6) ||
 	    !inet_ntop(ip->family, ip->addr, buf, MC_IP_STRLEN))
 		snprintf(buf, MC_IP_STRLEN, "?");
 	return buf;
 }
 
-const char *mc_prefix_to_string(const struct mc_prefix *p, char buf[MC_PREFIX_STRLEN]) {
+const char *mc_prefix_to_string(const struct mc_prefix *p, char buf[MC_PREFIX_STRLEN])
+{
 	char ip[MC_IP_STRLEN];
 
 	snprintf(buf, MC_PREFIX_STRLEN, "%s/%u", mc_ip_to_string(&p->ip, ip), (unsigned)p->len);
 	return buf;
 }
 
-bool mc_prefix_contains(const struct mc_prefix *p, const struct mc_ip *ip) {
+bool mc_prefix_contains(const struct mc_prefix *p, const struct mc_ip *ip)
+{
 	unsigned full = p->len / 8, rest = p->len % 8;
 
 	if (p->ip.family != ip->family)
@@ -89,13 +95,15 @@ bool mc_prefix_contains(const struct mc_prefix *p, const struct mc_ip *ip) {
 	return rest == 0 || ((p->ip.addr[full] ^ ip->addr[full]) & (0xff00 >> rest)) == 0;
 }
 
-int mc_ip_compare(const struct mc_ip *a, const struct mc_ip *b) {
+int mc_ip_compare(const struct mc_ip *a, const struct mc_ip *b)
+{
 	if (a->family != b->family)
 		return a->family < b->family ? -1 : 1;
 	return memcmp(a->addr, b->addr, sizeof(a->addr));
 }
 
-int mc_prefix_compare(const struct mc_prefix *a, const struct mc_prefix *b) {
+int mc_prefix_compare(const struct mc_prefix *a, const struct mc_prefix *b)
+{
 	int r = mc_ip_compare(&a->ip, &b->ip);
 
 	if (r != 0)
@@ -103,7 +111,8 @@ int mc_prefix_compare(const struct mc_prefix *a, const struct mc_prefix *b) {
 	return (int)a->len - (int)b->len;
 }
 
-const char *mc_object_kind_name(enum mc_object_kind kind) {
+const char *mc_object_kind_name(enum mc_object_kind kind)
+{
 	switch (kind) {
 	case MC_OBJECT_NODE:
 		return "Node";
@@ -119,26 +128,31 @@ const char *mc_object_kind_name(enum mc_object_kind kind) {
 	return NULL;
 }
 
-enum mc_object_kind mc_object_kind(const struct mc_object *obj) {
+enum mc_object_kind mc_object_kind(const struct mc_object *obj)
+{
 	return obj->kind;
 }
 
-const char *mc_object_namespace(const struct mc_object *obj) {
+const char *mc_object_namespace(const struct mc_object *obj)
+{
 	return obj->namespace;
 }
 
-const char *mc_object_name(const struct mc_object *obj) {
+const char *mc_object_name(const struct mc_object *obj)
+{
 	return obj->name;
 }
 
-const char *mc_object_label(const struct mc_object *obj, const char *key) {
+const char *mc_object_label(const struct mc_object *obj, const char *key)
+{
 	for (size_t i = 0; i < obj->n_labels; i++)
 		if (strcmp(obj->labels[i].key, key) == 0)
 			return obj->labels[i].value;
 	return NULL;
 }
 
-void mc_object_free(struct mc_object *obj) {
+void mc_object_free(struct mc_object *obj)
+{
 	/* an arena object goes with its list */
 	if (!obj || obj->in_arena)
 		return;
@@ -179,20 +193,24 @@ void mc_object_free(struct mc_object *obj) {
 	free(obj);
 }
 
-size_t mc_object_list_count(const struct mc_object_list *list) {
+size_t mc_object_list_count(const struct mc_object_list *list)
+{
 	return list ? list->n_objects : 0;
 }
 
-const struct mc_object *mc_object_list_get(const struct mc_object_list *list, size_t i) {
+const struct mc_object *mc_object_list_get(const struct mc_object_list *list, size_t i)
+{
 	return i < list->n_objects ? list->objects[i] : NULL;
 }
 
-const char *mc_object_list_resource_version(const struct mc_object_list *list) {
+const char *mc_object_list_resource_version(const struct mc_object_list *list)
+{
 	return list->resource_version;
 }
 
 /* A heap copy of an arena object: a Pod or a Namespace. */
-static struct mc_object *object_to_heap(const struct mc_object *src) {
+static struct mc_object *object_to_heap(const struct mc_object *src)
+{
 	struct mc_object *o = calloc(1, sizeof(*o));
 	bool ok;
 
@@ -226,7 +244,8 @@ static struct mc_object *object_to_heap(const struct mc_object *src) {
 	return o;
 }
 
-struct mc_object *mci_object_list_steal(struct mc_object_list *list, size_t i) {
+struct mc_object *mci_object_list_steal(struct mc_object_list *list, size_t i)
+{
 	struct mc_object *obj = list->objects[i];
 
 	if (obj && obj->in_arena && !(obj = object_to_heap(obj)))
@@ -243,7 +262,8 @@ struct mci_arena_block {
 #define ARENA_BLOCK ((size_t)1 << 20)
 #define ARENA_ALIGN (sizeof(max_align_t))
 
-void *mci_arena_alloc(struct mci_arena *a, size_t size) {
+void *mci_arena_alloc(struct mci_arena *a, size_t size)
+{
 	size_t header = (sizeof(struct mci_arena_block) + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
 	struct mci_arena_block *b;
 	void *p;
@@ -281,7 +301,8 @@ void *mci_arena_alloc(struct mci_arena *a, size_t size) {
 	return p;
 }
 
-static void arena_free(struct mci_arena *a) {
+static void arena_free(struct mci_arena *a)
+{
 	while (a->blocks) {
 		struct mci_arena_block *b = a->blocks;
 
@@ -292,7 +313,8 @@ static void arena_free(struct mci_arena *a) {
 	a->left = 0;
 }
 
-void mc_object_list_free(struct mc_object_list *list) {
+void mc_object_list_free(struct mc_object_list *list)
+{
 	if (!list)
 		return;
 	for (size_t i = 0; i < list->n_objects; i++)

@@ -36,7 +36,8 @@ struct idx {
 };
 
 /* Makes room for n more values, so the inserts that follow cannot fail. */
-static int idx_reserve(struct idx *t, uint32_t more, hash_fn hf, const void *ctx) {
+static int idx_reserve(struct idx *t, uint32_t more, hash_fn hf, const void *ctx)
+{
 	uint32_t need = t->n + more, cap = t->cap ? t->cap : 16, *slots;
 
 	if ((uint64_t)need * 4 <= (uint64_t)t->cap * 3)
@@ -62,7 +63,8 @@ static int idx_reserve(struct idx *t, uint32_t more, hash_fn hf, const void *ctx
 }
 
 /* After idx_reserve(). */
-static void idx_insert(struct idx *t, uint32_t h, uint32_t v) {
+static void idx_insert(struct idx *t, uint32_t h, uint32_t v)
+{
 	uint32_t i;
 
 	for (i = h & (t->cap - 1); t->slots[i]; i = (i + 1) & (t->cap - 1))
@@ -72,7 +74,8 @@ static void idx_insert(struct idx *t, uint32_t h, uint32_t v) {
 }
 
 /* Removes value v (present) and shifts its probe cluster back, so lookups need no tombstones. */
-static void idx_remove(struct idx *t, uint32_t v, hash_fn hf, const void *ctx) {
+static void idx_remove(struct idx *t, uint32_t v, hash_fn hf, const void *ctx)
+{
 	uint32_t mask = t->cap - 1, i, j;
 
 	for (i = hf(ctx, v) & mask; t->slots[i] != v; i = (i + 1) & mask)
@@ -90,7 +93,8 @@ static void idx_remove(struct idx *t, uint32_t v, hash_fn hf, const void *ctx) {
 	t->n--;
 }
 
-static size_t idx_bytes(const struct idx *t) {
+static size_t idx_bytes(const struct idx *t)
+{
 	return t->slots ? malloc_usable_size(t->slots) : 0;
 }
 
@@ -102,7 +106,8 @@ static uint32_t hash_bytes(const void *data, size_t len)
 }
 
 /* memcmp() equality that accepts NULL for empty arrays. */
-static bool mem_equal(const void *a, const void *b, size_t n) {
+static bool mem_equal(const void *a, const void *b, size_t n)
+{
 	return n == 0 || memcmp(a, b, n) == 0;
 }
 
@@ -113,7 +118,8 @@ struct u32vec {
 	uint32_t n, cap;
 };
 
-static int vec_reserve(struct u32vec *a, uint32_t more) {
+static int vec_reserve(struct u32vec *a, uint32_t more)
+{
 	uint32_t cap;
 	uint32_t *v;
 
@@ -130,7 +136,8 @@ static int vec_reserve(struct u32vec *a, uint32_t more) {
 	return 0;
 }
 
-static void vec_remove(struct u32vec *a, uint32_t value) {
+static void vec_remove(struct u32vec *a, uint32_t value)
+{
 	for (uint32_t i = 0; i < a->n; i++)
 		if (a->v[i] == value) {
 			a->v[i] = a->v[--a->n];
@@ -149,11 +156,13 @@ struct names {
 	struct idx index;
 };
 
-static uint32_t names_hash(const void *ctx, uint32_t id) {
+static uint32_t names_hash(const void *ctx, uint32_t id)
+{
 	return ((const struct names *)ctx)->hash[id];
 }
 
-static uint32_t names_find(const struct names *t, const char *name, uint32_t h) {
+static uint32_t names_find(const struct names *t, const char *name, uint32_t h)
+{
 	if (!t->cap || !t->index.cap)
 		return 0;
 	for (uint32_t i = h & (t->index.cap - 1), id; (id = t->index.slots[i]);
@@ -163,12 +172,14 @@ static uint32_t names_find(const struct names *t, const char *name, uint32_t h) 
 	return 0;
 }
 
-static uint32_t names_lookup(const struct names *t, const char *name) {
+static uint32_t names_lookup(const struct names *t, const char *name)
+{
 	return names_find(t, name, hash_bytes(name, strlen(name)));
 }
 
 /* Issues the next id to name, which t does not hold yet. */
-static int names_intern(struct names *t, const char *name, uint32_t *id) {
+static int names_intern(struct names *t, const char *name, uint32_t *id)
+{
 	uint32_t h = hash_bytes(name, strlen(name));
 
 	if (t->n == 0)
@@ -194,7 +205,8 @@ static int names_intern(struct names *t, const char *name, uint32_t *id) {
 	return 0;
 }
 
-static void names_free(struct names *t) {
+static void names_free(struct names *t)
+{
 	for (uint32_t id = 1; id < t->n; id++)
 		free(t->name[id]);
 	free(t->name);
@@ -224,7 +236,8 @@ struct pod {
 	/* followed by the NUL-terminated name */
 };
 
-static const char *pod_name(const struct pod *p) {
+static const char *pod_name(const struct pod *p)
+{
 	return (const char *)(p->ips + p->n_ips);
 }
 
@@ -278,27 +291,33 @@ struct mc_store {
 	unsigned n_cidr_lens[2];
 };
 
-static uint32_t pod_name_hash(const void *ctx, uint32_t slot) {
+static uint32_t pod_name_hash(const void *ctx, uint32_t slot)
+{
 	return ((const struct mc_store *)ctx)->pods[slot]->hash;
 }
 
-static uint32_t ip_hash(const struct mc_ip *ip) {
+static uint32_t ip_hash(const struct mc_ip *ip)
+{
 	return hash_bytes(ip, sizeof(*ip));
 }
 
-static const struct mc_ip *ip_entry(const struct mc_store *s, uint32_t e) {
+static const struct mc_ip *ip_entry(const struct mc_store *s, uint32_t e)
+{
 	return &s->pods[e >> 1]->ips[e & 1];
 }
 
-static uint32_t pod_ip_hash(const void *ctx, uint32_t e) {
+static uint32_t pod_ip_hash(const void *ctx, uint32_t e)
+{
 	return ip_hash(ip_entry(ctx, e));
 }
 
-static uint32_t name_key_hash(uint32_t ns, const char *name) {
+static uint32_t name_key_hash(uint32_t ns, const char *name)
+{
 	return (uint32_t)mci_mum(mci_hash_bytes(name, strlen(name)) ^ ns, 0x9e3779b97f4a7c15u);
 }
 
-static uint32_t pod_find(const struct mc_store *s, uint32_t ns, const char *name) {
+static uint32_t pod_find(const struct mc_store *s, uint32_t ns, const char *name)
+{
 	uint32_t h = name_key_hash(ns, name), mask = s->by_name.cap - 1;
 
 	if (!s->by_name.cap)
@@ -312,7 +331,8 @@ static uint32_t pod_find(const struct mc_store *s, uint32_t ns, const char *name
 	return 0;
 }
 
-static bool pod_managed(const struct mc_store *s, const struct pod *p, const uint8_t *ns_view) {
+static bool pod_managed(const struct mc_store *s, const struct pod *p, const uint8_t *ns_view)
+{
 	/* ns_view: the namespaces' managed bits before this transaction (see struct txn) */
 	if (p->flags & POD_LABELLED)
 		return true;
@@ -322,7 +342,8 @@ static bool pod_managed(const struct mc_store *s, const struct pod *p, const uin
 }
 
 /* Newest creationTimestamp wins; on a tie the greater namespace/name. */
-static int pod_newer(const struct mc_store *s, const struct pod *a, const struct pod *b) {
+static int pod_newer(const struct mc_store *s, const struct pod *a, const struct pod *b)
+{
 	int r;
 
 	if (a->created != b->created)
@@ -333,7 +354,8 @@ static int pod_newer(const struct mc_store *s, const struct pod *a, const struct
 
 /* The slots of the live pods claiming ip (at most max), winner first; returns their count. */
 static size_t ip_claimants(const struct mc_store *s, const struct mc_ip *ip, uint32_t *out,
-                           size_t max) {
+			   size_t max)
+{
 	uint32_t mask = s->by_ip.cap - 1, h = ip_hash(ip);
 	size_t n = 0;
 
@@ -355,7 +377,8 @@ static size_t ip_claimants(const struct mc_store *s, const struct mc_ip *ip, uin
 	return n;
 }
 
-static uint32_t ip_winner(const struct mc_store *s, const struct mc_ip *ip) {
+static uint32_t ip_winner(const struct mc_store *s, const struct mc_ip *ip)
+{
 	uint32_t mask = s->by_ip.cap - 1, h = ip_hash(ip), w = 0;
 
 	if (!s->by_ip.cap)
@@ -370,7 +393,8 @@ static uint32_t ip_winner(const struct mc_store *s, const struct mc_ip *ip) {
 /* --- derived state --------------------------------------------------------------------------- */
 
 static void effective(const struct node *n, const struct mc_ip **addrs, size_t *n_addrs,
-                      const char **boot, const struct mc_prefix **cidrs, size_t *n_cidrs) {
+		      const char **boot, const struct mc_prefix **cidrs, size_t *n_cidrs)
+{
 	const struct mc_object *nd = n->node, *mc = n->mcnode;
 
 	*addrs = NULL, *n_addrs = 0, *boot = "", *cidrs = NULL, *n_cidrs = 0;
@@ -388,12 +412,14 @@ static void effective(const struct node *n, const struct mc_ip **addrs, size_t *
 		*cidrs = nd->node.pod_cidrs, *n_cidrs = nd->node.n_pod_cidrs;
 }
 
-static int cmp_prefix(const void *a, const void *b) {
+static int cmp_prefix(const void *a, const void *b)
+{
 	return mc_prefix_compare(a, b);
 }
 
 /* Sorts and deduplicates n prefixes in place; returns the new count. */
-static size_t prefixes_normalize(struct mc_prefix *p, size_t n) {
+static size_t prefixes_normalize(struct mc_prefix *p, size_t n)
+{
 	size_t o = 0;
 
 	if (n == 0)
@@ -405,7 +431,8 @@ static size_t prefixes_normalize(struct mc_prefix *p, size_t n) {
 	return o;
 }
 
-static void *memdup_array(const void *src, size_t n, size_t size) {
+static void *memdup_array(const void *src, size_t n, size_t size)
+{
 	void *p;
 
 	if (n == 0)
@@ -416,7 +443,8 @@ static void *memdup_array(const void *src, size_t n, size_t size) {
 	return p;
 }
 
-void mc_peer_state_free(struct mc_peer_state *p) {
+void mc_peer_state_free(struct mc_peer_state *p)
+{
 	if (!p)
 		return;
 	free(p->name);
@@ -425,7 +453,8 @@ void mc_peer_state_free(struct mc_peer_state *p) {
 	free(p);
 }
 
-void mc_local_state_free(struct mc_local_state *l) {
+void mc_local_state_free(struct mc_local_state *l)
+{
 	if (!l)
 		return;
 	free(l->name);
@@ -434,14 +463,16 @@ void mc_local_state_free(struct mc_local_state *l) {
 	free(l);
 }
 
-static bool in_any(const struct mc_prefix *cidrs, size_t n, const struct mc_ip *ip) {
+static bool in_any(const struct mc_prefix *cidrs, size_t n, const struct mc_ip *ip)
+{
 	for (size_t i = 0; i < n; i++)
 		if (mc_prefix_contains(&cidrs[i], ip))
 			return true;
 	return false;
 }
 
-static struct mc_peer_state *derive_peer(const struct mc_store *s, uint32_t id) {
+static struct mc_peer_state *derive_peer(const struct mc_store *s, uint32_t id)
+{
 	const struct node *n = &s->nodes[id];
 	const struct mc_prefix *cidrs;
 	const struct mc_ip *addrs;
@@ -496,7 +527,8 @@ fail:
 	return NULL;
 }
 
-static bool peer_equal(const struct mc_peer_state *a, const struct mc_peer_state *b) {
+static bool peer_equal(const struct mc_peer_state *a, const struct mc_peer_state *b)
+{
 	return a->present == b->present && a->n_addresses == b->n_addresses &&
 	       a->n_prefixes == b->n_prefixes && a->key_generation == b->key_generation &&
 	       strcmp(a->boot_id, b->boot_id) == 0 &&
@@ -506,7 +538,8 @@ static bool peer_equal(const struct mc_peer_state *a, const struct mc_peer_state
 }
 
 static struct mc_pod_state derive_pod(const struct mc_store *s, const struct mc_ip *ip,
-                                      const uint8_t *ns_view) {
+				      const uint8_t *ns_view)
+{
 	struct mc_pod_state st = { .ip = *ip, .role = MC_POD_NONE };
 	uint32_t w = ip_winner(s, ip);
 	const struct pod *p;
@@ -525,7 +558,8 @@ static struct mc_pod_state derive_pod(const struct mc_store *s, const struct mc_
 	return st;
 }
 
-static struct mc_local_state *derive_local(const struct mc_store *s) {
+static struct mc_local_state *derive_local(const struct mc_store *s)
+{
 	const struct node *n = &s->nodes[s->local_id];
 	const struct mc_prefix *cidrs;
 	const struct mc_ip *addrs;
@@ -555,7 +589,8 @@ fail:
 	return NULL;
 }
 
-static bool local_equal(const struct mc_local_state *a, const struct mc_local_state *b) {
+static bool local_equal(const struct mc_local_state *a, const struct mc_local_state *b)
+{
 	return a->known == b->known && a->participating == b->participating &&
 	       a->n_addresses == b->n_addresses && a->n_pod_cidrs == b->n_pod_cidrs &&
 	       a->key_generation == b->key_generation && strcmp(a->boot_id, b->boot_id) == 0 &&
@@ -596,15 +631,18 @@ struct txn {
 	int error; /* first ENOMEM: keep going so that every change is still enqueued */
 };
 
-static uint32_t key_hash(const struct mc_key *k) {
+static uint32_t key_hash(const struct mc_key *k)
+{
 	return hash_bytes(k, sizeof(*k));
 }
 
-static uint32_t touched_hash(const void *ctx, uint32_t e) {
+static uint32_t touched_hash(const void *ctx, uint32_t e)
+{
 	return key_hash(&((const struct txn *)ctx)->v[e - 1].key);
 }
 
-static struct mc_key make_key(uint32_t type, uint32_t peer_id, const struct mc_ip *ip) {
+static struct mc_key make_key(uint32_t type, uint32_t peer_id, const struct mc_ip *ip)
+{
 	struct mc_key k;
 
 	memset(&k, 0, sizeof(k));
@@ -615,13 +653,15 @@ static struct mc_key make_key(uint32_t type, uint32_t peer_id, const struct mc_i
 	return k;
 }
 
-static void txn_oom(struct txn *t) {
+static void txn_oom(struct txn *t)
+{
 	if (!t->error)
 		t->error = -ENOMEM;
 }
 
 /* Records key as affected by the change about to be made, capturing its state first. */
-static void touch(struct mc_store *s, struct txn *t, const struct mc_key *key) {
+static void touch(struct mc_store *s, struct txn *t, const struct mc_key *key)
+{
 	uint32_t h = key_hash(key), mask = t->index.cap - 1;
 	struct touched *e;
 
@@ -666,7 +706,8 @@ oom:
 	txn_oom(t);
 }
 
-static void touch_peer(struct mc_store *s, struct txn *t, uint32_t id) {
+static void touch_peer(struct mc_store *s, struct txn *t, uint32_t id)
+{
 	struct mc_key k = make_key(MC_KEY_PEER, id, NULL);
 
 	touch(s, t, &k);
@@ -678,7 +719,8 @@ static void touch_peer(struct mc_store *s, struct txn *t, uint32_t id) {
 
 /* A pod's IP key, and the peers of every pod claiming that IP: who wins decides whose host
  * prefix it is. */
-static void touch_ip(struct mc_store *s, struct txn *t, const struct mc_ip *ip) {
+static void touch_ip(struct mc_store *s, struct txn *t, const struct mc_ip *ip)
+{
 	struct mc_key k = make_key(MC_KEY_POD, 0, ip);
 	uint32_t claimants[8];
 	size_t n = ip_claimants(s, ip, claimants, 8);
@@ -688,7 +730,8 @@ static void touch_ip(struct mc_store *s, struct txn *t, const struct mc_ip *ip) 
 		touch_peer(s, t, s->pods[claimants[i]]->node);
 }
 
-static void touch_pod(struct mc_store *s, struct txn *t, const struct pod *p) {
+static void touch_pod(struct mc_store *s, struct txn *t, const struct pod *p)
+{
 	for (unsigned i = 0; i < p->n_ips; i++)
 		touch_ip(s, t, &p->ips[i]);
 	if (p->n_ips)
@@ -697,7 +740,8 @@ static void touch_pod(struct mc_store *s, struct txn *t, const struct pod *p) {
 
 static void event(struct txn *t, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static void event(struct txn *t, int level, const char *fmt, ...) {
+static void event(struct txn *t, int level, const char *fmt, ...)
+{
 	struct txn_event *v = realloc(t->events, (t->n_events + 1) * sizeof(*v));
 	va_list ap;
 	char *msg;
@@ -714,7 +758,8 @@ static void event(struct txn *t, int level, const char *fmt, ...) {
 	t->events[t->n_events++] = (struct txn_event){ level, msg };
 }
 
-static void report_conflicts(struct mc_store *s, struct txn *t, const struct mc_ip *ip) {
+static void report_conflicts(struct mc_store *s, struct txn *t, const struct mc_ip *ip)
+{
 	char ipbuf[MC_IP_STRLEN];
 	uint32_t c[4];
 	size_t n = ip_claimants(s, ip, c, 4), in = 0;
@@ -766,14 +811,16 @@ static void report_conflicts(struct mc_store *s, struct txn *t, const struct mc_
 		      s->node_names.name[nodes[1]], s->node_names.name[w->node]);
 }
 
-static int cmp_cidr_entry(const void *a, const void *b) {
+static int cmp_cidr_entry(const void *a, const void *b)
+{
 	const struct cidr_entry *x = a, *y = b;
 	int r = mc_prefix_compare(&x->prefix, &y->prefix);
 
 	return r ? r : (x->node > y->node) - (x->node < y->node);
 }
 
-static void rebuild_cidrs(struct mc_store *s, struct txn *t) {
+static void rebuild_cidrs(struct mc_store *s, struct txn *t)
+{
 	size_t n = 0, o = 0;
 	struct cidr_entry *v;
 
@@ -815,7 +862,8 @@ static void rebuild_cidrs(struct mc_store *s, struct txn *t) {
 }
 
 /* Touches the pods of the namespaces this transaction changed: one pass over all pods. */
-static void touch_namespaces(struct mc_store *s, struct txn *t) {
+static void touch_namespaces(struct mc_store *s, struct txn *t)
+{
 	if (!t->ns_changed)
 		return;
 	for (uint32_t slot = 1; slot < s->n_slots; slot++) {
@@ -831,7 +879,8 @@ static void touch_namespaces(struct mc_store *s, struct txn *t) {
 }
 
 /* Derives every touched key again and keeps those whose state changed. */
-static void txn_finish(struct mc_store *s, struct txn *t) {
+static void txn_finish(struct mc_store *s, struct txn *t)
+{
 	touch_namespaces(s, t);
 	if (s->cidrs_dirty)
 		rebuild_cidrs(s, t);
@@ -872,7 +921,8 @@ static void txn_finish(struct mc_store *s, struct txn *t) {
 	}
 }
 
-static void txn_free(struct txn *t) {
+static void txn_free(struct txn *t)
+{
 	for (uint32_t i = 0; i < t->n; i++) {
 		if (t->v[i].key.type == MC_KEY_PEER)
 			mc_peer_state_free(t->v[i].before.peer);
@@ -889,7 +939,8 @@ static void txn_free(struct txn *t) {
 }
 
 /* Ends a write: derives, unlocks, then hands out events and keys with the lock released. */
-static int txn_commit(struct mc_store *s, struct txn *t) {
+static int txn_commit(struct mc_store *s, struct txn *t)
+{
 	int r;
 
 	txn_finish(s, t);
@@ -909,7 +960,8 @@ static int txn_commit(struct mc_store *s, struct txn *t) {
 /* The id of name in t, issuing one if new; *array (one zeroed element of size elem per id,
  * *cap of them) grows first, so a new id always has its element. */
 static int intern(struct names *t, const char *name, void **array, uint32_t *cap, size_t elem,
-                  uint32_t *id) {
+		  uint32_t *id)
+{
 	uint32_t next = t->n ? t->n : 1;
 
 	if ((*id = names_lookup(t, name)))
@@ -927,29 +979,34 @@ static int intern(struct names *t, const char *name, void **array, uint32_t *cap
 	return names_intern(t, name, id);
 }
 
-static int intern_node(struct mc_store *s, const char *name, uint32_t *id) {
+static int intern_node(struct mc_store *s, const char *name, uint32_t *id)
+{
 	return intern(&s->node_names, name, (void **)&s->nodes, &s->nodes_cap, sizeof(*s->nodes),
 	              id);
 }
 
-static int intern_ns(struct mc_store *s, const char *name, uint32_t *id) {
+static int intern_ns(struct mc_store *s, const char *name, uint32_t *id)
+{
 	return intern(&s->ns_names, name, (void **)&s->nss, &s->nss_cap, sizeof(*s->nss), id);
 }
 
-static bool labelled(const struct mc_store *s, const struct mc_object *o) {
+static bool labelled(const struct mc_store *s, const struct mc_object *o)
+{
 	const char *v = mc_object_label(o, s->label_key);
 
 	return v && strcmp(v, s->label_value) == 0;
 }
 
-static bool same_pod(const struct pod *a, const struct pod *b) {
+static bool same_pod(const struct pod *a, const struct pod *b)
+{
 	return a->created == b->created && a->ns == b->ns && a->node == b->node &&
 	       (a->flags & ~POD_SEEN) == (b->flags & ~POD_SEEN) && a->n_ips == b->n_ips &&
 	       mem_equal(a->ips, b->ips, a->n_ips * sizeof(a->ips[0]));
 }
 
 /* Takes p out of the IP index and its node's list. */
-static void unindex_pod(struct mc_store *s, uint32_t slot) {
+static void unindex_pod(struct mc_store *s, uint32_t slot)
+{
 	struct pod *p = s->pods[slot];
 
 	for (unsigned i = 0; i < p->n_ips; i++)
@@ -960,7 +1017,8 @@ static void unindex_pod(struct mc_store *s, uint32_t slot) {
 }
 
 /* After the reservations in apply_pod(). */
-static void index_pod(struct mc_store *s, uint32_t slot) {
+static void index_pod(struct mc_store *s, uint32_t slot)
+{
 	struct pod *p = s->pods[slot];
 
 	for (unsigned i = 0; i < p->n_ips; i++)
@@ -970,7 +1028,8 @@ static void index_pod(struct mc_store *s, uint32_t slot) {
 	s->n_pod_ips += p->n_ips;
 }
 
-static int new_slot(struct mc_store *s, uint32_t *slot) {
+static int new_slot(struct mc_store *s, uint32_t *slot)
+{
 	if (s->free_slots.n) {
 		*slot = s->free_slots.v[--s->free_slots.n];
 		return 0;
@@ -997,7 +1056,8 @@ static int new_slot(struct mc_store *s, uint32_t *slot) {
 	return 0;
 }
 
-static int apply_pod(struct mc_store *s, struct txn *t, const struct mc_object *o) {
+static int apply_pod(struct mc_store *s, struct txn *t, const struct mc_object *o)
+{
 	size_t name_len = strlen(o->name);
 	uint32_t ns, node = 0, slot;
 	struct pod *p, *old;
@@ -1057,7 +1117,8 @@ static int apply_pod(struct mc_store *s, struct txn *t, const struct mc_object *
 	return 0;
 }
 
-static void remove_pod(struct mc_store *s, struct txn *t, uint32_t slot) {
+static void remove_pod(struct mc_store *s, struct txn *t, uint32_t slot)
+{
 	struct pod *p = s->pods[slot];
 
 	touch_pod(s, t, p);
@@ -1070,7 +1131,8 @@ static void remove_pod(struct mc_store *s, struct txn *t, uint32_t slot) {
 }
 
 static int set_namespace(struct mc_store *s, struct txn *t, uint32_t ns, bool present,
-                         bool managed) {
+			 bool managed)
+{
 	struct ns *n = &s->nss[ns];
 
 	n->seen = present;
@@ -1096,7 +1158,8 @@ static int set_namespace(struct mc_store *s, struct txn *t, uint32_t ns, bool pr
 	return 0;
 }
 
-static bool node_obj_equal(const struct mc_object *a, const struct mc_object *b) {
+static bool node_obj_equal(const struct mc_object *a, const struct mc_object *b)
+{
 	if (!a || !b)
 		return a == b;
 	if (a->kind == MC_OBJECT_NODE)
@@ -1121,7 +1184,8 @@ static bool node_obj_equal(const struct mc_object *a, const struct mc_object *b)
 /* Installs o (a Node or MeshcryptNode; NULL removes) as node id's object of that kind. Takes
  * ownership of o. */
 static void set_node_obj(struct mc_store *s, struct txn *t, uint32_t id, enum mc_object_kind kind,
-                         struct mc_object *o) {
+			 struct mc_object *o)
+{
 	struct node *n = &s->nodes[id];
 	struct mc_object **slot = kind == MC_OBJECT_NODE ? &n->node : &n->mcnode;
 
@@ -1147,7 +1211,8 @@ static void set_node_obj(struct mc_store *s, struct txn *t, uint32_t id, enum mc
 	s->cidrs_dirty = true;
 }
 
-static bool secret_equal(const struct mc_object *a, const struct mc_object *b) {
+static bool secret_equal(const struct mc_object *a, const struct mc_object *b)
+{
 	if (a->secret.n_entries != b->secret.n_entries)
 		return false;
 	for (size_t i = 0; i < a->secret.n_entries; i++) {
@@ -1160,21 +1225,24 @@ static bool secret_equal(const struct mc_object *a, const struct mc_object *b) {
 	return true;
 }
 
-static ssize_t secret_find(const struct mc_store *s, const char *ns, const char *name) {
+static ssize_t secret_find(const struct mc_store *s, const char *ns, const char *name)
+{
 	for (size_t i = 0; i < s->n_secrets; i++)
 		if (strcmp(s->secrets[i]->namespace, ns) == 0 && strcmp(s->secrets[i]->name, name) == 0)
 			return (ssize_t)i;
 	return -1;
 }
 
-static void touch_secret(struct mc_store *s, struct txn *t) {
+static void touch_secret(struct mc_store *s, struct txn *t)
+{
 	struct mc_key k = make_key(MC_KEY_SECRET, 0, NULL);
 
 	touch(s, t, &k);
 }
 
 /* Takes ownership of o. */
-static int apply_secret(struct mc_store *s, struct txn *t, struct mc_object *o) {
+static int apply_secret(struct mc_store *s, struct txn *t, struct mc_object *o)
+{
 	ssize_t i = secret_find(s, o->namespace, o->name);
 
 	if (i >= 0) {
@@ -1201,7 +1269,8 @@ static int apply_secret(struct mc_store *s, struct txn *t, struct mc_object *o) 
 	return 0;
 }
 
-static void remove_secret(struct mc_store *s, struct txn *t, size_t i) {
+static void remove_secret(struct mc_store *s, struct txn *t, size_t i)
+{
 	mc_object_free(s->secrets[i]);
 	s->n_secrets--;
 	s->secrets[i] = s->secrets[s->n_secrets];
@@ -1210,7 +1279,8 @@ static void remove_secret(struct mc_store *s, struct txn *t, size_t i) {
 }
 
 /* Applies a Pod or a Namespace, of which the store keeps a copy, not o itself. */
-static int apply_copied(struct mc_store *s, struct txn *t, const struct mc_object *o) {
+static int apply_copied(struct mc_store *s, struct txn *t, const struct mc_object *o)
+{
 	uint32_t id;
 	int r;
 
@@ -1222,7 +1292,8 @@ static int apply_copied(struct mc_store *s, struct txn *t, const struct mc_objec
 }
 
 /* Applies o to the store. Takes ownership of o. */
-static int apply(struct mc_store *s, struct txn *t, struct mc_object *o) {
+static int apply(struct mc_store *s, struct txn *t, struct mc_object *o)
+{
 	uint32_t id;
 	int r = 0;
 
@@ -1244,12 +1315,14 @@ static int apply(struct mc_store *s, struct txn *t, struct mc_object *o) {
 	return r;
 }
 
-static void write_lock(struct mc_store *s, struct txn *t) {
+static void write_lock(struct mc_store *s, struct txn *t)
+{
 	memset(t, 0, sizeof(*t));
 	pthread_rwlock_wrlock(&s->lock);
 }
 
-int mc_store_upsert(struct mc_store *s, struct mc_object *obj) {
+int mc_store_upsert(struct mc_store *s, struct mc_object *obj)
+{
 	struct txn t;
 	int r;
 
@@ -1265,7 +1338,8 @@ int mc_store_upsert(struct mc_store *s, struct mc_object *obj) {
 }
 
 int mc_store_delete(struct mc_store *s, enum mc_object_kind kind, const char *ns,
-                    const char *name) {
+		    const char *name)
+{
 	uint32_t id, slot;
 	struct txn t;
 	ssize_t i;
@@ -1313,7 +1387,8 @@ int mc_store_delete(struct mc_store *s, enum mc_object_kind kind, const char *ns
 	return r < 0 ? r : c;
 }
 
-int mc_store_replace_kinds(struct mc_store *s, unsigned kinds, struct mc_object_list *list) {
+int mc_store_replace_kinds(struct mc_store *s, unsigned kinds, struct mc_object_list *list)
+{
 	bool pods = kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_POD);
 	struct txn t;
 
@@ -1373,13 +1448,15 @@ int mc_store_replace_kinds(struct mc_store *s, unsigned kinds, struct mc_object_
 	return txn_commit(s, &t);
 }
 
-int mc_store_replace_all(struct mc_store *s, struct mc_object_list *list) {
+int mc_store_replace_all(struct mc_store *s, struct mc_object_list *list)
+{
 	return mc_store_replace_kinds(s, MC_OBJECT_KINDS_ALL, list);
 }
 
 /* --- readers ------------------------------------------------------------------------------- */
 
-int mc_store_get_peer(struct mc_store *s, uint32_t peer_id, struct mc_peer_state **out) {
+int mc_store_get_peer(struct mc_store *s, uint32_t peer_id, struct mc_peer_state **out)
+{
 	int r = 0;
 
 	*out = NULL;
@@ -1392,7 +1469,8 @@ int mc_store_get_peer(struct mc_store *s, uint32_t peer_id, struct mc_peer_state
 	return r;
 }
 
-int mc_store_get_pod(struct mc_store *s, const struct mc_ip *ip, struct mc_pod_state *out) {
+int mc_store_get_pod(struct mc_store *s, const struct mc_ip *ip, struct mc_pod_state *out)
+{
 	if (!s || !ip || !out || (ip->family != AF_INET && ip->family != AF_INET6))
 		return -EINVAL;
 	pthread_rwlock_rdlock(&s->lock);
@@ -1401,14 +1479,16 @@ int mc_store_get_pod(struct mc_store *s, const struct mc_ip *ip, struct mc_pod_s
 	return 0;
 }
 
-int mc_store_get_local(struct mc_store *s, struct mc_local_state **out) {
+int mc_store_get_local(struct mc_store *s, struct mc_local_state **out)
+{
 	pthread_rwlock_rdlock(&s->lock);
 	*out = derive_local(s);
 	pthread_rwlock_unlock(&s->lock);
 	return *out ? 0 : -ENOMEM;
 }
 
-static int cmp_node_name(const void *a, const void *b, void *ctx) {
+static int cmp_node_name(const void *a, const void *b, void *ctx)
+{
 	const struct mc_store *s = ctx;
 	const uint32_t *x = a, *y = b;
 
@@ -1416,7 +1496,8 @@ static int cmp_node_name(const void *a, const void *b, void *ctx) {
 }
 
 /* The ids of the participating peers sorted by name; the caller holds the lock. */
-static int participating_peers(const struct mc_store *s, uint32_t **ids, size_t *n) {
+static int participating_peers(const struct mc_store *s, uint32_t **ids, size_t *n)
+{
 	uint32_t *v = NULL;
 	size_t k = 0;
 
@@ -1435,7 +1516,8 @@ static int participating_peers(const struct mc_store *s, uint32_t **ids, size_t 
 	return 0;
 }
 
-int mc_store_peer_ids(struct mc_store *s, uint32_t **ids, size_t *n) {
+int mc_store_peer_ids(struct mc_store *s, uint32_t **ids, size_t *n)
+{
 	int r;
 
 	*ids = NULL;
@@ -1477,7 +1559,8 @@ int mc_store_keys(struct mc_store *s, struct mc_key **keys, size_t *n)
 	return 0;
 }
 
-uint32_t mc_store_peer_id(struct mc_store *s, const char *name) {
+uint32_t mc_store_peer_id(struct mc_store *s, const char *name)
+{
 	uint32_t id;
 
 	pthread_rwlock_rdlock(&s->lock);
@@ -1487,7 +1570,8 @@ uint32_t mc_store_peer_id(struct mc_store *s, const char *name) {
 }
 
 int mc_store_get_secret(struct mc_store *s, const char *ns, const char *name, const char *key,
-                        uint8_t **data, size_t *len) {
+			uint8_t **data, size_t *len)
+{
 	int r = -ENOENT;
 	ssize_t i;
 
@@ -1522,7 +1606,8 @@ struct plan_pod {
 	uint32_t slot;
 };
 
-static int cmp_plan_pod(const void *a, const void *b) {
+static int cmp_plan_pod(const void *a, const void *b)
+{
 	const struct plan_pod *x = a, *y = b;
 
 	if (x->st.role != y->st.role)
@@ -1530,21 +1615,24 @@ static int cmp_plan_pod(const void *a, const void *b) {
 	return mc_ip_compare(&x->st.ip, &y->st.ip);
 }
 
-static void write_addresses(FILE *f, const struct mc_ip *a, size_t n) {
+static void write_addresses(FILE *f, const struct mc_ip *a, size_t n)
+{
 	char buf[MC_IP_STRLEN];
 
 	for (size_t i = 0; i < n; i++)
 		fprintf(f, "  address %s\n", mc_ip_to_string(&a[i], buf));
 }
 
-static void write_prefixes(FILE *f, const char *what, const struct mc_prefix *p, size_t n) {
+static void write_prefixes(FILE *f, const char *what, const struct mc_prefix *p, size_t n)
+{
 	char buf[MC_PREFIX_STRLEN];
 
 	for (size_t i = 0; i < n; i++)
 		fprintf(f, "  %s %s\n", what, mc_prefix_to_string(&p[i], buf));
 }
 
-static int write_plan_locked(const struct mc_store *s, FILE *f) {
+static int write_plan_locked(const struct mc_store *s, FILE *f)
+{
 	struct mc_local_state *l = derive_local(s);
 	struct plan_pod *pods = NULL;
 	uint32_t *ids = NULL;
@@ -1609,7 +1697,8 @@ out:
 	return r;
 }
 
-int mc_store_write_plan(struct mc_store *s, FILE *f) {
+int mc_store_write_plan(struct mc_store *s, FILE *f)
+{
 	int r;
 
 	pthread_rwlock_rdlock(&s->lock);
@@ -1622,11 +1711,13 @@ int mc_store_write_plan(struct mc_store *s, FILE *f) {
 
 /* --- stats ------------------------------------------------------------------------------- */
 
-static size_t usable(const void *p) {
+static size_t usable(const void *p)
+{
 	return p ? malloc_usable_size((void *)p) : 0;
 }
 
-static size_t object_bytes(const struct mc_object *o) {
+static size_t object_bytes(const struct mc_object *o)
+{
 	size_t b;
 
 	if (!o)
@@ -1644,7 +1735,8 @@ static size_t object_bytes(const struct mc_object *o) {
 	return b;
 }
 
-static size_t names_bytes(const struct names *t) {
+static size_t names_bytes(const struct names *t)
+{
 	size_t b = usable(t->name) + usable(t->hash) + idx_bytes(&t->index);
 
 	for (uint32_t id = 1; id < t->n; id++)
@@ -1652,7 +1744,8 @@ static size_t names_bytes(const struct names *t) {
 	return b;
 }
 
-void mc_store_stats(struct mc_store *s, struct mc_store_stats *out) {
+void mc_store_stats(struct mc_store *s, struct mc_store_stats *out)
+{
 	memset(out, 0, sizeof(*out));
 	pthread_rwlock_rdlock(&s->lock);
 	out->pods = s->n_pods;
@@ -1684,7 +1777,8 @@ void mc_store_stats(struct mc_store *s, struct mc_store_stats *out) {
 /* --- life cycle ---------------------------------------------------------------------------- */
 
 /* Splits "key=value" into s->label_key and s->label_value (one allocation). */
-static int parse_managed_label(struct mc_store *s, const char *label) {
+static int parse_managed_label(struct mc_store *s, const char *label)
+{
 	const char *eq = strchr(label, '=');
 
 	if (!eq || eq == label || strpbrk(label, " \t\n,"))
@@ -1697,7 +1791,8 @@ static int parse_managed_label(struct mc_store *s, const char *label) {
 	return 0;
 }
 
-struct mc_store *mc_store_new(const struct mc_store_config *cfg) {
+struct mc_store *mc_store_new(const struct mc_store_config *cfg)
+{
 	struct mc_store *s;
 	int r = 0;
 
@@ -1728,7 +1823,8 @@ struct mc_store *mc_store_new(const struct mc_store_config *cfg) {
 	return s;
 }
 
-void mc_store_free(struct mc_store *s) {
+void mc_store_free(struct mc_store *s)
+{
 	if (!s)
 		return;
 	for (uint32_t id = 1; s->nodes && id < s->node_names.n; id++) {
