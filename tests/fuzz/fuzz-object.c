@@ -148,9 +148,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(lr == 0 && mc_object_list_count(list) == 1);
 		FUZZ_CHECK(mc_object_kind(mc_object_list_get(list, 0)) == mc_object_kind(obj));
 		FUZZ_CHECK(same_string(mc_object_name(mc_object_list_get(list, 0)),
-		                       mc_object_name(obj)));
+				       mc_object_name(obj)));
 		FUZZ_CHECK(same_string(mc_object_namespace(mc_object_list_get(list, 0)),
-		                       mc_object_namespace(obj)));
+				       mc_object_namespace(obj)));
 	}
 	/* a kind meshcrypt does not read is skipped in a List, as a List item would be */
 	if (objr == -ENOTSUP)
