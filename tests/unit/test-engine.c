@@ -177,7 +177,7 @@ static void test_missing_plugin(void **state)
 
 /* ---- the engine with the real static source on a cluster file ---- */
 
-static char plugdir[600], cluster_path[700];
+static char plugdir[256], cluster_path[700];
 
 static void copy_file(const char *src, const char *dst, mode_t mode)
 {

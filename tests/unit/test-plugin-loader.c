@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The plugin loader: strict loading and a clear refusal for each way a plugin can be wrong. */
+/* The plugin loader: strict loading and a clear refusal for each way a plugin can be wrong;
+ * ABI 1.0 plugins still load and run. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <time.h>
 #include <cmocka.h>
 
+#include "engine.h"
+#include "log.h"
 #include "plugin-loader.h"
 #include "test-util.h"
 
@@ -204,6 +210,133 @@ static void test_list(void **state)
 	assert_string_equal(l.names, "tattach tbackend tsource "); /* sorted by file name */
 }
 
+/* ---- ABI 1.0 plugins ---- */
+
+static void test_abi10_descriptor(void **state)
+{
+	struct mc_loaded_plugin *p = NULL;
+	const struct mc_plugin *d;
+	char error[512];
+
+	test_install_plugin(dir, "backend-old10.so");
+	assert_int_equal(mc_plugin_load(dir, MC_PLUGIN_BACKEND, "old10", &p, error, sizeof(error)), 0);
+	d = mc_loaded_plugin_descriptor(p);
+	assert_string_equal(d->name, "old10");
+	assert_int_equal(d->kind, MC_PLUGIN_BACKEND);
+	assert_int_equal(d->abi_version, MC_PLUGIN_ABI(1, 0)); /* the plugin's, as it was built */
+	/* 1.0 had no option_size: its options are read at the 1.0 size, which is today's */
+	assert_int_equal(d->option_size, sizeof(struct mc_option));
+	assert_non_null(d->options);
+	assert_string_equal(d->options[0].name, "trace");
+	/* fields and ops of 1.1 are NULL, the 1.0 ones are the plugin's */
+	assert_null(d->cleanup);
+	assert_non_null(d->init);
+	assert_non_null(d->fini);
+	assert_non_null(d->dataplane);
+	assert_non_null(d->dataplane->local_apply);
+	assert_non_null(d->dataplane->peer_apply);
+	assert_non_null(d->dataplane->pod_apply);
+	assert_null(d->dataplane->gc);
+	assert_null(d->dataplane->secret_changed);
+	mc_plugin_unload(p);
+}
+
+static bool trace_has(const char *path, const char *prefix)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strncmp(line, prefix, strlen(prefix)) == 0;
+	fclose(f);
+	return found;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The cluster file through the static source, old10 as the backend, tattach as the attach
+ * plugin: old10 is applied every peer; the gc runs for tattach and is skipped for old10. */
+static void test_abi10_engine(void **state)
+{
+	char plugdir[256], path[700], conf[600], trace[600], text[4096], error[512];
+	struct mc_config_error cerr;
+	struct mc_config *cfg;
+	struct mc_engine *e;
+	sd_event *event = NULL;
+	int64_t deadline;
+	char buf[16384];
+	size_t n;
+	FILE *f;
+
+	snprintf(plugdir, sizeof(plugdir), "%s/plugins", dir);
+	assert_int_equal(mkdir(plugdir, 0755), 0);
+	assert_int_equal(chmod(plugdir, 0755), 0);
+	/* the static source's RUNPATH is $ORIGIN/../core/libmeshcrypt */
+	snprintf(path, sizeof(path), "%s/core", dir);
+	assert_int_equal(symlink(MC_BUILDDIR "/core", path), 0);
+	test_install_plugin(plugdir, "backend-old10.so");
+	test_install_plugin(plugdir, "attach-tattach.so");
+	{
+		char src[] = MC_BUILDDIR "/plugins/source-static.so";
+		char cmd[1600];
+
+		snprintf(cmd, sizeof(cmd), "install -m 0755 '%s' '%s/source-static.so'", src,
+			 plugdir);
+		assert_int_equal(system(cmd), 0);
+	}
+	snprintf(conf, sizeof(conf), "%s/meshcryptd.conf", dir);
+	snprintf(trace, sizeof(trace), "%s/trace", dir);
+	snprintf(text, sizeof(text),
+		 "[core]\nnode_name = node-1\nplugin_dir = %s\nstate_dir = %s\nrun_dir = %s\n"
+		 "workers = 2\n"
+		 "[source]\nplugin = static\n[backend]\nplugin = old10\n[attach]\nplugin = tattach\n"
+		 "[plugin.static]\nfile = %s\n[plugin.old10]\ntrace = %s\n[plugin.tattach]\n"
+		 "trace = %s\n",
+		 plugdir, dir, dir, MC_SRCDIR "/examples/cluster-3node.json", trace, trace);
+	test_write(conf, text);
+
+	mc_log_set_max_level(LOG_WARNING);
+	assert_int_equal(mc_config_load(conf, &cfg, &cerr), 0);
+	assert_int_equal(sd_event_new(&event), 0);
+	assert_int_equal(mc_engine_new(cfg, event, &e, error, sizeof(error)), 0);
+	assert_int_equal(mc_engine_start(e), 0);
+	assert_true(mc_engine_ready(e));
+	deadline = now_ms() + 10000;
+	while (!(trace_has(trace, "tattach peer node-2 ") && trace_has(trace, "tattach peer node-3 ") &&
+		 trace_has(trace, "tattach gc 2")) &&
+	       now_ms() < deadline)
+		usleep(2000);
+	mc_engine_drain(e);
+	mc_engine_stop(e);
+	mc_engine_free(e);
+	sd_event_unref(event);
+
+	f = fopen(trace, "r");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* old10 traces peers the 1.0 way, with no index */
+	assert_non_null(strstr(buf, "\nold10 peer node-2\n"));
+	assert_non_null(strstr(buf, "\nold10 peer node-3\n"));
+	assert_non_null(strstr(buf, "\nold10 local node-1\n"));
+	assert_null(strstr(buf, "failed"));
+	/* the gc ran (for tattach) and was skipped for old10, which has none */
+	assert_non_null(strstr(buf, "\ntattach gc 2\n"));
+	assert_null(strstr(buf, "old10 gc"));
+	/* no cleanup either: 1.0 had none */
+	assert_null(strstr(buf, "cleanup"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -220,6 +353,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abi10_descriptor, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abi10_engine, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
