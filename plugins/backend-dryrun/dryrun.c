@@ -275,6 +275,7 @@ static int load(struct dryrun *d)
 
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
+	errno = 0;
 	while (r == 0 && (len = getline(&line, &cap, f)) > 0) {
 		char *tab = strchr(line, '\t');
 
@@ -285,7 +286,11 @@ static int load(struct dryrun *d)
 		*tab = '\0';
 		r = tree_set(&d->installed, line, tab + 1);
 		r = r < 0 ? r : 0;
+		errno = 0;
 	}
+	/* A state that cannot be read whole is not an empty one: gc would miss what it lost. */
+	if (r == 0 && ferror(f))
+		r = errno ? -errno : -EIO;
 	free(line);
 	fclose(f);
 	return r;

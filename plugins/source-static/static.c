@@ -60,7 +60,10 @@ static void load(struct mc_plugin_ctx *ctx, struct static_source *s)
 	count = mc_object_list_count(list);
 	r = ctx->host->store_replace_all(ctx, list);
 	if (r < 0) {
-		ctx->host->log(ctx, LOG_ERR, "%s: cannot apply: %s", s->path, strerror(-r));
+		snprintf(status, sizeof(status), "%s: cannot apply: %s", s->path, strerror(-r));
+		ctx->host->log(ctx, LOG_ERR, "%s", status);
+		if (!s->loaded_once)
+			ctx->host->set_ready(ctx, false, status);
 		return;
 	}
 	s->loaded_once = true;
@@ -86,7 +89,8 @@ static void on_inotify(struct mc_plugin_ctx *ctx, int fd, uint32_t revents, void
 		for (char *p = buf; p < buf + n;) {
 			const struct inotify_event *ev = (const struct inotify_event *)p;
 
-			if (ev->len && strcmp(ev->name, s->base) == 0)
+			/* An overflowed queue may have dropped the event of our file. */
+			if ((ev->mask & IN_Q_OVERFLOW) || (ev->len && strcmp(ev->name, s->base) == 0))
 				ours = true;
 			p += sizeof(*ev) + ev->len;
 		}

@@ -630,6 +630,14 @@ static void test_state_dir_errors(void **state)
 	assert_non_null(fake_host_log_find(fx->fh, LOG_ERR, fx->state_file));
 	meshcrypt_plugin.fini(fx->ctx);
 	assert_int_equal(unlink(fx->state_file), 0);
+
+	/* it opens but cannot be read (a directory): a read error, not an empty state */
+	assert_int_equal(mkdir(fx->state_file, 0700), 0);
+	fake_host_log_clear(fx->fh);
+	assert_int_equal(meshcrypt_plugin.init(fx->ctx), -EISDIR);
+	assert_non_null(fake_host_log_find(fx->fh, LOG_ERR, fx->state_file));
+	meshcrypt_plugin.fini(fx->ctx);
+	assert_int_equal(rmdir(fx->state_file), 0);
 }
 
 /* A state file with lines it does not understand: they are skipped. */
