@@ -1,21 +1,28 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Hashing, the index slab and the index map shared by the work queue and the rate limiters. */
+/* Hashing, the index slab and the index map shared by the work queue, the rate limiters and
+ * the store. */
 
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <time.h>
 
-#include "workqueue-internal.h"
+#include "hashmap.h"
 
 uint64_t mci_hash_seed;
 
-/* Once per process, before any queue exists; a failing getrandom still leaves ASLR entropy. */
+/* Once per process, before any queue or store exists; a failing getrandom still leaves ASLR
+ * and clock entropy. */
 __attribute__((constructor)) static void hash_seed_init(void)
 {
+	struct timespec ts = { 0 };
 	uint64_t s = 0;
 
-	if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s))
-		s = (uint64_t)(uintptr_t)&s ^ mci_monotonic_ns();
+	if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s)) {
+		(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+		s = (uint64_t)(uintptr_t)&s ^
+		    ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+	}
 	mci_hash_seed = s;
 }
 

@@ -108,14 +108,17 @@ static inline void *mci_slab_at(const struct mci_slab *s, uint32_t idx)
 	return s->chunks[k] + (size_t)(idx - ((64u << k) - 64u)) * s->node_size;
 }
 
-/* ---- idxmap: open addressing (linear probing, backward-shift deletion) of indices ---- */
+/* ---- idxmap: open addressing (linear probing, backward-shift deletion) of 32-bit values ---- */
 
 /*
- * A slot holds (upper 32 bits of the hash) << 32 | (index + 1); 0 is empty. The stored hash
- * bits give each slot's home without touching the node, so growth and deletion never call back.
+ * One index for the work queue, the rate limiters and the store. A slot holds
+ * (upper 32 bits of the hash) << 32 | (value + 1); 0 is empty, so a value is anything below
+ * MCI_NONE (the queue stores slab indices, the store pod slots, name ids and entry numbers).
+ * A slot's home is its tag & mask, so growth and deletion work from the stored tags alone and
+ * never call back; a lookup compares tags first and asks the caller only about equal ones.
  */
 struct mci_idxmap {
-	uint64_t *slots;
+	uint64_t *slots; /* NULL until the first reserve */
 	uint32_t mask;
 	uint32_t count;
 };
@@ -132,6 +135,21 @@ static inline int mci_idxmap_reserve(struct mci_idxmap *m)
 
 	return (uint64_t)(m->count + 1) * 4 <= cap * 3 ? 0 : mci_idxmap_grow(m);
 }
+
+/* Makes room for more entries, so that as many inserts that follow cannot fail. */
+static inline int mci_idxmap_reserve_n(struct mci_idxmap *m, uint32_t more)
+{
+	for (;;) {
+		uint64_t cap = m->slots ? (uint64_t)m->mask + 1 : 0;
+		int r;
+
+		if (((uint64_t)m->count + more) * 4 <= cap * 3)
+			return 0;
+		if ((r = mci_idxmap_grow(m)) < 0)
+			return r;
+	}
+}
+
 MCI_HIDDEN void mci_idxmap_remove_at(struct mci_idxmap *m, uint32_t slot);
 
 static inline uint32_t mci_idxmap_tag(uint64_t hash)
@@ -144,15 +162,25 @@ static inline uint32_t mci_idxmap_home(const struct mci_idxmap *m, uint64_t slot
 	return (uint32_t)(slot_value >> 32) & m->mask;
 }
 
-/*
- * Looks k up among the nodes of s whose key starts key_offset bytes into the node. Returns the
- * index or MCI_NONE; *slot is where it is, or the empty slot where it would go (valid until
- * the map changes; reserve first if you mean to insert there).
- */
-static inline uint32_t mci_idxmap_find(const struct mci_idxmap *m, const struct mci_slab *s,
-				       size_t key_offset, const struct mci_key *k, uint32_t *slot)
+static inline uint32_t mci_idxmap_slot_index(uint64_t slot_value)
 {
-	uint32_t tag = mci_idxmap_tag(k->hash);
+	return (uint32_t)slot_value - 1;
+}
+
+/*
+ * Walks the probe run of hash: for each value stored with hash's tag, asks match(ctx, value),
+ * and stops at the first true. Returns that value or MCI_NONE; *slot is where it is, or the
+ * empty slot that ends the run, where it would go (valid until the map changes; reserve first
+ * if you mean to insert there). A match that always answers false visits every value with the
+ * tag (the store's IP index holds several pods per IP). The map must have slots: reserve
+ * once, or check m->slots. Always inlined, so that a constant match is inlined too and costs
+ * no call.
+ */
+static inline __attribute__((always_inline)) uint32_t
+mci_idxmap_lookup(const struct mci_idxmap *m, uint64_t hash,
+		  bool (*match)(void *ctx, uint32_t value), void *ctx, uint32_t *slot)
+{
+	uint32_t tag = mci_idxmap_tag(hash);
 	uint32_t i = tag & m->mask;
 
 	for (;; i = (i + 1) & m->mask) {
@@ -161,11 +189,11 @@ static inline uint32_t mci_idxmap_find(const struct mci_idxmap *m, const struct 
 		if (!v)
 			break;
 		if ((uint32_t)(v >> 32) == tag) {
-			uint32_t idx = (uint32_t)v - 1;
+			uint32_t value = (uint32_t)v - 1;
 
-			if (mci_key_equal(k, (unsigned char *)mci_slab_at(s, idx) + key_offset)) {
+			if (match(ctx, value)) {
 				*slot = i;
-				return idx;
+				return value;
 			}
 		}
 	}
@@ -180,9 +208,53 @@ static inline void mci_idxmap_insert_at(struct mci_idxmap *m, uint32_t slot, uin
 	m->count++;
 }
 
-static inline uint32_t mci_idxmap_slot_index(uint64_t slot_value)
+/* Adds value under hash, after a reserve; equal keys may be added more than once. */
+static inline void mci_idxmap_insert(struct mci_idxmap *m, uint64_t hash, uint32_t value)
 {
-	return (uint32_t)slot_value - 1;
+	uint32_t i = mci_idxmap_tag(hash) & m->mask;
+
+	while (m->slots[i])
+		i = (i + 1) & m->mask;
+	mci_idxmap_insert_at(m, i, hash, value);
+}
+
+/* Removes value, which is present under hash. */
+static inline void mci_idxmap_remove(struct mci_idxmap *m, uint64_t hash, uint32_t value)
+{
+	uint64_t want = (uint64_t)mci_idxmap_tag(hash) << 32 | (uint64_t)(value + 1);
+	uint32_t i = mci_idxmap_tag(hash) & m->mask;
+
+	while (m->slots[i] != want)
+		i = (i + 1) & m->mask;
+	mci_idxmap_remove_at(m, i);
+}
+
+/* ---- the queue's and the rate limiters' lookup: slab nodes holding an mci_key ---- */
+
+struct mci_slab_match {
+	const struct mci_slab *slab;
+	size_t key_offset;
+	const struct mci_key *key;
+};
+
+static inline bool mci_slab_key_match(void *ctx, uint32_t idx)
+{
+	const struct mci_slab_match *c = ctx;
+
+	return mci_key_equal(c->key, (unsigned char *)mci_slab_at(c->slab, idx) + c->key_offset);
+}
+
+/*
+ * Looks k up among the nodes of s whose key starts key_offset bytes into the node. Returns the
+ * index or MCI_NONE; *slot as for mci_idxmap_lookup(). A thin wrapper: it compiles to the
+ * same loop as a lookup written out by hand.
+ */
+static inline uint32_t mci_idxmap_find(const struct mci_idxmap *m, const struct mci_slab *s,
+				       size_t key_offset, const struct mci_key *k, uint32_t *slot)
+{
+	struct mci_slab_match c = { .slab = s, .key_offset = key_offset, .key = k };
+
+	return mci_idxmap_lookup(m, k->hash, mci_slab_key_match, &c, slot);
 }
 
 #endif /* MC_HASHMAP_H */

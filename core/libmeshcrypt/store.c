@@ -8,7 +8,8 @@
  * after the lock is released.
  *
  * Memory: a pod is one allocation (header, IPs, name); node and namespace names are interned
- * to ids; the indexes hold 32-bit pod slots, not pointers. Namespaces keep one bit (carries the
+ * to ids; the indexes (hashmap.h's seeded mci_idxmap, shared with the work queue) hold 32-bit
+ * pod slots, not pointers, next to a 32-bit hash tag. Namespaces keep one bit (carries the
  * managed label), pods keep one bit for their own label.
  */
 
@@ -25,84 +26,14 @@
 #include "hashmap.h"
 #include "object-internal.h"
 
-/* --- open-addressing index of 32-bit values (0 = empty), linear probing -------------------- */
+/* --- indexes ----------------------------------------------------------------------------- */
 
-typedef uint32_t (*hash_fn)(const void *ctx, uint32_t value);
-
-struct idx {
-	uint32_t *slots;
-	uint32_t cap; /* 0 or a power of two */
-	uint32_t n;
-};
-
-/* Makes room for n more values, so the inserts that follow cannot fail. */
-static int idx_reserve(struct idx *t, uint32_t more, hash_fn hf, const void *ctx)
+/* The indexes are mci_idxmaps (hashmap.h), the same index as the work queue's, hashed with the
+ * same per-process seed: names and IPs are chosen by cluster users, so a fixed seed would let
+ * them craft keys that collide and turn every lookup into a scan. */
+static size_t idx_bytes(const struct mci_idxmap *m)
 {
-	uint32_t need = t->n + more, cap = t->cap ? t->cap : 16, *slots;
-
-	if ((uint64_t)need * 4 <= (uint64_t)t->cap * 3)
-		return 0;
-	while ((uint64_t)need * 4 > (uint64_t)cap * 3)
-		cap *= 2;
-	slots = calloc(cap, sizeof(*slots));
-	if (!slots)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < t->cap; i++) {
-		uint32_t v = t->slots[i], j;
-
-		if (!v)
-			continue;
-		for (j = hf(ctx, v) & (cap - 1); slots[j]; j = (j + 1) & (cap - 1))
-			;
-		slots[j] = v;
-	}
-	free(t->slots);
-	t->slots = slots;
-	t->cap = cap;
-	return 0;
-}
-
-/* After idx_reserve(). */
-static void idx_insert(struct idx *t, uint32_t h, uint32_t v)
-{
-	uint32_t i;
-
-	for (i = h & (t->cap - 1); t->slots[i]; i = (i + 1) & (t->cap - 1))
-		;
-	t->slots[i] = v;
-	t->n++;
-}
-
-/* Removes value v (present) and shifts its probe cluster back, so lookups need no tombstones. */
-static void idx_remove(struct idx *t, uint32_t v, hash_fn hf, const void *ctx)
-{
-	uint32_t mask = t->cap - 1, i, j;
-
-	for (i = hf(ctx, v) & mask; t->slots[i] != v; i = (i + 1) & mask)
-		;
-	for (j = (i + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
-		uint32_t home = hf(ctx, t->slots[j]) & mask;
-
-		/* the entry at j may move to the hole at i unless its home lies in (i, j] */
-		if (((j - home) & mask) >= ((j - i) & mask)) {
-			t->slots[i] = t->slots[j];
-			i = j;
-		}
-	}
-	t->slots[i] = 0;
-	t->n--;
-}
-
-static size_t idx_bytes(const struct idx *t)
-{
-	return t->slots ? malloc_usable_size(t->slots) : 0;
-}
-
-/* The seeded hash of the work queue (hashmap.h): names and IPs are chosen by cluster users, so a
- * fixed seed would let them craft keys that collide and turn every lookup into a scan. */
-static uint32_t hash_bytes(const void *data, size_t len)
-{
-	return (uint32_t)mci_hash_bytes(data, len);
+	return m->slots ? malloc_usable_size(m->slots) : 0;
 }
 
 /* memcmp() equality that accepts NULL for empty arrays. */
@@ -150,58 +81,52 @@ static void vec_remove(struct u32vec *a, uint32_t value)
 /* Names get ids 1, 2, ... in order of first sight and keep them for the life of the store. */
 struct names {
 	char **name; /* [id]; [0] unused */
-	uint32_t *hash;
 	uint32_t n; /* next id */
 	uint32_t cap;
-	struct idx index;
+	struct mci_idxmap index; /* ids by name */
 };
 
-static uint32_t names_hash(const void *ctx, uint32_t id)
-{
-	return ((const struct names *)ctx)->hash[id];
-}
+struct names_key {
+	const struct names *t;
+	const char *name;
+};
 
-static uint32_t names_find(const struct names *t, const char *name, uint32_t h)
+static bool names_match(void *ctx, uint32_t id)
 {
-	if (!t->cap || !t->index.cap)
-		return 0;
-	for (uint32_t i = h & (t->index.cap - 1), id; (id = t->index.slots[i]);
-	     i = (i + 1) & (t->index.cap - 1))
-		if (t->hash[id] == h && strcmp(t->name[id], name) == 0)
-			return id;
-	return 0;
+	const struct names_key *k = ctx;
+
+	return strcmp(k->t->name[id], k->name) == 0;
 }
 
 static uint32_t names_lookup(const struct names *t, const char *name)
 {
-	return names_find(t, name, hash_bytes(name, strlen(name)));
+	struct names_key k = { .t = t, .name = name };
+	uint32_t at, id;
+
+	if (!t->index.slots)
+		return 0;
+	id = mci_idxmap_lookup(&t->index, mci_hash_bytes(name, strlen(name)), names_match, &k, &at);
+	return id == MCI_NONE ? 0 : id;
 }
 
 /* Issues the next id to name, which t does not hold yet. */
 static int names_intern(struct names *t, const char *name, uint32_t *id)
 {
-	uint32_t h = hash_bytes(name, strlen(name));
-
 	if (t->n == 0)
 		t->n = 1;
 	if (t->n >= t->cap) {
 		uint32_t cap = t->cap ? t->cap * 2 : 16;
 		char **nv = realloc(t->name, cap * sizeof(*nv));
-		uint32_t *hv;
 
 		if (!nv)
 			return -ENOMEM;
 		t->name = nv;
-		if (!(hv = realloc(t->hash, cap * sizeof(*hv))))
-			return -ENOMEM;
-		t->hash = hv;
 		t->cap = cap;
 	}
-	if (idx_reserve(&t->index, 1, names_hash, t) < 0 || !(t->name[t->n] = strdup(name)))
+	if (mci_idxmap_reserve(&t->index) < 0 || !(t->name[t->n] = strdup(name)))
 		return -ENOMEM;
 	*id = t->n++;
-	t->hash[*id] = h;
-	idx_insert(&t->index, h, *id);
+	mci_idxmap_insert(&t->index, mci_hash_bytes(name, strlen(name)), *id);
 	return 0;
 }
 
@@ -210,8 +135,7 @@ static void names_free(struct names *t)
 	for (uint32_t id = 1; id < t->n; id++)
 		free(t->name[id]);
 	free(t->name);
-	free(t->hash);
-	free(t->index.slots);
+	mci_idxmap_fini(&t->index);
 }
 
 /* --- the store ----------------------------------------------------------------------------- */
@@ -229,7 +153,6 @@ struct pod {
 	int64_t created;
 	uint32_t ns;   /* namespace id */
 	uint32_t node; /* node id; 0 when not scheduled */
-	uint32_t hash; /* of (ns, name), for the name index */
 	uint8_t flags;
 	uint8_t n_ips; /* 0 unless POD_LIVE */
 	struct mc_ip ips[];
@@ -272,8 +195,8 @@ struct mc_store {
 	uint32_t n_slots, cap_slots;
 	struct u32vec free_slots;
 	size_t n_pods, n_pod_ips;
-	struct idx by_name; /* pod slots by (namespace, name) */
-	struct idx by_ip;   /* slot << 1 | IP index, by IP: several pods may claim one IP */
+	struct mci_idxmap by_name; /* pod slots by (namespace, name) */
+	struct mci_idxmap by_ip;   /* slot << 1 | IP index, by IP: several pods may claim one IP */
 
 	struct mc_object **secrets;
 	bool *secret_seen;
@@ -291,14 +214,9 @@ struct mc_store {
 	unsigned n_cidr_lens[2];
 };
 
-static uint32_t pod_name_hash(const void *ctx, uint32_t slot)
+static uint64_t ip_hash(const struct mc_ip *ip)
 {
-	return ((const struct mc_store *)ctx)->pods[slot]->hash;
-}
-
-static uint32_t ip_hash(const struct mc_ip *ip)
-{
-	return hash_bytes(ip, sizeof(*ip));
+	return mci_hash_bytes(ip, sizeof(*ip));
 }
 
 static const struct mc_ip *ip_entry(const struct mc_store *s, uint32_t e)
@@ -306,29 +224,34 @@ static const struct mc_ip *ip_entry(const struct mc_store *s, uint32_t e)
 	return &s->pods[e >> 1]->ips[e & 1];
 }
 
-static uint32_t pod_ip_hash(const void *ctx, uint32_t e)
+static uint64_t name_key_hash(uint32_t ns, const char *name)
 {
-	return ip_hash(ip_entry(ctx, e));
+	return mci_mum(mci_hash_bytes(name, strlen(name)) ^ ns, 0x9e3779b97f4a7c15u);
 }
 
-static uint32_t name_key_hash(uint32_t ns, const char *name)
+struct pod_key {
+	const struct mc_store *s;
+	uint32_t ns;
+	const char *name;
+};
+
+static bool pod_match(void *ctx, uint32_t slot)
 {
-	return (uint32_t)mci_mum(mci_hash_bytes(name, strlen(name)) ^ ns, 0x9e3779b97f4a7c15u);
+	const struct pod_key *k = ctx;
+	const struct pod *p = k->s->pods[slot];
+
+	return p->ns == k->ns && strcmp(pod_name(p), k->name) == 0;
 }
 
 static uint32_t pod_find(const struct mc_store *s, uint32_t ns, const char *name)
 {
-	uint32_t h = name_key_hash(ns, name), mask = s->by_name.cap - 1;
+	struct pod_key k = { .s = s, .ns = ns, .name = name };
+	uint32_t at, slot;
 
-	if (!s->by_name.cap)
+	if (!s->by_name.slots)
 		return 0;
-	for (uint32_t i = h & mask, slot; (slot = s->by_name.slots[i]); i = (i + 1) & mask) {
-		const struct pod *p = s->pods[slot];
-
-		if (p->hash == h && p->ns == ns && strcmp(pod_name(p), name) == 0)
-			return slot;
-	}
-	return 0;
+	slot = mci_idxmap_lookup(&s->by_name, name_key_hash(ns, name), pod_match, &k, &at);
+	return slot == MCI_NONE ? 0 : slot;
 }
 
 static bool pod_managed(const struct mc_store *s, const struct pod *p, const uint8_t *ns_view)
@@ -352,42 +275,68 @@ static int pod_newer(const struct mc_store *s, const struct pod *a, const struct
 	return r ? r : strcmp(pod_name(a), pod_name(b));
 }
 
+struct ip_visit {
+	const struct mc_store *s;
+	const struct mc_ip *ip;
+	uint32_t *out;
+	size_t max, n;
+	uint32_t winner;
+};
+
+/* Collects the claimants of v->ip, winner first; answers false to visit them all. */
+static bool ip_collect(void *ctx, uint32_t e)
+{
+	struct ip_visit *v = ctx;
+	const struct mc_store *s = v->s;
+
+	if (memcmp(ip_entry(s, e), v->ip, sizeof(*v->ip)) != 0)
+		return false;
+	if (v->n < v->max)
+		v->out[v->n] = e >> 1;
+	if (v->n > 0 && v->n < v->max &&
+	    pod_newer(s, s->pods[v->out[v->n]], s->pods[v->out[0]]) > 0) {
+		uint32_t t = v->out[0];
+
+		v->out[0] = v->out[v->n];
+		v->out[v->n] = t;
+	}
+	v->n++;
+	return false;
+}
+
 /* The slots of the live pods claiming ip (at most max), winner first; returns their count. */
 static size_t ip_claimants(const struct mc_store *s, const struct mc_ip *ip, uint32_t *out,
 			   size_t max)
 {
-	uint32_t mask = s->by_ip.cap - 1, h = ip_hash(ip);
-	size_t n = 0;
+	struct ip_visit v = { .s = s, .ip = ip, .out = out, .max = max };
+	uint32_t at;
 
-	if (!s->by_ip.cap)
+	if (!s->by_ip.slots)
 		return 0;
-	for (uint32_t i = h & mask, e; (e = s->by_ip.slots[i]); i = (i + 1) & mask) {
-		if (memcmp(ip_entry(s, e), ip, sizeof(*ip)) != 0)
-			continue;
-		if (n < max)
-			out[n] = e >> 1;
-		if (n > 0 && n < max && pod_newer(s, s->pods[out[n]], s->pods[out[0]]) > 0) {
-			uint32_t t = out[0];
+	(void)mci_idxmap_lookup(&s->by_ip, ip_hash(ip), ip_collect, &v, &at);
+	return v.n;
+}
 
-			out[0] = out[n];
-			out[n] = t;
-		}
-		n++;
-	}
-	return n;
+static bool ip_newest(void *ctx, uint32_t e)
+{
+	struct ip_visit *v = ctx;
+	const struct mc_store *s = v->s;
+
+	if (memcmp(ip_entry(s, e), v->ip, sizeof(*v->ip)) == 0 &&
+	    (!v->winner || pod_newer(s, s->pods[e >> 1], s->pods[v->winner]) > 0))
+		v->winner = e >> 1;
+	return false;
 }
 
 static uint32_t ip_winner(const struct mc_store *s, const struct mc_ip *ip)
 {
-	uint32_t mask = s->by_ip.cap - 1, h = ip_hash(ip), w = 0;
+	struct ip_visit v = { .s = s, .ip = ip };
+	uint32_t at;
 
-	if (!s->by_ip.cap)
+	if (!s->by_ip.slots)
 		return 0;
-	for (uint32_t i = h & mask, e; (e = s->by_ip.slots[i]); i = (i + 1) & mask)
-		if (memcmp(ip_entry(s, e), ip, sizeof(*ip)) == 0 &&
-		    (!w || pod_newer(s, s->pods[e >> 1], s->pods[w]) > 0))
-			w = e >> 1;
-	return w;
+	(void)mci_idxmap_lookup(&s->by_ip, ip_hash(ip), ip_newest, &v, &at);
+	return v.winner;
 }
 
 /* --- derived state --------------------------------------------------------------------------- */
@@ -613,7 +562,7 @@ struct touched {
 struct txn {
 	struct touched *v;
 	uint32_t n, cap;
-	struct idx index; /* entry number + 1, by key */
+	struct mci_idxmap index; /* entry numbers (into v), by key */
 	/* [namespace id]: 0 unchanged in this transaction, else 1 + its managed bit before it.
 	 * Namespace changes touch their pods in one pass at the end (touch_namespaces()), so
 	 * until then derive_pod() must see the old bits. */
@@ -631,14 +580,21 @@ struct txn {
 	int error; /* first ENOMEM: keep going so that every change is still enqueued */
 };
 
-static uint32_t key_hash(const struct mc_key *k)
+static uint64_t key_hash(const struct mc_key *k)
 {
-	return hash_bytes(k, sizeof(*k));
+	return mci_hash_bytes(k, sizeof(*k));
 }
 
-static uint32_t touched_hash(const void *ctx, uint32_t e)
+struct touched_key {
+	const struct txn *t;
+	const struct mc_key *key;
+};
+
+static bool touched_match(void *ctx, uint32_t e)
 {
-	return key_hash(&((const struct txn *)ctx)->v[e - 1].key);
+	const struct touched_key *k = ctx;
+
+	return memcmp(&k->t->v[e].key, k->key, sizeof(*k->key)) == 0;
 }
 
 static struct mc_key make_key(uint32_t type, uint32_t peer_id, const struct mc_ip *ip)
@@ -662,13 +618,13 @@ static void txn_oom(struct txn *t)
 /* Records key as affected by the change about to be made, capturing its state first. */
 static void touch(struct mc_store *s, struct txn *t, const struct mc_key *key)
 {
-	uint32_t h = key_hash(key), mask = t->index.cap - 1;
+	struct touched_key k = { .t = t, .key = key };
+	uint64_t h = key_hash(key);
 	struct touched *e;
+	uint32_t at;
 
-	if (t->index.cap)
-		for (uint32_t i = h & mask, x; (x = t->index.slots[i]); i = (i + 1) & mask)
-			if (memcmp(&t->v[x - 1].key, key, sizeof(*key)) == 0)
-				return;
+	if (t->index.slots && mci_idxmap_lookup(&t->index, h, touched_match, &k, &at) != MCI_NONE)
+		return;
 	if (t->n == t->cap) {
 		uint32_t cap = t->cap ? t->cap * 2 : 64;
 		struct touched *v = realloc(t->v, cap * sizeof(*v));
@@ -678,12 +634,12 @@ static void touch(struct mc_store *s, struct txn *t, const struct mc_key *key)
 		t->v = v;
 		t->cap = cap;
 	}
-	if (idx_reserve(&t->index, 1, touched_hash, t) < 0)
+	if (mci_idxmap_reserve(&t->index) < 0)
 		goto oom;
+	mci_idxmap_insert(&t->index, h, t->n);
 	e = &t->v[t->n++];
 	memset(e, 0, sizeof(*e));
 	e->key = *key;
-	idx_insert(&t->index, h, t->n);
 	switch (key->type) {
 	case MC_KEY_POD:
 		e->before.pod = derive_pod(s, &key->ip, t->ns_before);
@@ -930,7 +886,7 @@ static void txn_free(struct txn *t)
 			mc_local_state_free(t->v[i].before.local);
 	}
 	free(t->v);
-	free(t->index.slots);
+	mci_idxmap_fini(&t->index);
 	free(t->ns_before);
 	free(t->changed);
 	for (size_t i = 0; i < t->n_events; i++)
@@ -1010,7 +966,7 @@ static void unindex_pod(struct mc_store *s, uint32_t slot)
 	struct pod *p = s->pods[slot];
 
 	for (unsigned i = 0; i < p->n_ips; i++)
-		idx_remove(&s->by_ip, slot << 1 | i, pod_ip_hash, s);
+		mci_idxmap_remove(&s->by_ip, ip_hash(&p->ips[i]), slot << 1 | i);
 	if (p->n_ips)
 		vec_remove(&s->nodes[p->node].pods, slot);
 	s->n_pod_ips -= p->n_ips;
@@ -1022,7 +978,7 @@ static void index_pod(struct mc_store *s, uint32_t slot)
 	struct pod *p = s->pods[slot];
 
 	for (unsigned i = 0; i < p->n_ips; i++)
-		idx_insert(&s->by_ip, ip_hash(&p->ips[i]), slot << 1 | i);
+		mci_idxmap_insert(&s->by_ip, ip_hash(&p->ips[i]), slot << 1 | i);
 	if (p->n_ips)
 		s->nodes[p->node].pods.v[s->nodes[p->node].pods.n++] = slot;
 	s->n_pod_ips += p->n_ips;
@@ -1076,7 +1032,6 @@ static int apply_pod(struct mc_store *s, struct txn *t, const struct mc_object *
 	p->created = o->created;
 	p->ns = ns;
 	p->node = node;
-	p->hash = name_key_hash(ns, o->name);
 	p->flags = (n_ips ? POD_LIVE : 0) | (labelled(s, o) ? POD_LABELLED : 0) | POD_SEEN;
 	p->n_ips = (uint8_t)n_ips;
 	if (n_ips)
@@ -1091,8 +1046,8 @@ static int apply_pod(struct mc_store *s, struct txn *t, const struct mc_object *
 		return 0;
 	}
 	/* reserve everything, so that nothing below fails half-way */
-	if ((r = idx_reserve(&s->by_ip, n_ips, pod_ip_hash, s)) < 0 ||
-	    (!old && (r = idx_reserve(&s->by_name, 1, pod_name_hash, s)) < 0) ||
+	if ((r = mci_idxmap_reserve_n(&s->by_ip, n_ips)) < 0 ||
+	    (!old && (r = mci_idxmap_reserve(&s->by_name)) < 0) ||
 	    (n_ips && (r = vec_reserve(&s->nodes[node].pods, 1)) < 0) ||
 	    (!old && (r = new_slot(s, &slot)) < 0)) {
 		free(p);
@@ -1107,7 +1062,7 @@ static int apply_pod(struct mc_store *s, struct txn *t, const struct mc_object *
 	}
 	s->pods[slot] = p;
 	if (!old)
-		idx_insert(&s->by_name, p->hash, slot);
+		mci_idxmap_insert(&s->by_name, name_key_hash(ns, o->name), slot);
 	/* the claimants before this pod joins them: they may lose the IP to it */
 	for (unsigned i = 0; i < n_ips; i++)
 		touch_ip(s, t, &p->ips[i]);
@@ -1123,7 +1078,7 @@ static void remove_pod(struct mc_store *s, struct txn *t, uint32_t slot)
 
 	touch_pod(s, t, p);
 	unindex_pod(s, slot);
-	idx_remove(&s->by_name, slot, pod_name_hash, s);
+	mci_idxmap_remove(&s->by_name, name_key_hash(p->ns, pod_name(p)), slot);
 	free(p);
 	s->pods[slot] = NULL;
 	s->n_pods--;
@@ -1737,7 +1692,7 @@ static size_t object_bytes(const struct mc_object *o)
 
 static size_t names_bytes(const struct names *t)
 {
-	size_t b = usable(t->name) + usable(t->hash) + idx_bytes(&t->index);
+	size_t b = usable(t->name) + idx_bytes(&t->index);
 
 	for (uint32_t id = 1; id < t->n; id++)
 		b += usable(t->name[id]);
@@ -1842,8 +1797,8 @@ void mc_store_free(struct mc_store *s)
 	free(s->nss);
 	free(s->pods);
 	free(s->free_slots.v);
-	free(s->by_name.slots);
-	free(s->by_ip.slots);
+	mci_idxmap_fini(&s->by_name);
+	mci_idxmap_fini(&s->by_ip);
 	free(s->secrets);
 	free(s->secret_seen);
 	free(s->cidrs);

@@ -687,6 +687,61 @@ static void test_hash_seeded(void **state)
 	(void)state;
 }
 
+/* The index the store shares with the work queue (hashmap.h): values under colliding and
+ * wrapping tags, duplicates, growth and backward-shift removal, against a plain array. */
+struct idx_visit {
+	const uint64_t *hash_of;
+	uint64_t hash;
+	uint32_t want, seen;
+};
+
+static bool idx_visit(void *ctx, uint32_t value)
+{
+	struct idx_visit *v = ctx;
+
+	assert_int_equal(v->hash_of[value] >> 32, v->hash >> 32);
+	v->seen++;
+	return value == v->want;
+}
+
+static void test_idxmap_shared(void **state)
+{
+	enum { N = 3000 };
+	static uint64_t hash_of[N];
+	static bool present[N];
+	struct mci_idxmap m;
+	uint32_t at;
+
+	mci_idxmap_init(&m);
+	for (uint32_t v = 0; v < N; v++) {
+		/* few distinct tags, some at the top of the table so that runs wrap around */
+		hash_of[v] = (uint64_t)(v % 3 ? 0xffffffffu - v % 5 : v % 11) << 32 | v;
+		assert_int_equal(mci_idxmap_reserve_n(&m, 1 + v % 2), 0);
+		mci_idxmap_insert(&m, hash_of[v], v);
+		present[v] = true;
+	}
+	assert_int_equal(m.count, N);
+	for (uint32_t round = 0; round < 3; round++) {
+		for (uint32_t v = round; v < N; v += 3) {
+			mci_idxmap_remove(&m, hash_of[v], v);
+			present[v] = false;
+		}
+		for (uint32_t v = 0; v < N; v++) {
+			struct idx_visit c = { .hash_of = hash_of, .hash = hash_of[v], .want = v };
+			uint32_t got = mci_idxmap_lookup(&m, hash_of[v], idx_visit, &c, &at);
+
+			assert_int_equal(got, present[v] ? v : MCI_NONE);
+			if (!present[v])
+				assert_int_equal(m.slots[at], 0);
+		}
+	}
+	assert_int_equal(m.count, 0);
+	for (uint32_t i = 0; i <= m.mask; i++)
+		assert_int_equal(m.slots[i], 0);
+	mci_idxmap_fini(&m);
+	(void)state;
+}
+
 static void *read_loop(void *arg) {
 	struct reader *rd = arg;
 	struct mc_ip ip = ip_of("10.244.1.7");
@@ -759,6 +814,7 @@ int main(void) {
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_concurrent_readers),
 		cmocka_unit_test(test_hash_seeded),
+		cmocka_unit_test(test_idxmap_shared),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
