@@ -1386,7 +1386,9 @@ static int convert_list(struct pctx *c, const struct val *vals, const char *list
 struct list_hook {
 	struct items_hook hook;
 	struct mc_object_list *list;
-	const char *items_at; /* the items converted, NULL when none were */
+	/* the items last converted into list, NULL when none were: it may hold them even when
+	 * later items were not converted, so only discard_items() empties it */
+	const char *items_at;
 	int result;
 };
 
@@ -1397,7 +1399,6 @@ static int items_now(struct pctx *c, struct val *vals, struct items_hook *hook)
 	struct str kind;
 	int r;
 
-	lh->items_at = NULL;
 	if (vals[S_KIND].type != MCI_JSON_STRING)
 		return mci_json_skip(c->r) < 0 ? syntax_error(c) : 0;
 	if ((r = read_str(c, "kind", &vals[S_KIND], &kind)) < 0 || !is_list(kind.s)) {

@@ -569,6 +569,20 @@ static void test_json_details(void **state) {
 	assert_int_equal(mc_object_list_count(l), 0);
 	assert_string_equal(err.message, "");
 	mc_object_list_free(l);
+	/* items converted under an earlier List kind are dropped when the last items are not
+	 * converted on the way (found by tests/fuzz, regressions/list-kind-again-items-again.json) */
+	doc = "{\"kind\":\"List\",\"items\":[{\"kind\":\"Node\",\"metadata\":{\"name\":\"a\"}}],"
+	      "\"kind\":\"Service\",\"items\":[]}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), 0);
+	assert_int_equal(mc_object_list_count(l), 0);
+	mc_object_list_free(l);
+	doc = "{\"kind\":\"List\",\"items\":[{\"kind\":\"Node\",\"metadata\":{\"name\":\"a\"}}],"
+	      "\"kind\":\"Service\",\"items\":[{\"kind\":\"Node\",\"metadata\":{\"name\":\"b\"}}],"
+	      "\"kind\":\"List\"}";
+	assert_int_equal(mc_object_list_parse(doc, strlen(doc), &l, &err), 0);
+	assert_int_equal(mc_object_list_count(l), 1);
+	assert_string_equal(mc_object_list_get(l, 0)->name, "b");
+	mc_object_list_free(l);
 
 	/* a null member counts as absent, even after a value */
 	doc = POD_HEAD "},\"status\":{\"podIPs\":[{\"ip\":\"x\"}],\"podIPs\":null}}";
