@@ -6,7 +6,9 @@
  *   mc_engine_new    load the selected plugins, validate their sections, config_check
  *                    (no side effects beyond loading: --check-config stops here)
  *   mc_engine_start  init plugins (attach, backend, source), start workers, start plugins
- *   mc_engine_drain  wait until every queued key has been reconciled, then stop the workers
+ *   mc_engine_drain  reconcile every queued key once more, then stop the workers; keys waiting
+ *                    for a retry are dropped, not waited for (a failing backend must not hold
+ *                    up a stop): the next start's full resync applies them
  *   mc_engine_stop   stop the source, drain, stop the dataplane plugins, fini in reverse
  *                    (mc_engine_start may follow: meshcryptd restarts the running engine
  *                    when a reloaded configuration fails to start)

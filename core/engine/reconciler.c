@@ -336,7 +336,7 @@ static void *worker(void *arg)
 		} else if (is_permanent(r)) {
 			atomic_fetch_add(&e->permanent_failures, 1);
 			mc_log_error("%s: can never be applied as it is (a plugin said so, see "
-				     "above); not retried until it changes",
+				     "above); not retried until it changes or the next full resync",
 				     describe_key(e, &key, what, sizeof(what)));
 			keyq_forget(e->queue, &key);
 		} else {

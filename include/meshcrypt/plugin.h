@@ -82,8 +82,9 @@ struct mc_pod_state;
 /*
  * Returned (negated) by a dataplane callback whose input can never be applied as it is, e.g. a
  * peer whose addresses this backend cannot use: logged once, not retried until the desired
- * state changes. Every other error is retried with backoff; -EINVAL in particular, which the
- * kernel also returns for states that are transient. Below -1000, clear of errno values.
+ * state changes or the next full resync. Every other error is retried with backoff; -EINVAL
+ * in particular, which the kernel also returns for states that are transient. Below -1000,
+ * clear of errno values.
  * (ABI 1.1; a 1.0 core retries it like any other error.)
  */
 #define MC_EPERMANENT 1001
