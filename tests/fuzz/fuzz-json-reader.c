@@ -11,7 +11,7 @@
  *     first error is;
  *   - a read's result breaks its contract (a string's NUL and length, an integer that is not
  *     strtoll()'s, a key outside the text or the key buffer, the nesting not back where it
- *     was after a whole value).
+ *     was after a whole value), or the reader of another type accepts a value or moves.
  */
 
 #include <errno.h>
@@ -113,6 +113,32 @@ static int read_array(struct mci_json_reader *r)
 	return more;
 }
 
+/* The readers of the other types refuse the next value and leave the reader where it was. */
+static void check_refused(struct mci_json_reader *r, enum mci_json_type type)
+{
+	/* their error is not the walk's: a later failure must set its own */
+	const char *error = r->error, *error_at = r->error_at;
+	struct mci_json_mark m = mci_json_mark(r);
+	char buf[8];
+	size_t len;
+	int64_t i;
+	bool b;
+
+	if (type != MCI_JSON_STRING)
+		FUZZ_CHECK(mci_json_read_string(r, buf, sizeof(buf), &len) == -EINVAL);
+	if (type != MCI_JSON_INT && type != MCI_JSON_REAL)
+		FUZZ_CHECK(mci_json_read_int(r, &i) == -EINVAL);
+	if (type != MCI_JSON_BOOL)
+		FUZZ_CHECK(mci_json_read_bool(r, &b) == -EINVAL);
+	if (type != MCI_JSON_OBJECT)
+		FUZZ_CHECK(mci_json_enter_object(r) == -EINVAL);
+	if (type != MCI_JSON_ARRAY)
+		FUZZ_CHECK(mci_json_enter_array(r) == -EINVAL);
+	FUZZ_CHECK(r->at.p == m.p && r->at.depth == m.depth && r->at.stack == m.stack);
+	r->error = error;
+	r->error_at = error_at;
+}
+
 /* Reads the next value with the function for its type. */
 static int read_value(struct mci_json_reader *r)
 {
@@ -122,6 +148,7 @@ static int read_value(struct mci_json_reader *r)
 
 	if (mci_json_peek(r, &type) < 0)
 		return -EINVAL;
+	check_refused(r, type);
 	switch (type) {
 	case MCI_JSON_OBJECT:
 		return read_object(r);
