@@ -38,7 +38,7 @@ write_config node-2 "workers = lots"
 kill -HUP "$pid"
 until_ok grep -q 'reload failed: keeping the running configuration' "$tmp/log" ||
 	fail "bad configuration not reported"
-grep -q 'meshcryptd.conf:4: \[core\] workers = "lots": not an integer' "$tmp/log" ||
+grep -q 'meshcryptd.conf:5: \[core\] workers = "lots": not an integer' "$tmp/log" ||
 	fail "bad configuration not named precisely"
 ctl plan | grep -q '^local node-1' || fail "the running configuration did not stay"
 echo "bad configuration rejected, node-1 still in force"
