@@ -5,7 +5,9 @@
 # (docs/performance.md).
 #
 # A PROGRAM is anything that takes `-r 1 WORKLOAD` and prints workqueue_bench's line: the
-# workqueue_bench of any commit, bench/naive_queue_bench for (a), a client-go harness.
+# workqueue_bench of any commit, bench/naive_queue_bench for (a). The client-go anchor
+# (a program whose name contains client-go) takes only `WORKLOAD`. BENCH_ARGS (e.g. -m for
+# metrics on) go to every program but the anchor, whose queue has client-go's no-op metrics.
 #
 #   bench/side-by-side.sh 11 a build/bench/workqueue_bench /tmp/old/workqueue_bench \
 #       build/bench/naive_queue_bench
@@ -18,10 +20,13 @@ runs=$1 workload=$2
 shift 2
 for _ in $(seq "$runs"); do
 	for program in "$@"; do
-		"$program" -r 1 "$workload" | awk -v p="$program" '{ print p, $4 }'
+		case $program in
+		*client-go*) "$program" "$workload" ;;
+		*) "$program" ${BENCH_ARGS:-} -r 1 "$workload" ;;
+		esac | awk -v p="$program${BENCH_ARGS:+ $BENCH_ARGS}" '{ print p, $4 }'
 	done
 done | sort -k1,1 -k2,2n | awk '
-	{ v[$1] = v[$1] " " $2 }
+	{ v[$1] = v[$1] " " $NF }
 	END {
 		for (p in v) {
 			n = split(v[p], a, " ")

@@ -4,7 +4,9 @@
  * util/workqueue. Each run of a workload happens in its own child process, so peak_rss_kb is
  * that workload's alone; every run checks its own result and the program fails if one is wrong.
  *
- *   workqueue_bench [-r RUNS] [a|b|c|d|mem ...]
+ *   workqueue_bench [-m] [-r RUNS] [a|b|c|d|mem ...]
+ *
+ * -m names the queues, which turns their metrics on as in the daemon (metrics=on in the line).
  *
  * prints, per workload, the run with the median items/s:
  *   name items workers items_per_sec peak_rss_kb key=value...
@@ -143,10 +145,13 @@ static void *plain_worker(void *arg)
 #define C_KEYS 100000u
 #define D_KEYS 100000u
 
+/* -m: the daemon's configuration, a named queue with its metrics on (default registry). */
+static bool metrics_on;
+
 static struct run *run_new(size_t keys, struct mc_rate_limiter *rl)
 {
 	struct run *r = aligned_alloc(_Alignof(struct run), sizeof(struct run));
-	struct mc_workqueue_config cfg = { .rate_limiter = rl };
+	struct mc_workqueue_config cfg = { .rate_limiter = rl, .name = metrics_on ? "bench" : NULL };
 
 	if (!r)
 		die("out of memory");
@@ -399,9 +404,13 @@ int main(int argc, char **argv)
 	unsigned runs = 1;
 	int opt, first;
 
-	while ((opt = getopt(argc, argv, "r:")) != -1) {
+	while ((opt = getopt(argc, argv, "mr:")) != -1) {
+		if (opt == 'm') {
+			metrics_on = true;
+			continue;
+		}
 		if (opt != 'r' || atoi(optarg) < 1) {
-			fprintf(stderr, "usage: %s [-r RUNS] [a|b|c|d|mem ...]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-m] [-r RUNS] [a|b|c|d|mem ...]\n", argv[0]);
 			return 2;
 		}
 		runs = (unsigned)atoi(optarg);
@@ -426,10 +435,10 @@ int main(int argc, char **argv)
 			}
 		}
 		qsort(res, runs, sizeof(*res), by_rate);
-		printf("%s %" PRIu64 " %u %.0f %ld runs=%u min=%.0f max=%.0f%s%s\n",
+		printf("%s %" PRIu64 " %u %.0f %ld runs=%u min=%.0f max=%.0f metrics=%s%s%s\n",
 		       workloads[i].name, res[runs / 2].items, res[runs / 2].workers,
 		       res[runs / 2].items_per_sec, res[runs / 2].peak_rss_kb, runs,
-		       res[0].items_per_sec, res[runs - 1].items_per_sec,
+		       res[0].items_per_sec, res[runs - 1].items_per_sec, metrics_on ? "on" : "off",
 		       res[runs / 2].extra[0] ? " " : "", res[runs / 2].extra);
 		fflush(stdout);
 		free(res);
