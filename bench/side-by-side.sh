@@ -21,12 +21,13 @@ shift 2
 for _ in $(seq "$runs"); do
 	for program in "$@"; do
 		case $program in
-		*client-go*) "$program" "$workload" ;;
-		*) "$program" ${BENCH_ARGS:-} -r 1 "$workload" ;;
-		esac | awk -v p="$program${BENCH_ARGS:+ $BENCH_ARGS}" '{ print p, $4 }'
+		*client-go*) "$program" "$workload" | awk -v p="$program" '{ print p, $4 }' ;;
+		*) "$program" ${BENCH_ARGS:-} -r 1 "$workload" |
+			awk -v p="$program${BENCH_ARGS:+[${BENCH_ARGS// /_}]}" '{ print p, $4 }' ;;
+		esac
 	done
 done | sort -k1,1 -k2,2n | awk '
-	{ v[$1] = v[$1] " " $NF }
+	{ v[$1] = v[$1] " " $2 }
 	END {
 		for (p in v) {
 			n = split(v[p], a, " ")
