@@ -14,8 +14,8 @@
  * get takes the ready ring's head without the lock, claiming the node with a CAS of its state
  * ("the ready ring"), and done of the item the thread got last clears PROCESSING with a CAS
  * (done_fast()). The lock serialises the rest: applying the log, the map, the heap, moving
- * items into the ring, sleeping and waking. With metrics on, get and done take the lock, which
- * keeps the counts the metrics need.
+ * items into the ring, sleeping and waking. Metrics take the same paths: get and done count in
+ * per-thread stripes that a scrape sums ("metrics").
  *
  * There is no delay thread. Items whose ready time has come are moved from the heap to the
  * queue by whoever takes the lock next and looks (add, get, done, len, a metrics render), in
@@ -63,10 +63,13 @@ struct node {
 /* The times and the item follow an 8-byte header, so both are 8-byte aligned. */
 _Static_assert(sizeof(struct node) == 8, "node header must stay 8 bytes");
 
+/* Atomic: a scrape reads them while getters and dones change them without the lock. */
 struct node_times {
-	uint64_t add_ns;   /* became DIRTY: queue_duration */
-	uint64_t start_ns; /* handed to a worker: work_duration, unfinished work */
-	uint32_t prev, next; /* list of the items being processed */
+	/* Became DIRTY: queue_duration. Written under the lock, while the node is not queued. */
+	_Atomic uint64_t add_ns;
+	/* Handed to a worker, plus 1; 0 while no worker holds it: work_duration, unfinished
+	 * work. Written by the getter after its claim, zeroed by the done before its release. */
+	_Atomic uint64_t start_ns_1;
 };
 
 struct waiting {
@@ -86,20 +89,39 @@ static const double bound_s[N_BOUNDS] = { 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1,
 /* How often a worker blocked in get() re-reads a replaced (test) clock. */
 #define CUSTOM_CLOCK_POLL_NS 1000000ull
 
+/* counts[N_BOUNDS] is the +Inf bucket, so that the count is their sum. */
 struct hist {
-	uint64_t counts[N_BOUNDS];
-	uint64_t count;
+	uint64_t counts[N_BOUNDS + 1];
 	uint64_t sum_ns;
 };
 
+struct hist_stripe {
+	_Atomic uint64_t counts[N_BOUNDS + 1];
+	_Atomic uint64_t sum_ns;
+};
+
+/*
+ * What get and done count, which they do without the lock: each thread adds to one of
+ * N_STRIPES stripes (its own unless more threads than stripes use the queue), with relaxed
+ * atomic adds to lines no other thread writes, and a scrape sums them.
+ */
+enum {
+	N_STRIPES = 16,
+};
+
+struct stripe {
+	_Alignas(64) struct hist_stripe queue_duration; /* one per get */
+	struct hist_stripe work_duration;               /* one per done */
+};
+
 struct queue_metrics {
+	struct stripe stripes[N_STRIPES];
 	char *name;
 	struct mc_metrics_collector *collector;
+	/* Under the lock. Every add counts once, when the item becomes DIRTY, and every get
+	 * once, when it takes the item: depth is adds minus gets. */
 	uint64_t adds;
 	uint64_t retries;
-	struct hist queue_duration;
-	struct hist work_duration;
-	uint32_t processing_head;
 	/* client-go stops updating the unfinished-work gauges at shutdown; they keep these. */
 	bool frozen;
 	uint64_t frozen_unfinished_ns, frozen_longest_ns;
@@ -137,10 +159,6 @@ struct mc_workqueue {
 	uint32_t fifo_head, fifo_tail;
 	/* Written under the lock; get() reads it without (see there). */
 	atomic_uint overflow_len;
-	/* Kept by the locked paths only, which are the only paths while metrics are on. */
-	uint32_t n_processing;
-	size_t n_dirty; /* depth */
-
 	struct mci_idxmap map;
 	struct mci_slab slab;
 	uint32_t next_sweep; /* sweep_idle() when the slab is full and has this many */
@@ -305,7 +323,7 @@ static uint32_t find_or_create(struct mc_workqueue *q, const struct mci_key *k)
 	idx = mci_idxmap_find(&q->map, &q->slab, q->key_offset, k, &slot);
 	if (idx != MCI_NONE)
 		return idx;
-	if (!q->m && q->slab.free_head == MCI_NONE && q->slab.used == q->slab.cap &&
+	if (q->slab.free_head == MCI_NONE && q->slab.used == q->slab.cap &&
 	    q->slab.used >= q->next_sweep && sweep_idle(q))
 		/* the sweep moved entries of the map: look for k's slot again */
 		(void)mci_idxmap_find(&q->map, &q->slab, q->key_offset, k, &slot);
@@ -314,6 +332,10 @@ static uint32_t find_or_create(struct mc_workqueue *q, const struct mci_key *k)
 		return MCI_NONE;
 	n = node_at(q, idx);
 	flags_reset(n, 0);
+	if (q->m) {
+		atomic_store_explicit(&times_of(n)->add_ns, 0, memory_order_relaxed);
+		atomic_store_explicit(&times_of(n)->start_ns_1, 0, memory_order_relaxed);
+	}
 	mci_copy_item(item_of(q, n), k->item, q->item_size);
 	mci_idxmap_insert_at(&q->map, slot, k->hash, idx);
 	return idx;
@@ -449,8 +471,12 @@ static void refill(struct mc_workqueue *q)
 		overflow_pop(q);
 }
 
-/* Without the lock, or with it: claims the head of the ring; MCI_NONE if it is empty. */
-static uint32_t ready_pop(struct mc_workqueue *q)
+/*
+ * Without the lock, or with it: claims the head of the ring; MCI_NONE if it is empty. With
+ * metrics on, *added_ns is the time the claimed stay began, read before the claim: once the
+ * node is PROCESSING, an add may start its next stay.
+ */
+static uint32_t ready_pop(struct mc_workqueue *q, uint64_t *added_ns)
 {
 	size_t head = atomic_load_explicit(&q->ready_head, memory_order_acquire);
 
@@ -472,7 +498,11 @@ static uint32_t ready_pop(struct mc_workqueue *q)
 		s = atomic_load_explicit(&n->state, memory_order_relaxed);
 		if (s >> ST_GEN_SHIFT == (uint32_t)(entry >> 32) &&
 		    (s & (ST_DIRTY | ST_PROCESSING)) == ST_DIRTY) {
-			/* seq_cst: a drain counts PROCESSING nodes (processing_any()). */
+			if (q->m)
+				*added_ns = atomic_load_explicit(&times_of(n)->add_ns,
+								 memory_order_relaxed);
+			/* seq_cst: a drain counts PROCESSING nodes (processing_any()); and the
+			 * add time above is read before. */
 			if (atomic_compare_exchange_strong_explicit(
 				    &n->state, &s, (s & ~(unsigned)ST_DIRTY) | ST_PROCESSING,
 				    memory_order_seq_cst, memory_order_relaxed)) {
@@ -565,18 +595,43 @@ static int heap_push(struct mc_workqueue *q, uint32_t idx, uint64_t ready_ns)
 	return 0;
 }
 
-/* ---- metrics bookkeeping (under the queue lock) ---- */
+/* ---- metrics ---- */
 
-static void hist_observe(struct hist *h, uint64_t ns)
+static _Thread_local unsigned thread_stripe; /* 1 + the stripe; 0: not chosen yet */
+static atomic_uint next_stripe;
+
+static struct stripe *my_stripe(struct mc_workqueue *q)
+{
+	if (!thread_stripe)
+		thread_stripe = 1 + atomic_fetch_add_explicit(&next_stripe, 1,
+							      memory_order_relaxed) % N_STRIPES;
+	return &q->m->stripes[thread_stripe - 1];
+}
+
+static void hist_observe(struct hist_stripe *h, uint64_t ns)
 {
 	size_t i = 0;
 
 	while (i < N_BOUNDS && ns > bound_ns[i])
 		i++;
-	if (i < N_BOUNDS)
-		h->counts[i]++;
-	h->count++;
-	h->sum_ns += ns;
+	atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
+}
+
+static void hist_sum(struct hist *out, const struct hist_stripe *h)
+{
+	for (size_t i = 0; i <= N_BOUNDS; i++)
+		out->counts[i] += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+	out->sum_ns += atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+}
+
+static uint64_t hist_count(const struct hist *h)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i <= N_BOUNDS; i++)
+		n += h->counts[i];
+	return n;
 }
 
 static uint64_t since(uint64_t now, uint64_t then)
@@ -584,43 +639,45 @@ static uint64_t since(uint64_t now, uint64_t then)
 	return now > then ? now - then : 0;
 }
 
-static void metrics_started(struct mc_workqueue *q, uint32_t idx, uint64_t now)
+/* idx was just claimed, its stay having begun at added_ns. */
+static void metrics_started(struct mc_workqueue *q, uint32_t idx, uint64_t now,
+			    uint64_t added_ns)
 {
-	struct node_times *t = times_of(node_at(q, idx));
-
-	hist_observe(&q->m->queue_duration, since(now, t->add_ns));
-	t->start_ns = now;
-	t->prev = MCI_NONE;
-	t->next = q->m->processing_head;
-	if (t->next != MCI_NONE)
-		times_of(node_at(q, t->next))->prev = idx;
-	q->m->processing_head = idx;
+	hist_observe(&my_stripe(q)->queue_duration, since(now, added_ns));
+	atomic_store_explicit(&times_of(node_at(q, idx))->start_ns_1, now + 1,
+			      memory_order_relaxed);
 }
 
-static void metrics_finished(struct mc_workqueue *q, uint32_t idx, uint64_t now)
+/*
+ * Before PROCESSING is cleared (so that a scrape never takes the next stay for this one): the
+ * exchange makes a second done of the same run count nothing.
+ */
+static void metrics_finished(struct mc_workqueue *q, struct node *n, uint64_t now)
 {
-	struct node_times *t = times_of(node_at(q, idx));
+	uint64_t start_1 = atomic_exchange_explicit(&times_of(n)->start_ns_1, 0,
+						    memory_order_relaxed);
 
-	hist_observe(&q->m->work_duration, since(now, t->start_ns));
-	if (t->prev != MCI_NONE)
-		times_of(node_at(q, t->prev))->next = t->next;
-	else
-		q->m->processing_head = t->next;
-	if (t->next != MCI_NONE)
-		times_of(node_at(q, t->next))->prev = t->prev;
+	if (start_1)
+		hist_observe(&my_stripe(q)->work_duration, since(now, start_1 - 1));
 }
 
+/* Under the lock: the items being processed are the PROCESSING nodes that have started. */
 static void unfinished_work(const struct mc_workqueue *q, uint64_t now, uint64_t *total,
 			    uint64_t *longest)
 {
 	*total = *longest = 0;
-	for (uint32_t idx = q->m->processing_head; idx != MCI_NONE;) {
-		struct node_times *t = times_of(node_at(q, idx));
-		uint64_t age = since(now, t->start_ns);
+	for (uint32_t idx = 0; idx < q->slab.used; idx++) {
+		struct node *n = node_at(q, idx);
+		uint64_t start_1, age;
 
+		if (!(flags_of(n) & ST_PROCESSING))
+			continue;
+		start_1 = atomic_load_explicit(&times_of(n)->start_ns_1, memory_order_relaxed);
+		if (!start_1)
+			continue;
+		age = since(now, start_1 - 1);
 		*total += age;
 		*longest = age > *longest ? age : *longest;
-		idx = t->next;
 	}
 }
 
@@ -783,7 +840,7 @@ static void mark_dirty(struct mc_workqueue *q, uint32_t idx, uint64_t added_ns)
 	unsigned before;
 
 	if (q->m)
-		times_of(n)->add_ns = added_ns;
+		atomic_store_explicit(&times_of(n)->add_ns, added_ns, memory_order_relaxed);
 	/* The flags before, in one step: a done without the lock may be clearing PROCESSING
 	 * right now, and exactly one of it and this must queue the item. */
 	before = atomic_load_explicit(&n->state, memory_order_relaxed);
@@ -792,7 +849,6 @@ static void mark_dirty(struct mc_workqueue *q, uint32_t idx, uint64_t added_ns)
 		(before | ST_DIRTY) + (before & ST_PROCESSING ? 0 : ST_GEN_ONE), memory_order_acq_rel,
 		memory_order_relaxed))
 		;
-	q->n_dirty++;
 	if (q->m)
 		q->m->adds++;
 	if (!(before & ST_PROCESSING))
@@ -931,12 +987,11 @@ static void apply_done(struct mc_workqueue *q, const struct mci_key *k, uint64_t
 	if (idx == MCI_NONE)
 		return;
 	n = node_at(q, idx);
+	if (q->m)
+		metrics_finished(q, n, at);
 	before = flags_done(n);
 	if (!before)
 		return;
-	q->n_processing--;
-	if (q->m)
-		metrics_finished(q, idx, at);
 	if (before & ST_DIRTY) {
 		fifo_push(q, idx);
 		wake_one(q);
@@ -978,14 +1033,10 @@ static void idle_wait(struct mc_workqueue *q)
 		q->timer_ns = UINT64_MAX;
 }
 
-/*
- * Under the lock: whether a worker holds an item. With metrics on, every path keeps the count;
- * without, get and done may run without the lock, and the nodes tell.
- */
+/* Under the lock: whether a worker holds an item. get and done run without the lock, so the
+ * nodes tell. */
 static bool processing_any(struct mc_workqueue *q)
 {
-	if (q->m)
-		return q->n_processing;
 	/* Pairs with the seq_cst claim in ready_pop() and clear in done_fast(). */
 	atomic_thread_fence(memory_order_seq_cst);
 	for (uint32_t idx = 0; idx < q->slab.used; idx++) {
@@ -1106,7 +1157,7 @@ static void hist_export(const struct hist *h, struct mc_metrics_histogram *out)
 		.bounds = bound_s,
 		.counts = h->counts,
 		.n_bounds = N_BOUNDS,
-		.count = h->count,
+		.count = hist_count(h),
 		.sum = (double)h->sum_ns / 1e9,
 	};
 }
@@ -1115,18 +1166,20 @@ static int collect(struct mc_metrics_writer *w, void *userdata)
 {
 	struct mc_workqueue *q = userdata;
 	const struct mc_metrics_label label = { "name", q->m->name };
-	struct hist queue_duration, work_duration;
+	struct hist queue_duration = { 0 }, work_duration = { 0 };
 	struct mc_metrics_histogram h;
-	uint64_t unfinished, longest, adds, retries;
-	size_t depth;
+	uint64_t unfinished, longest, adds, retries, gets;
 	int r;
 
 	(void)lock_and_catch_up(q, true);
-	depth = q->n_dirty;
 	adds = q->m->adds;
 	retries = q->m->retries;
-	queue_duration = q->m->queue_duration;
-	work_duration = q->m->work_duration;
+	/* Under the lock no item becomes DIRTY, so the gets counted cannot pass the adds. */
+	for (size_t i = 0; i < N_STRIPES; i++) {
+		hist_sum(&queue_duration, &q->m->stripes[i].queue_duration);
+		hist_sum(&work_duration, &q->m->stripes[i].work_duration);
+	}
+	gets = hist_count(&queue_duration);
 	if (q->m->frozen) {
 		unfinished = q->m->frozen_unfinished_ns;
 		longest = q->m->frozen_longest_ns;
@@ -1136,7 +1189,7 @@ static int collect(struct mc_metrics_writer *w, void *userdata)
 	unlock(q);
 
 	r = mc_metrics_write_gauge(w, "workqueue_depth", "Current depth of workqueue", &label, 1,
-				   (double)depth);
+				   (double)(adds > gets ? adds - gets : 0));
 	if (r == 0)
 		r = mc_metrics_write_counter(w, "workqueue_adds_total",
 					     "Total number of adds handled by workqueue", &label,
@@ -1182,10 +1235,11 @@ static int metrics_init(struct mc_workqueue *q, const char *name, struct mc_metr
 	static const char prefix[] = "workqueue/";
 	char *key;
 
-	q->m = calloc(1, sizeof(*q->m));
+	/* sizeof is a multiple of the alignment, as aligned_alloc wants. */
+	q->m = aligned_alloc(_Alignof(struct queue_metrics), sizeof(*q->m));
 	if (!q->m)
 		return -ENOMEM;
-	q->m->processing_head = MCI_NONE;
+	memset(q->m, 0, sizeof(*q->m));
 	q->m->name = strdup(name);
 	key = malloc(sizeof(prefix) + strlen(name));
 	if (!q->m->name || !key) {
@@ -1401,13 +1455,15 @@ static void got(struct mc_workqueue *q, uint32_t idx, void *item_out)
 
 bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
 {
+	uint64_t now, added_ns = 0;
 	uint32_t idx;
-	uint64_t now;
 
 	if (!q || !item_out)
 		return false;
-	/* Without metrics to keep, the ring's head is taken without the lock. */
-	if (!q->m && (idx = ready_pop(q)) != MCI_NONE) {
+	/* The ring's head is taken without the lock. */
+	if ((idx = ready_pop(q, &added_ns)) != MCI_NONE) {
+		if (q->m)
+			metrics_started(q, idx, now_ns(q), added_ns);
 		got(q, idx, item_out);
 		/* A worker that leaves work queued makes sure another is on its way (wake_one()).
 		 * What was queued after this look woke a worker itself. */
@@ -1422,7 +1478,7 @@ bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
 	for (;;) {
 		now = catch_up(q, false);
 		refill(q);
-		idx = ready_pop(q);
+		idx = ready_pop(q, &added_ns);
 		if (idx != MCI_NONE)
 			break;
 		if (atomic_load_explicit(&q->shutting_down, memory_order_relaxed)) {
@@ -1431,10 +1487,8 @@ bool mc_workqueue_get(struct mc_workqueue *q, void *item_out)
 		}
 		idle_wait(q);
 	}
-	q->n_dirty--;
-	q->n_processing++;
 	if (q->m)
-		metrics_started(q, idx, now);
+		metrics_started(q, idx, now, added_ns);
 	got(q, idx, item_out);
 	if (queued_count(q))
 		wake_one(q);
@@ -1460,6 +1514,8 @@ static bool done_fast(struct mc_workqueue *q, const void *item)
 	last_get.queue_id = 0;
 	if (!mci_key_equal(&k, item_of(q, n)))
 		return false;
+	if (q->m)
+		metrics_finished(q, n, now_ns(q));
 	s = flags_done(n);
 	if (!s)
 		return false;
@@ -1484,7 +1540,7 @@ void mc_workqueue_done(struct mc_workqueue *q, const void *item)
 
 	if (!q || !item)
 		return;
-	if (!q->m && last_get.queue_id == q->id && done_fast(q, item))
+	if (last_get.queue_id == q->id && done_fast(q, item))
 		return;
 	k = key_prefetched(q, item);
 	now = lock_and_catch_up(q, false);

@@ -2,7 +2,9 @@
 /*
  * 16 threads hammering one queue (8 adding in every way, 8 working), meant to run under TSan
  * too. Checks the two promises that matter: a key is never held by two workers at once, and
- * every add is followed by a run that starts after it (nothing is lost).
+ * every add is followed by a run that starts after it (nothing is lost). Once with metrics off
+ * and once on (the daemon's configuration), which must then add up: every get counted once in
+ * queue_duration and every done once in work_duration, depth back to 0.
  */
 
 #include <errno.h>
@@ -17,7 +19,10 @@
 
 #include <cmocka.h>
 
+#include <meshcrypt/metrics.h>
 #include <meshcrypt/workqueue.h>
+
+#include "metric-sample.h"
 
 #define KEYS 64
 #define PRODUCERS 8
@@ -35,6 +40,7 @@ struct stress {
 	atomic_int overlap;
 	atomic_int add_errors;
 	atomic_uint seed;
+	atomic_uint runs;
 };
 
 static uint32_t next_rand(uint32_t *s)
@@ -94,6 +100,7 @@ static void *worker(void *arg)
 			atomic_store(&st->overlap, 1);
 		atomic_store(&st->run_gen[k], atomic_load(&st->add_gen[k]));
 		atomic_store(&st->in_flight[k], 0);
+		atomic_fetch_add(&st->runs, 1);
 		if (k % 5 == 0 && kq_num_requeues(st->q, &k) < 3)
 			(void)kq_add_rate_limited(st->q, &k); /* a failed run: retried, then given up */
 		else
@@ -103,11 +110,12 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void test_stress(void **state)
+static void stress(struct mc_metrics *reg)
 {
 	struct stress *st = calloc(1, sizeof(*st));
 	struct mc_workqueue_config cfg = {
-		.name = "stress", /* the metrics bookkeeping runs under the same load */
+		.name = reg ? "stress" : NULL,
+		.metrics = reg,
 		.rate_limiter = mc_rate_limiter_exponential(1000, 100000), /* 1 us .. 0.1 ms */
 	};
 	pthread_t p[PRODUCERS], w[WORKERS];
@@ -141,8 +149,33 @@ static void test_stress(void **state)
 	assert_false(atomic_load(&st->overlap));
 	assert_false(atomic_load(&st->add_errors));
 	assert_int_equal(kq_len(st->q), 0);
+	if (reg) {
+		double runs = atomic_load(&st->runs);
+
+		assert_true(metric(reg, "workqueue_queue_duration_seconds_count{name=\"stress\"}") ==
+			    runs);
+		assert_true(metric(reg, "workqueue_work_duration_seconds_count{name=\"stress\"}") ==
+			    runs);
+		/* Every add that made a key DIRTY was followed by exactly one get. */
+		assert_true(metric(reg, "workqueue_adds_total{name=\"stress\"}") == runs);
+		assert_true(metric(reg, "workqueue_depth{name=\"stress\"}") == 0);
+	}
 	kq_free(st->q);
 	free(st);
+}
+
+static void test_stress(void **state)
+{
+	stress(NULL);
+}
+
+static void test_stress_metrics(void **state)
+{
+	struct mc_metrics *reg = mc_metrics_new();
+
+	assert_non_null(reg);
+	stress(reg);
+	mc_metrics_free(reg);
 }
 
 /* ---- adds racing shutdown ---- */
@@ -238,6 +271,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stress),
+		cmocka_unit_test(test_stress_metrics),
 		cmocka_unit_test(test_adds_racing_shutdown),
 	};
 

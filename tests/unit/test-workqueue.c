@@ -23,6 +23,7 @@
 #include <meshcrypt/workqueue.h>
 
 #include "fake-clock.h"
+#include "metric-sample.h"
 
 #include "workqueue-internal.h"
 
@@ -696,29 +697,6 @@ static void test_fix_add_cancels_delayed(void **state)
 
 /* ---- metrics_test.go ---- */
 
-/* The value of the sample line that starts with `prefix ` in a render of reg. */
-static double metric(struct mc_metrics *reg, const char *prefix)
-{
-	char *text = mc_metrics_render(reg, NULL);
-	size_t n = strlen(prefix);
-	double v = -1;
-
-	assert_non_null(text);
-	for (char *line = text; *line;) {
-		char *end = strchr(line, '\n');
-
-		if (strncmp(line, prefix, n) == 0 && line[n] == ' ') {
-			v = strtod(line + n + 1, NULL);
-			break;
-		}
-		if (!end)
-			break;
-		line = end + 1;
-	}
-	free(text);
-	return v;
-}
-
 static bool near(double a, double b)
 {
 	return a - b < 1e-12 && b - a < 1e-12;
@@ -783,6 +761,59 @@ static void test_metrics(void **state)
 	sq_add_after(q, &foo, 1 * MS);
 	sq_add_rate_limited(q, &foo);
 	assert_true(metric(reg, "workqueue_retries_total{name=\"test\"}") == 2.0);
+	sq_free(q);
+	mc_metrics_free(reg);
+}
+
+struct done_elsewhere {
+	struct sq_queue *q;
+	const char *key;
+};
+
+static void *done_thread(void *arg)
+{
+	struct done_elsewhere *d = arg;
+	struct skey k = key_from(d->key);
+
+	sq_done(d->q, &k);
+	return NULL;
+}
+
+/* get and done count without the lock, and a done from another thread takes the locked path:
+ * each run is counted once in work_duration whichever way its done came, and twice never. */
+static void test_metrics_done_paths(void **state)
+{
+	struct mc_metrics *reg = mc_metrics_new();
+	struct fake_clock f;
+	struct sq_queue *q = metered(&f, reg, "paths");
+	struct done_elsewhere d = { q, "foo" };
+	pthread_t t;
+
+	sq_add(q, K("foo"));
+	sq_add(q, K("bar"));
+	expect_get(q, "foo");
+	step(&f, 2 * MS);
+	expect_get(q, "bar");
+	step(&f, 1 * MS);
+	/* Two in flight: 3 ms and 1 ms. */
+	assert_true(near(metric(reg, "workqueue_unfinished_work_seconds{name=\"paths\"}"), 0.004));
+	assert_true(near(metric(reg, "workqueue_longest_running_processor_seconds{name=\"paths\"}"),
+			 0.003));
+	assert_true(metric(reg, "workqueue_depth{name=\"paths\"}") == 0.0);
+
+	pthread_create(&t, NULL, done_thread, &d);
+	pthread_join(t, NULL);
+	assert_true(metric(reg, "workqueue_work_duration_seconds_count{name=\"paths\"}") == 1.0);
+	assert_true(near(metric(reg, "workqueue_work_duration_seconds_sum{name=\"paths\"}"), 0.003));
+	assert_true(near(metric(reg, "workqueue_longest_running_processor_seconds{name=\"paths\"}"),
+			 0.001));
+	/* The done of this thread's last get, here of an item another thread finished: nothing. */
+	sq_done(q, K("foo"));
+	sq_done(q, K("bar"));
+	sq_done(q, K("bar"));
+	assert_true(metric(reg, "workqueue_work_duration_seconds_count{name=\"paths\"}") == 2.0);
+	assert_true(near(metric(reg, "workqueue_work_duration_seconds_sum{name=\"paths\"}"), 0.004));
+	assert_true(metric(reg, "workqueue_unfinished_work_seconds{name=\"paths\"}") == 0.0);
 	sq_free(q);
 	mc_metrics_free(reg);
 }
@@ -1170,6 +1201,7 @@ int main(void)
 		cmocka_unit_test(test_fix_stray_done),
 		cmocka_unit_test(test_fix_add_cancels_delayed),
 		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_metrics_done_paths),
 		cmocka_unit_test(test_metrics_stop_at_shutdown),
 		cmocka_unit_test(test_metrics_registration),
 		cmocka_unit_test(test_metrics_default_registry),
