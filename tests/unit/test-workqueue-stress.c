@@ -221,8 +221,9 @@ static void *race_worker(void *arg)
 }
 
 /* An add that returned 0 is run even when shutdown came in the middle of it; one that was
- * refused is not. The adds go through the lock-free log, so this is the log's promise. */
-static void race_round(unsigned round)
+ * refused is not. The adds go through the lock-free log, so this is the log's promise.
+ * Returns whether the shutdown landed in the middle of the adds. */
+static bool race_round(unsigned round)
 {
 	const uint32_t keys = RACE_PRODUCERS * RACE_KEYS_EACH;
 	struct race rc = { 0 };
@@ -253,18 +254,22 @@ static void race_round(unsigned round)
 		assert_int_equal(atomic_load(&rc.ran[k]), atomic_load(&rc.accepted[k]));
 		accepted += atomic_load(&rc.accepted[k]);
 	}
-	/* The shutdown really landed in the middle. */
-	assert_true(accepted < keys);
 	assert_int_equal(kq_len(rc.q), 0);
 	kq_free(rc.q);
 	free(rc.accepted);
 	free(rc.ran);
+	return accepted < keys;
 }
 
+/* On two busy cores the shutdown can come after every add (it may wait tens of milliseconds
+ * for its turn on the lock): such rounds check nothing and do not count. */
 static void test_adds_racing_shutdown(void **state)
 {
-	for (unsigned round = 0; round < RACE_ROUNDS; round++)
-		race_round(round);
+	unsigned landed = 0;
+
+	for (unsigned round = 0; round < 4 * RACE_ROUNDS && landed < RACE_ROUNDS; round++)
+		landed += race_round(round % RACE_ROUNDS);
+	assert_int_equal(landed, RACE_ROUNDS);
 }
 
 int main(void)
