@@ -77,6 +77,8 @@ static const struct mc_option attach_options[] = {
 	{ .name = "pod_interfaces", .type = MC_OPTION_STRING,
 	  .default_value = "veth*,lxc*,cali*,mcpod*" },
 	{ .name = "uplinks", .type = MC_OPTION_STRING, .default_value = "auto" },
+	{ .name = "leak_guard", .type = MC_OPTION_ENUM, .default_value = "drop",
+	  .choices = "drop|count|off" },
 	{ 0 }
 };
 
@@ -665,10 +667,17 @@ int mc_config_set_plugin_dir(struct mc_config *cfg, const char *dir)
 	return 0;
 }
 
+const char *const mc_config_auto_attach[] = { "tcx", "tc", NULL };
+
 static bool slot_selects(const struct mc_config *cfg, const char *plugin)
 {
+	const char *attach = cfg->slots[MC_SLOT_ATTACH].plugin;
+
 	for (int i = 0; i < MC_SLOT_COUNT; i++)
 		if (cfg->slots[i].plugin && strcasecmp(cfg->slots[i].plugin, plugin) == 0)
+			return true;
+	for (size_t i = 0; attach && strcmp(attach, "auto") == 0 && mc_config_auto_attach[i]; i++)
+		if (strcasecmp(mc_config_auto_attach[i], plugin) == 0)
 			return true;
 	return false;
 }

@@ -70,6 +70,12 @@ void mc_config_free(struct mc_config *cfg);
 /* The largest peer index (DESIGN.md §4) that [core] peer_mask can carry, at most 65535. */
 uint32_t mc_config_max_peer_index(const struct mc_config *cfg);
 
+/*
+ * [attach] plugin = auto: the plugins to try, in order, NULL-terminated. The engine takes the
+ * first whose file exists and whose init does not return -EOPNOTSUPP (tcx before 6.6).
+ */
+extern const char *const mc_config_auto_attach[];
+
 /* Overrides [core] plugin_dir (e.g. meshcryptd --plugin-dir); the string is copied. */
 int mc_config_set_plugin_dir(struct mc_config *cfg, const char *dir);
 

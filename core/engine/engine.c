@@ -20,7 +20,14 @@ static bool slot_used(const struct mc_config *cfg, enum mc_slot slot)
 	return strcmp(cfg->slots[slot].plugin, "none") != 0;
 }
 
-static int load_slot(struct mc_engine *e, enum mc_slot slot, char *error, size_t size)
+static bool slot_is_auto(const struct mc_config *cfg, enum mc_slot slot)
+{
+	return slot == MC_SLOT_ATTACH && strcmp(cfg->slots[slot].plugin, "auto") == 0;
+}
+
+/* Loads plugin `name` into the slot and validates its section. */
+static int load_slot_plugin(struct mc_engine *e, enum mc_slot slot, const char *name,
+			    char *error, size_t size)
 {
 	struct mc_plugin_instance *inst = &e->plugins[slot];
 	const struct mc_config *cfg = e->cfg;
@@ -31,8 +38,8 @@ static int load_slot(struct mc_engine *e, enum mc_slot slot, char *error, size_t
 	inst->engine = e;
 	inst->slot = slot;
 	inst->ctx.host = &mc_host_v1;
-	r = mc_plugin_load(cfg->plugin_dir, mc_slot_kind(slot), cfg->slots[slot].plugin,
-			   &inst->loaded, why, sizeof(why));
+	r = mc_plugin_load(cfg->plugin_dir, mc_slot_kind(slot), name, &inst->loaded, why,
+			   sizeof(why));
 	if (r < 0) {
 		snprintf(error, size, "%s: [%s] plugin = \"%s\": %s", cfg->path, mc_slot_name(slot),
 			 cfg->slots[slot].plugin, why);
@@ -57,6 +64,63 @@ static int load_slot(struct mc_engine *e, enum mc_slot slot, char *error, size_t
 		}
 	}
 	return 0;
+}
+
+static void unload_slot(struct mc_plugin_instance *inst)
+{
+	mc_section_free(inst->section);
+	inst->section = NULL;
+	mc_plugin_unload(inst->loaded);
+	inst->loaded = NULL;
+	inst->desc = NULL;
+}
+
+static int load_slot(struct mc_engine *e, enum mc_slot slot, char *error, size_t size)
+{
+	int r = -ENOENT;
+
+	if (!slot_is_auto(e->cfg, slot))
+		return load_slot_plugin(e, slot, e->cfg->slots[slot].plugin, error, size);
+	for (size_t i = 0; mc_config_auto_attach[i] && r == -ENOENT; i++)
+		r = load_slot_plugin(e, slot, mc_config_auto_attach[i], error, size);
+	return r;
+}
+
+/*
+ * Runs the slot's init. With plugin = auto, a plugin whose method this kernel lacks gives way
+ * to the next one (fini, unload, load, init). Returns init's result; if the next plugin does
+ * not load, that is logged and the slot is left empty (inst->loaded NULL).
+ */
+static int init_slot(struct mc_plugin_instance *inst)
+{
+	struct mc_engine *e = inst->engine;
+	char error[512];
+	int r;
+
+	for (;;) {
+		const char *tried = inst->desc->name;
+		size_t next = 0;
+
+		inst->initialized = true; /* fini copes with a partial init */
+		r = inst->desc->init ? inst->desc->init(&inst->ctx) : 0;
+		if (r != -EOPNOTSUPP || !slot_is_auto(e->cfg, inst->slot))
+			return r;
+		while (mc_config_auto_attach[next] && strcmp(mc_config_auto_attach[next], tried) != 0)
+			next++;
+		if (!mc_config_auto_attach[next] || !mc_config_auto_attach[++next])
+			return r;
+		mc_log_info("[attach] plugin = auto: %s is not supported by this kernel, trying %s",
+			    tried, mc_config_auto_attach[next]);
+		if (inst->desc->fini)
+			inst->desc->fini(&inst->ctx);
+		inst->initialized = false;
+		mc_host_release_handles(inst);
+		unload_slot(inst);
+		r = load_slot_plugin(e, inst->slot, mc_config_auto_attach[next], error,
+				     sizeof(error));
+		if (r < 0)
+			return mc_log_error_errno(r, "%s", error);
+	}
 }
 
 int mc_engine_new(struct mc_config *cfg, sd_event *event, struct mc_engine **out, char *error,
@@ -222,9 +286,9 @@ int mc_engine_start(struct mc_engine *e)
 
 		if (!inst->loaded)
 			continue;
-		inst->initialized = true; /* fini copes with a partial init */
-		r = inst->desc->init ? inst->desc->init(&inst->ctx) : 0;
-		if (r < 0 && (r = plugin_failed(inst, "init", r)) < 0)
+		r = init_slot(inst);
+		/* !loaded: auto's next plugin did not load (logged). */
+		if (r < 0 && (!inst->loaded || (r = plugin_failed(inst, "init", r)) < 0))
 			goto fail;
 	}
 	r = mc_reconciler_start(e);
@@ -290,9 +354,10 @@ int mc_engine_cleanup(struct mc_engine *e)
 
 		if (!inst->loaded || slot == MC_SLOT_SOURCE)
 			continue;
-		inst->initialized = true;
-		r = inst->desc->init ? inst->desc->init(&inst->ctx) : 0;
-		if (r < 0) {
+		r = init_slot(inst);
+		if (r < 0 && !inst->loaded) {
+			failed = r;
+		} else if (r < 0) {
 			failed = mc_log_error_errno(r, "%s plugin %s: init failed: %m; its objects stay",
 						    mc_slot_name(slot), inst->desc->name);
 		}
@@ -330,10 +395,8 @@ void mc_engine_free(struct mc_engine *e)
 	keyq_free(e->queue);
 	mc_metrics_free(e->metrics);
 	mc_store_free(e->store);
-	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
-		mc_section_free(e->plugins[slot].section);
-		mc_plugin_unload(e->plugins[slot].loaded);
-	}
+	for (int slot = 0; slot < MC_SLOT_COUNT; slot++)
+		unload_slot(&e->plugins[slot]);
 	mc_config_free(e->cfg);
 	sd_event_unref(e->event);
 	pthread_mutex_destroy(&e->status_lock);
@@ -384,7 +447,9 @@ int mc_engine_write_status(struct mc_engine *e, FILE *f)
 	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
 		const struct mc_plugin_instance *inst = &e->plugins[slot];
 
-		fprintf(f, "%s: %s%s\n", mc_slot_name(slot), e->cfg->slots[slot].plugin,
+		fprintf(f, "%s: %s%s%s%s\n", mc_slot_name(slot), e->cfg->slots[slot].plugin,
+			slot_is_auto(e->cfg, slot) && inst->desc ? " -> " : "",
+			slot_is_auto(e->cfg, slot) && inst->desc ? inst->desc->name : "",
 			inst->loaded && !inst->started ? " (not running)" : "");
 	}
 	fprintf(f, "objects: %zu nodes, %zu meshcryptnodes, %zu namespaces, %zu pods\n", st.nodes,

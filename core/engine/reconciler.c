@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The reconciler: worker threads take keys from the work queue, read the latest desired state
- * for each from the store, fill in the peer index, and hand it to the backend and then the
- * attach plugin. A failure is retried with the queue's rate limiter (AddRateLimited); a success
+ * for each from the store, fill in the peer index, and hand it to the backend and the attach
+ * plugin, in the order that keeps the leak guard closed (apply()). A failure is retried with the queue's rate limiter (AddRateLimited); a success
  * forgets the key's failures; -MC_EPERMANENT (the input can never be applied) is logged once
  * and not retried. A full resync queues every key and then MC_KEY_GC, which hands the plugins
  * the peers that exist and releases the indices of the others.
@@ -54,23 +54,39 @@ static const char *describe_key(struct mc_engine *e, const struct mc_key *key, c
 	return buf;
 }
 
-/* The dataplane plugins in the order a change applies: the backend prepares encryption before
- * the attach plugin marks traffic for it. */
-static const enum mc_slot apply_order[] = { MC_SLOT_BACKEND, MC_SLOT_ATTACH };
+/*
+ * The order in which the dataplane plugins see a change. The backend prepares encryption
+ * before the attach plugin marks traffic for it, and removes its objects (gc, a peer that
+ * left) before the attach plugin lets go of the peer's guard prefixes. But a peer that
+ * participates enters the attach plugin first: its prefixes are guarded before its backend
+ * objects exist, and stay guarded while the backend fails and retries (DESIGN.md §5).
+ */
+static const enum mc_slot backend_first[] = { MC_SLOT_BACKEND, MC_SLOT_ATTACH };
+static const enum mc_slot attach_first[] = { MC_SLOT_ATTACH, MC_SLOT_BACKEND };
 
-/* The i-th running dataplane plugin in apply order, or NULL. Ops of ABI 1.1 that an older
- * plugin lacks are NULL (the loader zero-fills them). */
-static struct mc_plugin_instance *dataplane(struct mc_engine *e, size_t i)
+/* The running dataplane plugin of slot, or NULL. Ops of ABI 1.1 that an older plugin lacks
+ * are NULL (the loader zero-fills them). */
+static struct mc_plugin_instance *dataplane(struct mc_engine *e, enum mc_slot slot)
 {
-	struct mc_plugin_instance *inst = &e->plugins[apply_order[i]];
+	struct mc_plugin_instance *inst = &e->plugins[slot];
 
 	return inst->started && inst->desc->dataplane ? inst : NULL;
 }
 
+/*
+ * Backend first, stopping at a failure: the attach plugin does not mark traffic for objects
+ * that are not there. A participating peer: attach plugin first, and the backend even when
+ * that failed, since encrypting is better than neither guarding nor encrypting. Returns the
+ * first error.
+ */
 static int apply(struct mc_engine *e, const struct mc_key *key, const void *state)
 {
-	for (size_t i = 0; i < MC_ARRAY_SIZE(apply_order); i++) {
-		struct mc_plugin_instance *inst = dataplane(e, i);
+	bool guard_first = key->type == MC_KEY_PEER && ((const struct mc_peer_state *)state)->present;
+	const enum mc_slot *order = guard_first ? attach_first : backend_first;
+	int first_error = 0;
+
+	for (size_t i = 0; i < MC_ARRAY_SIZE(backend_first); i++) {
+		struct mc_plugin_instance *inst = dataplane(e, order[i]);
 		const struct mc_dataplane_ops *ops;
 		int r = 0;
 
@@ -91,10 +107,12 @@ static int apply(struct mc_engine *e, const struct mc_key *key, const void *stat
 			r = ops->secret_changed ? ops->secret_changed(&inst->ctx) : 0;
 			break;
 		}
-		if (r < 0)
+		if (r < 0 && !guard_first)
 			return r;
+		if (r < 0 && !first_error)
+			first_error = r;
 	}
-	return 0;
+	return first_error;
 }
 
 static void cache_index(struct mc_engine *e, uint32_t peer_id, uint16_t index)
@@ -230,8 +248,8 @@ static int collect_garbage(struct mc_engine *e)
 	int r;
 
 	r = peer_set_load(e, &set);
-	for (size_t i = 0; i < MC_ARRAY_SIZE(apply_order) && r == 0; i++) {
-		struct mc_plugin_instance *inst = dataplane(e, i);
+	for (size_t i = 0; i < MC_ARRAY_SIZE(backend_first) && r == 0; i++) {
+		struct mc_plugin_instance *inst = dataplane(e, backend_first[i]);
 
 		if (inst && inst->desc->dataplane->gc)
 			r = inst->desc->dataplane->gc(&inst->ctx,

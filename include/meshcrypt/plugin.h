@@ -95,7 +95,10 @@ struct mc_pod_state;
  * The state is owned by the caller and valid during the call only. A callback is idempotent:
  * applying the same state twice must leave the kernel untouched the second time.
  * Return 0, or -errno: the key is retried with backoff, except for -MC_EPERMANENT.
- * For one key the backend is called before the attach plugin.
+ * For one key the backend is called before the attach plugin, and the attach plugin only if
+ * the backend succeeded; except for a participating peer (present), which the attach plugin
+ * sees first, so that the leak guard covers its prefixes before the backend's objects exist,
+ * and the backend then sees even if the attach plugin failed. gc and cleanup: backend first.
  */
 struct mc_dataplane_ops {
 	size_t struct_size;

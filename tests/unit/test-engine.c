@@ -134,6 +134,36 @@ static void test_optional_plugin_fails(void **state)
 	sd_event_unref(event);
 }
 
+/* [attach] plugin = auto: tcx, whose init says the kernel lacks it, gives way to tc. */
+static void test_auto_attach_falls_back(void **state)
+{
+	sd_event *event = NULL;
+	struct mc_engine *e;
+	char error[512], text[4096];
+
+	test_install_plugin(dir, "attach-tcx.so");
+	test_install_plugin(dir, "attach-tc.so");
+	snprintf(text, sizeof(text),
+		 "[core]\nnode_name = n1\nplugin_dir = %s\nstate_dir = %s\nrun_dir = %s\n"
+		 "[source]\nplugin = tsource\n[backend]\nplugin = tbackend\n"
+		 "[attach]\nplugin = auto\n"
+		 "[plugin.tsource]\ntrace = %s\n[plugin.tbackend]\ntrace = %s\n"
+		 "[plugin.tcx]\ntrace = %s\nunsupported = yes\n[plugin.tc]\ntrace = %s\n",
+		 dir, dir, dir, trace_path, trace_path, trace_path, trace_path);
+	test_write(conf, text);
+	assert_int_equal(sd_event_new(&event), 0);
+	assert_int_equal(new_engine(event, &e, error, sizeof(error)), 0);
+	assert_int_equal(mc_engine_start(e), 0);
+	mc_engine_stop(e);
+	mc_engine_free(e);
+	sd_event_unref(event);
+	assert_trace("tcx config_check\ntbackend config_check\ntsource config_check\n"
+		     "tcx init\ntcx fini\ntc config_check\ntc init\ntbackend init\ntsource init\n"
+		     "tc start\ntbackend start\ntsource start\n"
+		     "tsource stop\ntbackend stop\ntc stop\n"
+		     "tsource fini\ntbackend fini\ntc fini\n");
+}
+
 static void test_plugin_config_error(void **state)
 {
 	struct mc_engine *e = NULL;
@@ -379,10 +409,13 @@ static void test_retry_then_forget(void **state)
 		assert_int_equal(ok, (long)pos[2]);
 		for (size_t i = 3; i < n && i < 16; i++)
 			assert_false(ends_with(lines[pos[i]], " failed"));
-		/* the attach plugin only after the backend succeeded for that peer */
+		/* A participating peer: the attach plugin (the leak guard) first, on every attempt,
+		 * the failed ones included. */
 		na = peer_lines(lines, "tattach", peers[p], apos, 16, &ok_attach);
-		assert_true(na >= 1);
-		assert_true((long)apos[0] > ok);
+		assert_true(na >= 3);
+		for (size_t i = 0; i < 3; i++)
+			assert_true(apos[i] < pos[i]);
+		assert_true(ok_attach >= 0 && ok_attach < (long)pos[0]);
 	}
 	free_lines(lines);
 }
@@ -413,7 +446,8 @@ static void test_permanent_not_retried(void **state)
 		for (size_t i = 0; i < n; i++)
 			assert_true(ends_with(lines[pos[i]], " failed"));
 		assert_int_equal(ok, -1);
-		assert_int_equal(peer_lines(lines, "tattach", peers[p], pos, 16, &ok), 0);
+		/* the guard went in before each attempt, and stays */
+		assert_int_equal(peer_lines(lines, "tattach", peers[p], pos, 16, &ok), n);
 	}
 	free_lines(lines);
 }
@@ -553,6 +587,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_required_plugin_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_optional_plugin_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_auto_attach_falls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plugin_config_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_check_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_plugin, setup, teardown),

@@ -9,7 +9,8 @@
  *   TEST_SMALL            a descriptor whose struct_size is too small
  *   TEST_ABI_10           built as an ABI 1.0 plugin: 1.0 version and sizes, no 1.1 fields
  * Each callback appends "<name> <callback>" to the file named by the `trace` key, so tests
- * can assert the lifecycle order; fail_init/fail_start/fail_check make that step fail.
+ * can assert the lifecycle order; fail_init/fail_start/fail_check make that step fail, and
+ * unsupported = yes makes init return -EOPNOTSUPP (an attach method the kernel lacks).
  * Dataplane calls trace "<name> peer NODE index I", "<name> pod IP role R index I",
  * "<name> local NODE", "<name> gc N" and "<name> cleanup"; fail_apply = N makes the first N
  * applies of each key fail with -EIO (retried), permanent = yes makes peer applies fail with
@@ -100,6 +101,8 @@ static int test_init(struct mc_plugin_ctx *ctx)
 	mc_test_nothing_defines_this();
 #endif
 	trace(ctx, "init");
+	if (ctx->host->config_bool(ctx, "unsupported"))
+		return -EOPNOTSUPP;
 	return ctx->host->config_bool(ctx, "fail_init") ? -EIO : 0;
 }
 
@@ -196,6 +199,7 @@ static const struct mc_option test_options[] = {
 	{ .name = "trace", .type = MC_OPTION_PATH },
 	{ .name = "fail_check", .type = MC_OPTION_BOOL, .default_value = "no" },
 	{ .name = "fail_init", .type = MC_OPTION_BOOL, .default_value = "no" },
+	{ .name = "unsupported", .type = MC_OPTION_BOOL, .default_value = "no" }, /* -EOPNOTSUPP */
 	{ .name = "fail_start", .type = MC_OPTION_BOOL, .default_value = "no" },
 	{ .name = "count", .type = MC_OPTION_INT, .default_value = "3", .min = 1, .max = 10 },
 	{ .name = "mode", .type = MC_OPTION_ENUM, .default_value = "fast", .choices = "fast|slow" },
