@@ -435,6 +435,24 @@ int mc_engine_write_plan(struct mc_engine *e, FILE *f)
 	return e->store ? mc_store_write_plan(e->store, f) : -ENODATA;
 }
 
+/* The attach plugin's BPF counters (meshcrypt_bpf_*), as "bpf: NAME VALUE" lines: what the
+ * programs marked, saw and dropped (docs/attach.md). */
+static void write_dataplane_counters(struct mc_engine *e, FILE *f)
+{
+	static const char prefix[] = "meshcrypt_bpf_";
+	_cleanup_free_ char *text = mc_metrics_render(e->metrics, NULL);
+
+	for (char *line = text; line && *line;) {
+		char *end = strchr(line, '\n');
+
+		if (end)
+			*end = '\0';
+		if (strncmp(line, prefix, sizeof(prefix) - 1) == 0)
+			fprintf(f, "bpf: %s\n", line + sizeof(prefix) - 1);
+		line = end ? end + 1 : NULL;
+	}
+}
+
 int mc_engine_write_status(struct mc_engine *e, FILE *f)
 {
 	char status[sizeof(e->status)];
@@ -457,5 +475,6 @@ int mc_engine_write_status(struct mc_engine *e, FILE *f)
 	fprintf(f, "queue: %zu waiting\nreconciled: %lu ok, %lu retried, %lu permanent failures\n",
 		e->queue ? keyq_len(e->queue) : 0, atomic_load(&e->reconciled),
 		atomic_load(&e->failed), atomic_load(&e->permanent_failures));
+	write_dataplane_counters(e, f);
 	return ferror(f) ? -EIO : 0;
 }
