@@ -339,6 +339,9 @@ int mc_reconciler_resync(struct mc_engine *e)
 	return 0;
 }
 
+/* A plugin's "not yet" (-EAGAIN) is normal for a moment at start (plugin.h). */
+#define EAGAIN_QUIET_ATTEMPTS 5
+
 static void *worker(void *arg)
 {
 	struct mc_engine *e = arg;
@@ -358,10 +361,13 @@ static void *worker(void *arg)
 				     describe_key(e, &key, what, sizeof(what)));
 			keyq_forget(e->queue, &key);
 		} else {
+			unsigned attempt = keyq_num_requeues(e->queue, &key) + 1;
+
 			atomic_fetch_add(&e->failed, 1);
-			mc_log_errno(LOG_WARNING, r, "%s: apply failed (attempt %u), will retry: %m",
-				     describe_key(e, &key, what, sizeof(what)),
-				     keyq_num_requeues(e->queue, &key) + 1);
+			mc_log_errno(r == -EAGAIN && attempt <= EAGAIN_QUIET_ATTEMPTS ? LOG_DEBUG :
+											LOG_WARNING,
+				     r, "%s: apply failed (attempt %u), will retry: %m",
+				     describe_key(e, &key, what, sizeof(what)), attempt);
 			(void)keyq_add_rate_limited(e->queue, &key);
 		}
 		keyq_done(e->queue, &key);

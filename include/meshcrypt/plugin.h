@@ -94,7 +94,9 @@ struct mc_pod_state;
  * threads (never two at once for the same key; different keys may run concurrently).
  * The state is owned by the caller and valid during the call only. A callback is idempotent:
  * applying the same state twice must leave the kernel untouched the second time.
- * Return 0, or -errno: the key is retried with backoff, except for -MC_EPERMANENT.
+ * Return 0, or -errno: the key is retried with backoff, except for -MC_EPERMANENT. -EAGAIN
+ * says "not yet" (something the plugin waits for, e.g. the node's addresses) and is logged at
+ * debug for the first few attempts, then as a warning like any other error.
  * For one key the backend is called before the attach plugin, and the attach plugin only if
  * the backend succeeded; except for a participating peer (present), which the attach plugin
  * sees first, so that the leak guard covers its prefixes before the backend's objects exist,

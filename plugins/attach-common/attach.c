@@ -81,9 +81,16 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 {
 	struct mc_plugin_ctx *ctx = libbpf_log_ctx;
 
+	char line[512];
+	size_t n;
+
 	if (!ctx || level == LIBBPF_DEBUG)
 		return 0;
-	ctx->host->vlog(ctx, LOG_DEBUG, fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	ctx->host->log(ctx, LOG_DEBUG, "%s", line);
 	return 0;
 }
 
@@ -302,10 +309,12 @@ static int collect_stats(struct mc_metrics_writer *w, void *userdata)
 	}
 	free(v);
 	for (size_t i = 0; r == 0 && i < sizeof(counters) / sizeof(counters[0]); i++) {
-		const uint64_t *value = (const uint64_t *)((const char *)&sum + counters[i].offset);
+		__u64 value;
 
+		/* memcpy: uint64_t is not __u64 to the aliasing rules. */
+		memcpy(&value, (const char *)&sum + counters[i].offset, sizeof(value));
 		r = mc_metrics_write_counter(w, counters[i].family, counters[i].help, NULL, 0,
-					     (double)*value);
+					     (double)value);
 	}
 	return r;
 }

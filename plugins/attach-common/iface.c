@@ -29,6 +29,7 @@
 #define RETRY_NS UINT64_C(1000000000)
 
 enum role {
+	ROLE_UNDECIDED, /* uplinks = auto, the node's addresses not known yet: leave it as it is */
 	ROLE_NONE,
 	ROLE_POD,
 	ROLE_UPLINK,
@@ -128,7 +129,7 @@ static bool holds_node_address(const struct mci_attach *a, int ifindex)
 
 static enum role role_of(struct mci_attach *a, const struct mci_iface *f)
 {
-	bool uplink;
+	bool uplink, known;
 
 	if (!f->name[0] || strcmp(f->name, "lo") == 0)
 		return ROLE_NONE;
@@ -137,8 +138,13 @@ static enum role role_of(struct mci_attach *a, const struct mci_iface *f)
 	if (strcmp(a->uplinks, "auto") != 0)
 		return mci_globs_match(a->uplinks, f->name) ? ROLE_UPLINK : ROLE_NONE;
 	pthread_mutex_lock(&a->lock);
+	known = a->local_addrs_generation > 0;
 	uplink = holds_node_address(a, f->ifindex);
 	pthread_mutex_unlock(&a->lock);
+	/* Until the node's addresses are known, a restart keeps the programs it finds on
+	 * uplinks: detaching them would open the guard for a moment. */
+	if (!known)
+		return ROLE_UNDECIDED;
 	return uplink ? ROLE_UPLINK : ROLE_NONE;
 }
 
@@ -150,6 +156,7 @@ static int wanted_prog(struct mci_attach *a, enum role role, enum mci_dir dir)
 	case ROLE_UPLINK:
 		return bpf_program__fd(dir == MCI_INGRESS ? a->skel->progs.mc_node_ingress :
 							    a->skel->progs.mc_guard);
+	case ROLE_UNDECIDED:
 	case ROLE_NONE:
 		break;
 	}
@@ -158,10 +165,15 @@ static int wanted_prog(struct mci_attach *a, enum role role, enum mci_dir dir)
 
 static uint64_t retry_failed(struct mc_plugin_ctx *ctx, void *userdata);
 
+/* A timer that has returned 0 stays allocated but disarmed: it is replaced by a new one. */
 static void schedule_retry(struct mci_attach *a)
 {
-	if (!a->retry_timer)
-		(void)a->ctx->host->timer_add(a->ctx, RETRY_NS, retry_failed, a, &a->retry_timer);
+	if (a->retry_armed)
+		return;
+	a->ctx->host->timer_remove(a->retry_timer);
+	a->retry_timer = NULL;
+	a->retry_armed = a->ctx->host->timer_add(a->ctx, RETRY_NS, retry_failed, a,
+						 &a->retry_timer) == 0;
 }
 
 /* Makes the interface carry what its role wants, and nothing of ours besides. */
@@ -171,6 +183,8 @@ static int iface_sync(struct mci_attach *a, struct mci_iface *f)
 	enum role role = role_of(a, f);
 	int result = 0;
 
+	if (role == ROLE_UNDECIDED)
+		return 0;
 	for (int dir = 0; dir < MCI_N_DIRS; dir++) {
 		int fd = wanted_prog(a, role, dir), r = 0;
 
@@ -211,13 +225,15 @@ static int iface_sync(struct mci_attach *a, struct mci_iface *f)
 
 static void judge_uplinks_ready(struct mci_attach *a)
 {
-	bool known, any = false;
+	bool known, any = false, failed = false;
 
 	pthread_mutex_lock(&a->lock);
 	known = strcmp(a->uplinks, "auto") != 0 || a->local_addrs_generation > 0;
 	pthread_mutex_unlock(&a->lock);
-	for (size_t i = 0; i < a->n_ifaces; i++)
+	for (size_t i = 0; i < a->n_ifaces; i++) {
 		any |= a->ifaces[i].have[MCI_EGRESS] >= 0;
+		failed |= a->ifaces[i].failed;
+	}
 	if (known && !any && !a->warned_no_uplink) {
 		a->ctx->host->log(a->ctx, LOG_WARNING,
 				  "no uplink found (uplinks = %s): the leak guard is attached to "
@@ -228,6 +244,17 @@ static void judge_uplinks_ready(struct mci_attach *a)
 	if (any)
 		a->warned_no_uplink = false;
 	atomic_store(&a->guard_ready, known);
+	/* Once every interface has its role and its programs, the links of interfaces gone can
+	 * go (not before: a link not yet taken over would look gone). */
+	if (known && !failed && !a->pruned && a->method->prune) {
+		int r = a->method->prune(a);
+
+		if (r < 0)
+			a->ctx->host->log(a->ctx, LOG_WARNING,
+					  "removing our links of interfaces gone failed: %s",
+					  strerror(-r));
+		a->pruned = true;
+	}
 }
 
 static void sync_all(struct mci_attach *a)
@@ -247,6 +274,7 @@ static uint64_t retry_failed(struct mc_plugin_ctx *ctx, void *userdata)
 		if (a->ifaces[i].failed)
 			again |= iface_sync(a, &a->ifaces[i]) < 0;
 	judge_uplinks_ready(a);
+	a->retry_armed = again;
 	return again ? RETRY_NS : 0;
 }
 
@@ -437,9 +465,6 @@ int mci_ifaces_start(struct mci_attach *a)
 	if (r < 0)
 		return r;
 	sync_all(a);
-	if (a->method->prune && (r = a->method->prune(a)) < 0)
-		h->log(a->ctx, LOG_WARNING, "removing our links of interfaces gone failed: %s",
-		       strerror(-r));
 	return 0;
 }
 
@@ -452,6 +477,8 @@ void mci_ifaces_stop(struct mci_attach *a)
 	h->timer_remove(a->retry_timer);
 	a->nl_io = a->event_io = NULL;
 	a->retry_timer = NULL;
+	a->retry_armed = false;
+	a->pruned = false;
 	if (a->nl_fd >= 0)
 		close(a->nl_fd);
 	if (a->event_fd >= 0)

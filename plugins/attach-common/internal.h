@@ -94,6 +94,8 @@ struct mci_attach {
 	int event_fd;                /* a worker tells the main loop the local addresses changed */
 	struct mc_io *event_io;
 	struct mc_timer *retry_timer; /* armed while an interface failed */
+	bool retry_armed;
+	bool pruned; /* method->prune has run since start */
 	bool warned_no_uplink;
 
 	/* Whether the uplinks have been judged with the node's addresses known: until then a

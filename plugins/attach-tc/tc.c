@@ -6,6 +6,7 @@
  * than the clsact qdisc, which we never remove (others may hang filters on it).
  */
 #include <errno.h>
+#include <string.h>
 
 #include <bpf/libbpf.h>
 
@@ -17,23 +18,24 @@
 #define MCI_TC_HANDLE 0x6d63
 #define MCI_TC_PRIORITY 0x6d63
 
-static struct bpf_tc_hook hook_of(int ifindex, enum mci_dir dir)
+/* libbpf refuses a hook whose padding is not zero: memset, not an initialiser. */
+static void hook_of(struct bpf_tc_hook *hook, int ifindex, enum mci_dir dir)
 {
-	struct bpf_tc_hook hook = {
-		.sz = sizeof(hook),
-		.ifindex = ifindex,
-		.attach_point = dir == MCI_INGRESS ? BPF_TC_INGRESS : BPF_TC_EGRESS,
-	};
-
-	return hook;
+	memset(hook, 0, sizeof(*hook));
+	hook->sz = sizeof(*hook);
+	hook->ifindex = ifindex;
+	hook->attach_point = dir == MCI_INGRESS ? BPF_TC_INGRESS : BPF_TC_EGRESS;
 }
 
 /* The id of the program our filter at this hook runs: 0 and *id, or -ENOENT. */
 static int our_filter(int ifindex, enum mci_dir dir, __u32 *id)
 {
-	struct bpf_tc_hook hook = hook_of(ifindex, dir);
+	struct bpf_tc_hook hook;
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = MCI_TC_HANDLE, .priority = MCI_TC_PRIORITY);
-	int r = bpf_tc_query(&hook, &opts);
+	int r;
+
+	hook_of(&hook, ifindex, dir);
+	r = bpf_tc_query(&hook, &opts);
 
 	/* No clsact qdisc (EINVAL) or no such filter (ENOENT): not ours to have. */
 	if (r == -EINVAL || r == -ENOENT)
@@ -45,13 +47,14 @@ static int our_filter(int ifindex, enum mci_dir dir, __u32 *id)
 
 static int tc_attach(struct mci_attach *a, int ifindex, enum mci_dir dir, int prog_fd)
 {
-	struct bpf_tc_hook hook = hook_of(ifindex, dir);
+	struct bpf_tc_hook hook;
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = MCI_TC_HANDLE, .priority = MCI_TC_PRIORITY,
 		    .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
 	__u32 id = 0;
 	int r;
 
 	(void)a;
+	hook_of(&hook, ifindex, dir);
 	/* A restart's filter that runs this very program: nothing to write. */
 	if (our_filter(ifindex, dir, &id) == 0 && mci_prog_is(id, prog_fd))
 		return 0;
@@ -64,12 +67,13 @@ static int tc_attach(struct mci_attach *a, int ifindex, enum mci_dir dir, int pr
 
 static int tc_detach(struct mci_attach *a, int ifindex, enum mci_dir dir)
 {
-	struct bpf_tc_hook hook = hook_of(ifindex, dir);
+	struct bpf_tc_hook hook;
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = MCI_TC_HANDLE, .priority = MCI_TC_PRIORITY);
 	__u32 id;
 	int r;
 
 	(void)a;
+	hook_of(&hook, ifindex, dir);
 	/* Look first: a delete where there is nothing would be a netlink write for nothing. */
 	r = our_filter(ifindex, dir, &id);
 	if (r < 0)
