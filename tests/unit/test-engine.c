@@ -388,7 +388,9 @@ static const char *const peers[] = { "node-2", "node-3" };
 
 static void test_retry_then_forget(void **state)
 {
-	static const char *const wait_for[] = { "tattach peer node-2 ", "tattach peer node-3 ",
+	/* The backend's successful line comes last for a peer: the attach plugin sees each
+	 * attempt first, so waiting for the attach plugin's line would stop between retries. */
+	static const char *const wait_for[] = { "tbackend peer node-2 ", "tbackend peer node-3 ",
 						"tattach local node-1", NULL };
 	char **lines;
 
