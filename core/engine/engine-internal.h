@@ -81,6 +81,8 @@ int mc_reconciler_start(struct mc_engine *e);
 void mc_reconciler_drain(struct mc_engine *e);
 /* The store's enqueue callback. */
 void mc_reconciler_enqueue(void *engine, const struct mc_key *key);
+/* host->requeue: a store key a plugin asks to reconcile again (0 or -errno). */
+int mc_reconciler_requeue(struct mc_engine *e, const struct mc_key *key);
 /* Queues every key of the store, then a garbage collection. Main loop. */
 int mc_reconciler_resync(struct mc_engine *e);
 /* The desired state of a pod IP with its peer index filled in (host->pod_state too). */

@@ -259,6 +259,11 @@ static int host_pod_state(struct mc_plugin_ctx *ctx, const struct mc_ip *ip,
 	return mc_reconciler_pod_state(mc_instance(ctx)->engine, ip, out);
 }
 
+static int host_requeue(struct mc_plugin_ctx *ctx, const struct mc_key *key)
+{
+	return mc_reconciler_requeue(mc_instance(ctx)->engine, key);
+}
+
 const struct mc_host mc_host_v1 = {
 	.struct_size = sizeof(struct mc_host),
 	.abi_version = MC_PLUGIN_ABI_VERSION,
@@ -290,4 +295,5 @@ const struct mc_host mc_host_v1 = {
 	.store_replace_kinds = host_store_replace_kinds,
 	.secret_get = host_secret_get,
 	.pod_state = host_pod_state,
+	.requeue = host_requeue,
 };

@@ -22,6 +22,13 @@ void mc_reconciler_enqueue(void *engine, const struct mc_key *key)
 	(void)keyq_add(e->queue, key);
 }
 
+int mc_reconciler_requeue(struct mc_engine *e, const struct mc_key *key)
+{
+	if (key->type < MC_KEY_LOCAL || key->type > MC_KEY_SECRET)
+		return -EINVAL;
+	return keyq_add(e->queue, key);
+}
+
 static bool is_permanent(int r)
 {
 	return r == -MC_EPERMANENT;

@@ -156,6 +156,17 @@ struct mc_host {
 	 */
 	int (*pod_state)(struct mc_plugin_ctx *ctx, const struct mc_ip *ip,
 			 struct mc_pod_state *out);
+
+	/* ---- ABI 1.2 ---- */
+
+	/*
+	 * Queues key (store.h) for a reconcile, as if its desired state had changed: for a
+	 * dataplane plugin whose kernel objects changed behind its back (a notification that
+	 * one of its xfrm policies was deleted), or whose own input changed in a way the store
+	 * cannot see (new key material: every peer must be applied again). Safe from any
+	 * thread. Returns 0, or -ESHUTDOWN while the engine stops.
+	 */
+	int (*requeue)(struct mc_plugin_ctx *ctx, const struct mc_key *key);
 };
 
 #define mc_plugin_log(ctx, level, ...) ((ctx)->host->log((ctx), (level), __VA_ARGS__))

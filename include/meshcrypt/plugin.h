@@ -17,6 +17,7 @@
  *
  * ABI 1.1 appended: option_size and cleanup (descriptor); gc and secret_changed (dataplane
  * ops); MC_EPERMANENT; the host calls of host.h marked 1.1.
+ * ABI 1.2 appended: the host call requeue.
  */
 #ifndef MESHCRYPT_PLUGIN_H
 #define MESHCRYPT_PLUGIN_H
@@ -30,7 +31,7 @@ extern "C" {
 #endif
 
 #define MC_PLUGIN_ABI_MAJOR 1
-#define MC_PLUGIN_ABI_MINOR 1
+#define MC_PLUGIN_ABI_MINOR 2
 #define MC_PLUGIN_ABI(major, minor) ((uint32_t)(((uint32_t)(major) << 16) | (uint32_t)(minor)))
 #define MC_PLUGIN_ABI_VERSION MC_PLUGIN_ABI(MC_PLUGIN_ABI_MAJOR, MC_PLUGIN_ABI_MINOR)
 #define MC_PLUGIN_ABI_GET_MAJOR(v) ((uint32_t)(v) >> 16)

@@ -96,6 +96,10 @@ struct fake_host {
 	unsigned pod_state_calls;
 
 	struct mc_metrics *metrics;
+
+	pthread_mutex_t requeue_lock;
+	struct mc_key *requeued;
+	size_t n_requeued;
 };
 
 static void *xcalloc(size_t n, size_t size)
@@ -486,6 +490,30 @@ static int fh_pod_state(struct mc_plugin_ctx *ctx, const struct mc_ip *ip,
 	return 0;
 }
 
+static int fh_requeue(struct mc_plugin_ctx *ctx, const struct mc_key *key)
+{
+	struct fake_host *fh = fake_host_of(ctx);
+
+	pthread_mutex_lock(&fh->requeue_lock);
+	fh->requeued = xrealloc(fh->requeued, fh->n_requeued + 1, sizeof(*key));
+	fh->requeued[fh->n_requeued++] = *key;
+	pthread_mutex_unlock(&fh->requeue_lock);
+	return 0;
+}
+
+size_t fake_host_requeued(struct fake_host *fh, struct mc_key *out, size_t max)
+{
+	size_t n;
+
+	pthread_mutex_lock(&fh->requeue_lock);
+	n = fh->n_requeued;
+	for (size_t i = 0; out && i < n && i < max; i++)
+		out[i] = fh->requeued[i];
+	fh->n_requeued = 0;
+	pthread_mutex_unlock(&fh->requeue_lock);
+	return n;
+}
+
 /* ---- the fake itself ---- */
 
 struct fake_host *fake_host_new(void)
@@ -524,7 +552,9 @@ struct fake_host *fake_host_new(void)
 		.store_replace_kinds = fh_store_replace_kinds,
 		.secret_get = fh_secret_get,
 		.pod_state = fh_pod_state,
+		.requeue = fh_requeue,
 	};
+	pthread_mutex_init(&fh->requeue_lock, NULL);
 	fh->ctx.host = &fh->host;
 	pthread_mutex_init(&fh->log_lock, NULL);
 	fh->echo = verbose && strcmp(verbose, "1") == 0;
@@ -575,6 +605,8 @@ void fake_host_free(struct fake_host *fh)
 	}
 	free(fh->secrets);
 	free(fh->pods);
+	free(fh->requeued);
+	pthread_mutex_destroy(&fh->requeue_lock);
 	mc_metrics_free(fh->metrics);
 	free(fh);
 }

@@ -15,8 +15,9 @@
  *   dataplane_config    the [core] defaults (0xe0/0xd0/0xf0/0xffff0000, require)
  *   pod_state      per-IP answers the test sets, else a default answer (role MC_POD_NONE)
  *   metrics        NULL, or a mc_metrics_new() registry (fake_host_enable_metrics)
+ *   requeue        records the keys (fake_host_requeued); thread-safe
  *
- * Everything is ABI 1.1 with struct_size = sizeof(struct mc_host); a test may shrink the
+ * Everything is ABI 1.2 with struct_size = sizeof(struct mc_host); a test may shrink the
  * sizes through fake_host_host() to play an older core. Not thread-safe apart from log and
  * the config/data getters, like the real host's rules for plugins.
  */
@@ -152,6 +153,10 @@ void fake_host_set_pod_default(struct fake_host *fh, enum mc_pod_role role, int 
 unsigned fake_host_pod_state_calls(struct fake_host *fh);
 /* metrics() returns a new mc_metrics_new() registry from now on (freed with the fake). */
 struct mc_metrics *fake_host_enable_metrics(struct fake_host *fh);
+
+/* The keys handed to host->requeue since the last call (up to max copied to out), then
+ * forgotten; returns how many there were. */
+size_t fake_host_requeued(struct fake_host *fh, struct mc_key *out, size_t max);
 
 /* ---- helpers for building states ---- */
 
