@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "keys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+#define HKDF_SALT "meshcrypt-ipsec-v1"
+#define KEYS_MAX 64
+#define KEY_FILE_MAX (64 * 1024)
+
+static struct mcx_keyset *keyset_alloc(size_t n)
+{
+	size_t size = sizeof(struct mcx_keyset) + n * sizeof(struct mcx_key);
+	long page = sysconf(_SC_PAGESIZE);
+	struct mcx_keyset *ks;
+
+	size = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+	ks = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ks == MAP_FAILED)
+		return NULL;
+	/* Never swapped, never in a core dump. Without CAP_IPC_LOCK mlock counts against
+	 * RLIMIT_MEMLOCK (8 MiB by default), which a page or two fits; failing it loses only the
+	 * swap protection. */
+	(void)mlock(ks, size);
+	(void)madvise(ks, size, MADV_DONTDUMP);
+	ks->mapped = size;
+	return ks;
+}
+
+void mcx_keyset_free(struct mcx_keyset *ks)
+{
+	size_t size;
+
+	if (!ks)
+		return;
+	size = ks->mapped;
+	explicit_bzero(ks, size);
+	(void)munlock(ks, size);
+	munmap(ks, size);
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Splits the next blank-separated word of [*p, end) into [*w, *w + *n); false at the end. */
+static bool next_word(const char **p, const char *end, const char **w, size_t *n)
+{
+	while (*p < end && (**p == ' ' || **p == '\t' || **p == '\r'))
+		(*p)++;
+	if (*p == end)
+		return false;
+	*w = *p;
+	while (*p < end && **p != ' ' && **p != '\t' && **p != '\r')
+		(*p)++;
+	*n = (size_t)(*p - *w);
+	return true;
+}
+
+static bool word_is(const char *w, size_t n, const char *s)
+{
+	return n == strlen(s) && memcmp(w, s, n) == 0;
+}
+
+static int key_compare(const void *a, const void *b)
+{
+	uint32_t x = ((const struct mcx_key *)a)->generation, y = ((const struct mcx_key *)b)->generation;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Parses one non-empty line into *k; on failure writes the problem into error. */
+static int parse_line(const char *p, const char *end, struct mcx_key *k, char *error,
+		      size_t error_size)
+{
+	const char *w;
+	size_t n;
+	unsigned long long gen = 0;
+
+	memset(k, 0, sizeof(*k));
+	if (!next_word(&p, end, &w, &n))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (w[i] < '0' || w[i] > '9' || n > 10) {
+			snprintf(error, error_size, "the generation must be a number from 1 to %u",
+				 MCX_GENERATION_MAX);
+			return -EINVAL;
+		}
+		gen = gen * 10 + (unsigned)(w[i] - '0');
+	}
+	if (gen == 0 || gen > MCX_GENERATION_MAX) {
+		snprintf(error, error_size, "the generation must be a number from 1 to %u",
+			 MCX_GENERATION_MAX);
+		return -EINVAL;
+	}
+	k->generation = (uint32_t)gen;
+	if (!next_word(&p, end, &w, &n) || !word_is(w, n, MCX_ALGO)) {
+		snprintf(error, error_size, "the algorithm must be %s", MCX_ALGO);
+		return -EINVAL;
+	}
+	if (!next_word(&p, end, &w, &n)) {
+		snprintf(error, error_size, "the key is missing");
+		return -EINVAL;
+	}
+	if (n > 2 && w[0] == '0' && (w[1] == 'x' || w[1] == 'X')) {
+		w += 2;
+		n -= 2;
+	}
+	if (n != 2 * (16 + MCX_SALT_LEN) && n != 2 * (24 + MCX_SALT_LEN) &&
+	    n != 2 * (32 + MCX_SALT_LEN)) {
+		snprintf(error, error_size,
+			 "the key must be 40, 56 or 72 hex digits (a 16, 24 or 32-byte AES key and "
+			 "a 4-byte salt), not %zu",
+			 n);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i += 2) {
+		int hi = hex_value(w[i]), lo = hex_value(w[i + 1]);
+
+		if (hi < 0 || lo < 0) {
+			explicit_bzero(k, sizeof(*k));
+			snprintf(error, error_size, "the key is not hexadecimal");
+			return -EINVAL;
+		}
+		k->bytes[i / 2] = (uint8_t)(hi << 4 | lo);
+	}
+	k->len = (uint8_t)(n / 2);
+	if (!next_word(&p, end, &w, &n) || !word_is(w, n, "128")) {
+		explicit_bzero(k, sizeof(*k));
+		snprintf(error, error_size, "the ICV length must be 128 (bits)");
+		return -EINVAL;
+	}
+	if (next_word(&p, end, &w, &n)) {
+		explicit_bzero(k, sizeof(*k));
+		snprintf(error, error_size, "unexpected text after the ICV length");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int mcx_keyset_parse(const char *text, size_t len, struct mcx_keyset **out, char *error,
+		     size_t error_size)
+{
+	struct mcx_keyset *ks = keyset_alloc(KEYS_MAX);
+	const char *p = text, *end = text + len;
+	unsigned line = 0;
+	char problem[160];
+
+	*out = NULL;
+	if (!ks)
+		return -ENOMEM;
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p)), *q = p, *w;
+		size_t n;
+
+		if (!eol)
+			eol = end;
+		line++;
+		if (next_word(&q, eol, &w, &n) && w[0] != '#') {
+			int r;
+
+			if (ks->n == KEYS_MAX) {
+				snprintf(error, error_size, "line %u: more than %d keys", line, KEYS_MAX);
+				mcx_keyset_free(ks);
+				return -EINVAL;
+			}
+			r = parse_line(p, eol, &ks->k[ks->n], problem, sizeof(problem));
+			if (r < 0) {
+				snprintf(error, error_size, "line %u: %s", line, problem);
+				mcx_keyset_free(ks);
+				return r;
+			}
+			for (size_t i = 0; i < ks->n; i++)
+				if (ks->k[i].generation == ks->k[ks->n].generation) {
+					snprintf(error, error_size,
+						 "line %u: generation %u appears twice", line,
+						 ks->k[i].generation);
+					mcx_keyset_free(ks);
+					return -EINVAL;
+				}
+			ks->n++;
+		}
+		p = eol + 1;
+	}
+	if (ks->n == 0) {
+		snprintf(error, error_size, "no key in it");
+		mcx_keyset_free(ks);
+		return -EINVAL;
+	}
+	qsort(ks->k, ks->n, sizeof(ks->k[0]), key_compare);
+	*out = ks;
+	return 0;
+}
+
+int mcx_keyset_load_file(const char *path, struct mcx_keyset **out, char *error,
+			 size_t error_size)
+{
+	char buf[KEY_FILE_MAX];
+	struct stat st;
+	ssize_t n;
+	size_t len = 0;
+	int fd, r;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(error, error_size, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(error, error_size, "%s: not a regular file", path);
+		return -EPERM;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		close(fd);
+		snprintf(error, error_size,
+			 "%s: mode %04o lets others read or change the keys; refusing it "
+			 "(chmod 0600)",
+			 path, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		close(fd);
+		snprintf(error, error_size, "%s: owned by uid %u, not by root; refusing it", path,
+			 (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	(void)mlock(buf, sizeof(buf));
+	while ((n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+		len += (size_t)n;
+	r = n < 0 ? -errno : 0;
+	close(fd);
+	if (r == 0 && len == sizeof(buf)) {
+		snprintf(error, error_size, "%s: larger than %d bytes", path, KEY_FILE_MAX);
+		r = -EFBIG;
+	} else if (r < 0) {
+		snprintf(error, error_size, "%s: %s", path, strerror(-r));
+	} else {
+		char problem[200];
+
+		r = mcx_keyset_parse(buf, len, out, problem, sizeof(problem));
+		if (r < 0)
+			snprintf(error, error_size, "%s: %s", path, problem);
+	}
+	explicit_bzero(buf, sizeof(buf));
+	(void)munlock(buf, sizeof(buf));
+	return r;
+}
+
+const struct mcx_key *mcx_keyset_find(const struct mcx_keyset *ks, uint32_t gen)
+{
+	for (size_t i = 0; ks && i < ks->n; i++)
+		if (ks->k[i].generation == gen)
+			return &ks->k[i];
+	return NULL;
+}
+
+uint32_t mcx_keyset_current(const struct mcx_keyset *ks)
+{
+	return ks && ks->n ? ks->k[ks->n - 1].generation : 0;
+}
+
+bool mcx_keyset_equal(const struct mcx_keyset *a, const struct mcx_keyset *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->k[i].generation != b->k[i].generation || a->k[i].len != b->k[i].len ||
+		    memcmp(a->k[i].bytes, b->k[i].bytes, a->k[i].len) != 0)
+			return false;
+	return true;
+}
+
+static void mapped_address(const struct mc_ip *ip, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (ip->family == AF_INET) {
+		out[10] = 0xff;
+		out[11] = 0xff;
+		memcpy(&out[12], ip->addr, 4);
+	} else {
+		memcpy(out, ip->addr, 16);
+	}
+}
+
+int mcx_derive(const struct mcx_key *key, const struct mc_ip *src, const struct mc_ip *dst,
+	       const char *src_boot_id, const char *dst_boot_id, uint8_t out[MCX_KEY_MAX])
+{
+	uint8_t info[16 + 16 + 2 * MC_BOOT_ID_LEN + 4];
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	OSSL_PARAM params[5];
+	uint8_t ikm[MCX_KEY_MAX];
+	int r = -EIO;
+
+	mapped_address(src, info);
+	mapped_address(dst, info + 16);
+	memcpy(info + 32, src_boot_id, MC_BOOT_ID_LEN);
+	memcpy(info + 32 + MC_BOOT_ID_LEN, dst_boot_id, MC_BOOT_ID_LEN);
+	info[104] = (uint8_t)(key->generation >> 24);
+	info[105] = (uint8_t)(key->generation >> 16);
+	info[106] = (uint8_t)(key->generation >> 8);
+	info[107] = (uint8_t)key->generation;
+	memcpy(ikm, key->bytes, key->len);
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm, key->len);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (char *)HKDF_SALT,
+						      strlen(HKDF_SALT));
+	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, sizeof(info));
+	params[4] = OSSL_PARAM_construct_end();
+	if (kctx && EVP_KDF_derive(kctx, out, key->len, params) == 1)
+		r = 0;
+	EVP_KDF_CTX_free(kctx);
+	EVP_KDF_free(kdf);
+	explicit_bzero(ikm, sizeof(ikm));
+	return r;
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The only code of the backend that talks to the kernel (netlink.h). Replies are read into
+ * one locked buffer that is wiped after each call: a dump of states carries their keys, and
+ * libnl's own receive path frees its buffers without wiping them.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <linux/netlink.h>
+
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/socket.h>
+
+#include "netlink.h"
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+
+#define RECV_BUFFER (256 * 1024)
+
+struct mcx_nl {
+	struct nl_sock *sk;
+	uint8_t *buf;
+};
+
+struct mcx_nl *mcx_nl_open(void)
+{
+	struct mcx_nl *nl = calloc(1, sizeof(*nl));
+	int one = 1, r;
+
+	if (!nl)
+		return NULL;
+	nl->buf = mmap(NULL, RECV_BUFFER, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	nl->sk = nl_socket_alloc();
+	if (nl->buf == MAP_FAILED || !nl->sk) {
+		if (nl->buf == MAP_FAILED)
+			nl->buf = NULL;
+		mcx_nl_close(nl);
+		errno = ENOMEM;
+		return NULL;
+	}
+	(void)mlock(nl->buf, RECV_BUFFER);
+	(void)madvise(nl->buf, RECV_BUFFER, MADV_DONTDUMP);
+	r = nl_connect(nl->sk, NETLINK_XFRM);
+	if (r < 0) {
+		mcx_nl_close(nl);
+		errno = EPROTONOSUPPORT;
+		return NULL;
+	}
+	(void)setsockopt(nl_socket_get_fd(nl->sk), SOL_NETLINK, NETLINK_CAP_ACK, &one,
+			 sizeof(one));
+	(void)nl_socket_set_buffer_size(nl->sk, RECV_BUFFER, RECV_BUFFER);
+	return nl;
+}
+
+void mcx_nl_close(struct mcx_nl *nl)
+{
+	if (!nl)
+		return;
+	if (nl->sk)
+		nl_socket_free(nl->sk);
+	if (nl->buf) {
+		explicit_bzero(nl->buf, RECV_BUFFER);
+		munmap(nl->buf, RECV_BUFFER);
+	}
+	free(nl);
+}
+
+/*
+ * Reads replies to sequence number seq until an acknowledgement or the end of a dump,
+ * calling fn (if any) for each object message. Returns 0 or -errno.
+ */
+static int receive(struct mcx_nl *nl, uint32_t seq, mcx_dump_fn fn, void *userdata)
+{
+	int fd = nl_socket_get_fd(nl->sk), r = 0;
+	size_t used = 0;
+
+	for (;;) {
+		ssize_t n = recv(fd, nl->buf, RECV_BUFFER, 0);
+		unsigned left;
+		bool done = false;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		used = used > (size_t)n ? used : (size_t)n;
+		left = (unsigned)n;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)nl->buf; NLMSG_OK(h, left);
+		     h = NLMSG_NEXT(h, left)) {
+			if (h->nlmsg_seq != seq)
+				continue;
+			if (h->nlmsg_type == NLMSG_DONE) {
+				done = true;
+				break;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+
+				if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*e)))
+					r = -EBADMSG;
+				else if (r == 0)
+					r = e->error;
+				done = true;
+				break;
+			}
+			if (fn && r == 0)
+				r = fn(h, userdata);
+			if (!(h->nlmsg_flags & NLM_F_MULTI)) {
+				done = true;
+				break;
+			}
+		}
+		if (done)
+			break;
+	}
+	explicit_bzero(nl->buf, used);
+	return r;
+}
+
+int mcx_nl_transact(struct mcx_nl *nl, struct nl_msg *msg)
+{
+	struct nlmsghdr *h = nlmsg_hdr(msg);
+	int r;
+
+	nl_complete_msg(nl->sk, msg);
+	h->nlmsg_flags |= NLM_F_ACK;
+	r = nl_send(nl->sk, msg);
+	if (r >= 0)
+		r = receive(nl, h->nlmsg_seq, NULL, NULL);
+	else
+		r = -EIO;
+	explicit_bzero(h, h->nlmsg_len);
+	nlmsg_free(msg);
+	return r;
+}
+
+int mcx_nl_dump(struct mcx_nl *nl, uint16_t type, mcx_dump_fn fn, void *userdata)
+{
+	struct nl_msg *msg = nlmsg_alloc_simple(type, NLM_F_DUMP);
+	uint32_t seq;
+	int r;
+
+	if (!msg)
+		return -ENOMEM;
+	nl_complete_msg(nl->sk, msg);
+	seq = nlmsg_hdr(msg)->nlmsg_seq;
+	r = nl_send(nl->sk, msg);
+	nlmsg_free(msg);
+	if (r < 0)
+		return -EIO;
+	return receive(nl, seq, fn, userdata);
+}

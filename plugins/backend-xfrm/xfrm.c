@@ -1,0 +1,1112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The IPsec backend (DESIGN.md §6; docs/ipsec.md): per-peer ESP tunnel states and out
+ * policies, node-wide in and fwd policies, per-pair keys, hitless rotation.
+ *
+ * It models what it installed: at init the kernel's states and policies of our reqid are
+ * dumped into the model, every apply diffs the desired objects against the model and sends
+ * only the difference, and each change goes to the kernel first, then into the model.
+ * Objects that do not carry our reqid are never read into the model, so never touched.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include <meshcrypt/host.h>
+#include <meshcrypt/plugin.h>
+#include <meshcrypt/store.h>
+
+#include "keys.h"
+#include "netlink.h"
+
+#define OUT_POLICY_PRIORITY 100
+#define NODE_POLICY_PRIORITY 100
+#define REPLAY_WINDOW 128
+#define SECRET_ENTRY "keys"
+#define MAX_PEER_INDEX 65535
+
+enum { OWNER_NONE = 0, OWNER_NODE = 0x10000 };
+
+struct held_sa {
+	struct mcx_sa sa; /* key wiped: key_digest identifies it */
+	uint8_t key_digest[32];
+	uint32_t owner;   /* peer index, OWNER_NONE until an apply claims it */
+};
+
+struct held_sp {
+	struct mcx_sp sp;
+	uint32_t owner; /* peer index, OWNER_NODE, or OWNER_NONE until claimed */
+};
+
+/* What the backend knows of a peer index from applies and gc. */
+struct peer_info {
+	uint32_t peer_id;
+	uint32_t generation; /* the generation it advertises */
+	bool present;
+};
+
+struct xfrm {
+	struct mc_plugin_ctx *ctx;
+	pthread_mutex_t lock; /* workers apply different peers concurrently */
+	struct mcx_nl *nl;
+	uint32_t reqid;
+	uint64_t grace_ns;
+	uint32_t encrypt_mark, decrypt_mark, role_mask, peer_mask;
+	unsigned peer_shift;
+	const char *key_file;
+	char secret_ns[256], secret_name[256];
+
+	struct mcx_keyset *keys;
+
+	bool local_known;
+	struct mc_ip local[2]; /* [0] IPv4, [1] IPv6; family 0: none */
+	char local_boot_id[MC_BOOT_ID_LEN + 1];
+	uint32_t local_generation; /* advertised; 0: the highest held */
+	bool boot_id_warned;
+
+	struct held_sa *sas;
+	size_t n_sas, cap_sas;
+	struct held_sp *sps;
+	size_t n_sps, cap_sps;
+
+	struct peer_info *peers; /* by index, MAX_PEER_INDEX + 1 */
+	bool peers_complete;     /* a gc has told us every participating peer */
+	uint32_t settled_generation; /* every present peer advertised it since settled_ns */
+	uint64_t settled_ns;
+	struct mc_timer *retire_timer;
+};
+
+static struct xfrm *get(struct mc_plugin_ctx *ctx)
+{
+	return ctx->host->get_data(ctx);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int family_slot(uint8_t family)
+{
+	return family == AF_INET ? 0 : 1;
+}
+
+static void digest(const uint8_t *key, size_t len, uint8_t out[32])
+{
+	unsigned n = 32;
+
+	if (EVP_Digest(key, len, out, &n, EVP_sha256(), NULL) != 1)
+		memset(out, 0, 32);
+}
+
+/* ---- describing objects for the log (never with key bytes) ---- */
+
+static const char *sa_text(const struct mcx_sa *sa, char *buf, size_t size)
+{
+	char s[MC_IP_STRLEN], d[MC_IP_STRLEN];
+
+	snprintf(buf, size, "state %s -> %s spi 0x%x%s", mc_ip_to_string(&sa->src, s),
+		 mc_ip_to_string(&sa->dst, d), sa->spi, sa->mark_mask ? " (in)" : " (out)");
+	if (sa->mark_mask)
+		snprintf(buf + strlen(buf), size - strlen(buf), " mark 0x%x/0x%x", sa->mark,
+			 sa->mark_mask);
+	return buf;
+}
+
+static const char *sp_text(const struct mcx_sp *sp, char *buf, size_t size)
+{
+	static const char *const dirs[] = { "in", "out", "fwd" };
+	char p[MC_PREFIX_STRLEN], d[MC_IP_STRLEN];
+
+	snprintf(buf, size, "policy %s %s mark 0x%x/0x%x tmpl -> %s spi 0x%x",
+		 sp->dir < 3 ? dirs[sp->dir] : "?", mc_prefix_to_string(&sp->dst, p), sp->mark,
+		 sp->mark_mask, mc_ip_to_string(&sp->tmpl_dst, d), sp->tmpl_spi);
+	return buf;
+}
+
+/* ---- the model: every kernel change goes through these ---- */
+
+static int sa_send(struct xfrm *x, int type, const struct mcx_sa *sa)
+{
+	struct nl_msg *msg;
+	int r = type == XFRM_MSG_DELSA ? mcx_sa_delete_message(sa, &msg) :
+					 mcx_sa_message(sa, type, &msg);
+
+	return r < 0 ? r : mcx_nl_transact(x->nl, msg);
+}
+
+static int sp_send(struct xfrm *x, int type, const struct mcx_sp *sp)
+{
+	struct nl_msg *msg;
+	int r = type == XFRM_MSG_DELPOLICY ? mcx_sp_delete_message(sp, &msg) :
+					     mcx_sp_message(sp, type, &msg);
+
+	return r < 0 ? r : mcx_nl_transact(x->nl, msg);
+}
+
+static struct held_sa *held_sa_find(struct xfrm *x, const struct mcx_sa *sa)
+{
+	for (size_t i = 0; i < x->n_sas; i++)
+		if (mcx_sa_same_id(&x->sas[i].sa, sa))
+			return &x->sas[i];
+	return NULL;
+}
+
+static struct held_sp *held_sp_find(struct xfrm *x, const struct mcx_sp *sp)
+{
+	for (size_t i = 0; i < x->n_sps; i++)
+		if (mcx_sp_same_id(&x->sps[i].sp, sp))
+			return &x->sps[i];
+	return NULL;
+}
+
+static int held_sa_put(struct xfrm *x, const struct mcx_sa *sa, uint32_t owner)
+{
+	struct held_sa *h = held_sa_find(x, sa);
+
+	if (!h) {
+		if (x->n_sas == x->cap_sas) {
+			size_t cap = x->cap_sas ? 2 * x->cap_sas : 64;
+			struct held_sa *v = realloc(x->sas, cap * sizeof(*v));
+
+			if (!v)
+				return -ENOMEM;
+			x->sas = v;
+			x->cap_sas = cap;
+		}
+		h = &x->sas[x->n_sas++];
+	}
+	h->sa = *sa;
+	digest(sa->key, sa->key_len, h->key_digest);
+	explicit_bzero(h->sa.key, sizeof(h->sa.key));
+	h->owner = owner;
+	return 0;
+}
+
+static void held_sa_drop(struct xfrm *x, struct held_sa *h)
+{
+	*h = x->sas[--x->n_sas];
+}
+
+static int held_sp_put(struct xfrm *x, const struct mcx_sp *sp, uint32_t owner)
+{
+	struct held_sp *h = held_sp_find(x, sp);
+
+	if (!h) {
+		if (x->n_sps == x->cap_sps) {
+			size_t cap = x->cap_sps ? 2 * x->cap_sps : 64;
+			struct held_sp *v = realloc(x->sps, cap * sizeof(*v));
+
+			if (!v)
+				return -ENOMEM;
+			x->sps = v;
+			x->cap_sps = cap;
+		}
+		h = &x->sps[x->n_sps++];
+	}
+	h->sp = *sp;
+	h->owner = owner;
+	return 0;
+}
+
+static void held_sp_drop(struct xfrm *x, struct held_sp *h)
+{
+	*h = x->sps[--x->n_sps];
+}
+
+/* Whether the kernel's state is the wanted one (the model keeps a digest of its key). */
+static bool held_sa_is(const struct held_sa *h, const struct mcx_sa *want)
+{
+	struct mcx_sa have = h->sa;
+	uint8_t d[32];
+	bool same;
+
+	digest(want->key, want->key_len, d);
+	/* mcx_sa_equal compares key bytes: compare the digests instead. */
+	have.key_len = want->key_len;
+	memcpy(have.key, want->key, want->key_len);
+	same = memcmp(d, h->key_digest, sizeof(d)) == 0 && mcx_sa_equal(want, &have);
+	explicit_bzero(&have, sizeof(have));
+	return same;
+}
+
+/*
+ * Makes the kernel hold want: nothing when it does, an update in place where the kernel
+ * allows (lifetime, replay settings), else (another key: a re-key after a reboot) the old
+ * state is deleted and the new one added. -EEXIST from an add means an object we do not own
+ * holds the identity.
+ */
+static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
+{
+	struct held_sa *h = held_sa_find(x, want);
+	char what[160];
+	int r;
+
+	if (h && held_sa_is(h, want)) {
+		h->owner = owner;
+		return 0;
+	}
+	if (h) {
+		uint8_t d[32];
+		bool same_key;
+
+		digest(want->key, want->key_len, d);
+		same_key = memcmp(d, h->key_digest, sizeof(d)) == 0 &&
+			   memcmp(&h->sa.src, &want->src, sizeof(want->src)) == 0;
+		if (same_key) {
+			r = sa_send(x, XFRM_MSG_UPDSA, want);
+			if (r == 0)
+				mc_plugin_log(x->ctx, LOG_INFO, "%s: updated in place",
+					      sa_text(want, what, sizeof(what)));
+		} else {
+			r = sa_send(x, XFRM_MSG_DELSA, &h->sa);
+			if (r == 0 || r == -ENOENT)
+				r = sa_send(x, XFRM_MSG_NEWSA, want);
+			if (r == 0)
+				mc_plugin_log(x->ctx, LOG_INFO, "%s: re-keyed",
+					      sa_text(want, what, sizeof(what)));
+		}
+	} else {
+		r = sa_send(x, XFRM_MSG_NEWSA, want);
+		if (r == 0)
+			mc_plugin_log(x->ctx, LOG_DEBUG, "%s: added", sa_text(want, what, sizeof(what)));
+	}
+	if (r < 0) {
+		mc_plugin_log(x->ctx, LOG_WARNING, "%s: %s%s", sa_text(want, what, sizeof(what)),
+			      strerror(-r),
+			      r == -EEXIST ? " (held by an object that is not ours)" :
+			      r == -ENOENT || r == -ENOSYS ? " (is esp4/esp6 loaded?)" : "");
+		return r;
+	}
+	return held_sa_put(x, want, owner);
+}
+
+static int sa_remove(struct xfrm *x, struct held_sa *h)
+{
+	char what[160];
+	int r = sa_send(x, XFRM_MSG_DELSA, &h->sa);
+
+	if (r < 0 && r != -ENOENT) {
+		mc_plugin_log(x->ctx, LOG_WARNING, "removing %s: %s",
+			      sa_text(&h->sa, what, sizeof(what)), strerror(-r));
+		return r;
+	}
+	mc_plugin_log(x->ctx, LOG_DEBUG, "%s: removed", sa_text(&h->sa, what, sizeof(what)));
+	held_sa_drop(x, h);
+	return 0;
+}
+
+/* Policies are changed in place, never deleted and re-added: no moment without one. */
+static int sp_ensure(struct xfrm *x, const struct mcx_sp *want, uint32_t owner)
+{
+	struct held_sp *h = held_sp_find(x, want);
+	char what[200];
+	int r = 0;
+
+	if (h && mcx_sp_equal(want, &h->sp)) {
+		h->owner = owner;
+		return 0;
+	}
+	r = sp_send(x, h ? XFRM_MSG_UPDPOLICY : XFRM_MSG_NEWPOLICY, want);
+	if (r < 0) {
+		mc_plugin_log(x->ctx, LOG_WARNING, "%s: %s%s", sp_text(want, what, sizeof(what)),
+			      strerror(-r),
+			      r == -EEXIST ? " (held by a policy that is not ours)" : "");
+		return r;
+	}
+	mc_plugin_log(x->ctx, LOG_DEBUG, "%s: %s", sp_text(want, what, sizeof(what)),
+		      h ? "updated in place" : "added");
+	return held_sp_put(x, want, owner);
+}
+
+static int sp_remove(struct xfrm *x, struct held_sp *h)
+{
+	char what[200];
+	int r = sp_send(x, XFRM_MSG_DELPOLICY, &h->sp);
+
+	if (r < 0 && r != -ENOENT) {
+		mc_plugin_log(x->ctx, LOG_WARNING, "removing %s: %s",
+			      sp_text(&h->sp, what, sizeof(what)), strerror(-r));
+		return r;
+	}
+	mc_plugin_log(x->ctx, LOG_DEBUG, "%s: removed", sp_text(&h->sp, what, sizeof(what)));
+	held_sp_drop(x, h);
+	return 0;
+}
+
+/* ---- keys ---- */
+
+static void requeue_peers(struct xfrm *x)
+{
+	const struct mc_host *h = x->ctx->host;
+
+	if (!MC_HOST_HAS(h, requeue))
+		return;
+	for (uint32_t i = 1; i <= MAX_PEER_INDEX; i++)
+		if (x->peers[i].peer_id) {
+			struct mc_key key = { .type = MC_KEY_PEER, .peer_id = x->peers[i].peer_id };
+
+			(void)h->requeue(x->ctx, &key);
+		}
+}
+
+/* Reads the key Secret; 0 and *changed, -ENOENT while there is none, or -errno. Locked. */
+static int load_secret(struct xfrm *x, bool *changed)
+{
+	const struct mc_host *h = x->ctx->host;
+	struct mcx_keyset *ks = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	char error[300];
+	int r;
+
+	*changed = false;
+	if (!MC_HOST_HAS(h, secret_get))
+		return -ENOTSUP;
+	r = h->secret_get(x->ctx, x->secret_ns, x->secret_name, SECRET_ENTRY, &data, &len);
+	if (r < 0) {
+		if (r == -ENOENT && x->keys) {
+			mc_plugin_log(x->ctx, LOG_WARNING,
+				      "the key Secret %s/%s is gone; keeping the keys in use",
+				      x->secret_ns, x->secret_name);
+			return 0;
+		}
+		return r;
+	}
+	r = mcx_keyset_parse((const char *)data, len, &ks, error, sizeof(error));
+	explicit_bzero(data, len);
+	free(data);
+	if (r < 0) {
+		mc_plugin_log(x->ctx, LOG_ERR, "the key Secret %s/%s, entry %s: %s", x->secret_ns,
+			      x->secret_name, SECRET_ENTRY, error);
+		return r;
+	}
+	if (mcx_keyset_equal(ks, x->keys)) {
+		mcx_keyset_free(ks);
+		return 0;
+	}
+	mcx_keyset_free(x->keys);
+	x->keys = ks;
+	*changed = true;
+	mc_plugin_log(x->ctx, LOG_INFO, "keys from Secret %s/%s: %zu generation(s), current %u",
+		      x->secret_ns, x->secret_name, ks->n, mcx_keyset_current(ks));
+	return 0;
+}
+
+static uint32_t local_generation(const struct xfrm *x)
+{
+	return x->local_generation && mcx_keyset_find(x->keys, x->local_generation) ?
+		       x->local_generation :
+		       mcx_keyset_current(x->keys);
+}
+
+/* The generation to send to a peer with: the one it advertises once we hold it, else the
+ * one in use, else the highest we hold below it. */
+static uint32_t out_generation(struct xfrm *x, const struct mc_peer_state *p, uint32_t in_use)
+{
+	uint32_t best = 0;
+
+	if (p->key_generation == 0)
+		return mcx_keyset_current(x->keys);
+	if (mcx_keyset_find(x->keys, p->key_generation))
+		return p->key_generation;
+	if (in_use && mcx_keyset_find(x->keys, in_use))
+		return in_use;
+	for (size_t i = 0; i < x->keys->n; i++)
+		if (x->keys->k[i].generation < p->key_generation)
+			best = x->keys->k[i].generation;
+	return best ? best : mcx_keyset_current(x->keys);
+}
+
+/* Whether in states of generations below the advertised one may go (DESIGN.md §6). */
+static bool old_generations_retired(struct xfrm *x)
+{
+	return x->settled_generation == local_generation(x) && x->settled_ns &&
+	       now_ns() - x->settled_ns >= x->grace_ns;
+}
+
+static uint64_t on_retire(struct mc_plugin_ctx *ctx, void *userdata)
+{
+	struct xfrm *x = userdata;
+
+	pthread_mutex_lock(&x->lock);
+	mc_plugin_log(ctx, LOG_INFO,
+		      "every peer has used generation %u for the grace period: removing the "
+		      "in states of older generations",
+		      x->settled_generation);
+	requeue_peers(x);
+	pthread_mutex_unlock(&x->lock);
+	return 0;
+}
+
+/*
+ * Called (locked) whenever a peer's advertised generation may have changed: once every
+ * present peer advertises our generation, the grace period starts. The timer is armed on the
+ * main loop only; from a worker the next apply there or the next resync arms it.
+ */
+static void check_settled(struct xfrm *x)
+{
+	uint32_t gen = local_generation(x);
+	bool all = x->peers_complete;
+
+	for (uint32_t i = 1; all && i <= MAX_PEER_INDEX; i++)
+		if (x->peers[i].present && x->peers[i].generation < gen)
+			all = false;
+	if (!all) {
+		x->settled_generation = 0;
+		x->settled_ns = 0;
+		return;
+	}
+	if (x->settled_generation != gen) {
+		x->settled_generation = gen;
+		x->settled_ns = now_ns();
+	}
+}
+
+/* ---- desired objects of a peer ---- */
+
+struct desired {
+	struct mcx_sa sas[16];
+	size_t n_sas;
+	struct mcx_sp *sps;
+	size_t n_sps;
+};
+
+static void desired_free(struct desired *d)
+{
+	explicit_bzero(d->sas, sizeof(d->sas));
+	free(d->sps);
+}
+
+static const struct mc_ip *peer_address(const struct mc_peer_state *p, uint8_t family)
+{
+	for (size_t i = 0; i < p->n_addresses; i++)
+		if (p->addresses[i].family == family)
+			return &p->addresses[i];
+	return NULL;
+}
+
+static bool peer_has_address(const struct mc_peer_state *p, const struct mc_ip *ip)
+{
+	for (size_t i = 0; i < p->n_addresses; i++)
+		if (memcmp(&p->addresses[i], ip, sizeof(*ip)) == 0)
+			return true;
+	return false;
+}
+
+/* The generation of our out state to this peer in the model, 0 when none. */
+static uint32_t out_generation_in_use(struct xfrm *x, const struct mc_peer_state *p)
+{
+	for (size_t i = 0; i < x->n_sas; i++)
+		if (!x->sas[i].sa.mark_mask && peer_has_address(p, &x->sas[i].sa.dst) &&
+		    x->sas[i].sa.spi > 256)
+			return x->sas[i].sa.spi - 256;
+	return 0;
+}
+
+static int add_sa(struct xfrm *x, struct desired *d, const struct mcx_key *key,
+		  const struct mc_ip *src, const struct mc_ip *dst, const char *src_boot,
+		  const char *dst_boot, uint32_t mark, uint32_t mask)
+{
+	struct mcx_sa *sa;
+
+	if (d->n_sas == sizeof(d->sas) / sizeof(d->sas[0]))
+		return -E2BIG;
+	sa = &d->sas[d->n_sas];
+	memset(sa, 0, sizeof(*sa));
+	sa->src = *src;
+	sa->dst = *dst;
+	sa->spi = mcx_spi(key->generation);
+	sa->reqid = x->reqid;
+	sa->mark = mark;
+	sa->mark_mask = mask;
+	sa->replay_window = REPLAY_WINDOW;
+	sa->esn = true;
+	sa->lifetime_infinite = true;
+	sa->algo_ok = true;
+	sa->key_len = key->len;
+	if (mcx_derive(key, src, dst, src_boot, dst_boot, sa->key) < 0)
+		return -EIO;
+	d->n_sas++;
+	return 0;
+}
+
+/* Builds what the kernel must hold for peer p. Locked. */
+static int desire_peer(struct xfrm *x, const struct mc_peer_state *p, struct desired *d)
+{
+	uint32_t in_mark = x->decrypt_mark | (uint32_t)p->peer_index << x->peer_shift;
+	uint32_t in_mask = x->role_mask | x->peer_mask;
+	uint32_t adv = local_generation(x), out_gen;
+	bool retired = old_generations_retired(x);
+	const struct mcx_key *out_key;
+	int r;
+
+	out_gen = out_generation(x, p, out_generation_in_use(x, p));
+	out_key = mcx_keyset_find(x->keys, out_gen);
+	for (int f = 0; f < 2; f++) {
+		const struct mc_ip *local = x->local[f].family ? &x->local[f] : NULL;
+		const struct mc_ip *peer = peer_address(p, f == 0 ? AF_INET : AF_INET6);
+
+		if (!local || !peer)
+			continue;
+		for (size_t i = 0; i < x->keys->n; i++) {
+			const struct mcx_key *k = &x->keys->k[i];
+
+			if (k->generation < adv && retired)
+				continue;
+			r = add_sa(x, d, k, peer, local, p->boot_id, x->local_boot_id, in_mark,
+				   in_mask);
+			if (r < 0)
+				return r;
+		}
+		r = add_sa(x, d, out_key, local, peer, x->local_boot_id, p->boot_id, 0, 0);
+		if (r < 0)
+			return r;
+	}
+	d->sps = calloc(p->n_prefixes ? p->n_prefixes : 1, sizeof(*d->sps));
+	if (!d->sps)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n_prefixes; i++) {
+		const struct mc_prefix *pre = &p->prefixes[i];
+		int f = family_slot(pre->ip.family);
+		const struct mc_ip *peer = peer_address(p, pre->ip.family);
+		struct mcx_sp *sp;
+
+		if (!x->local[f].family || !peer) {
+			char t[MC_PREFIX_STRLEN];
+
+			/* The guard drops what this would have encrypted: fail closed. */
+			mc_plugin_log(x->ctx, LOG_DEBUG,
+				      "peer %s: no %s address pair for %s; its traffic stays blocked",
+				      p->name, pre->ip.family == AF_INET ? "IPv4" : "IPv6",
+				      mc_prefix_to_string(pre, t));
+			continue;
+		}
+		sp = &d->sps[d->n_sps++];
+		memset(sp, 0, sizeof(*sp));
+		sp->dir = XFRM_POLICY_OUT;
+		sp->dst = *pre;
+		sp->mark = x->encrypt_mark;
+		sp->mark_mask = x->role_mask;
+		sp->priority = OUT_POLICY_PRIORITY;
+		sp->tmpl_src = x->local[f];
+		sp->tmpl_dst = *peer;
+		sp->tmpl_spi = mcx_spi(out_gen);
+		sp->reqid = x->reqid;
+	}
+	return 0;
+}
+
+/* Claims the objects a restart found that belong to peer p (by its index or addresses). */
+static void claim(struct xfrm *x, const struct mc_peer_state *p)
+{
+	uint32_t in_mask = x->role_mask | x->peer_mask;
+
+	for (size_t i = 0; i < x->n_sas; i++) {
+		struct held_sa *h = &x->sas[i];
+
+		if (h->owner != OWNER_NONE)
+			continue;
+		if (h->sa.mark_mask == in_mask ?
+			    ((h->sa.mark & x->peer_mask) >> x->peer_shift) == p->peer_index :
+			    !h->sa.mark_mask && peer_has_address(p, &h->sa.dst))
+			h->owner = p->peer_index;
+	}
+	for (size_t i = 0; i < x->n_sps; i++) {
+		struct held_sp *h = &x->sps[i];
+
+		if (h->owner == OWNER_NONE && h->sp.dir == XFRM_POLICY_OUT &&
+		    peer_has_address(p, &h->sp.tmpl_dst))
+			h->owner = p->peer_index;
+	}
+}
+
+static bool sa_wanted(const struct desired *d, const struct mcx_sa *sa)
+{
+	for (size_t i = 0; i < d->n_sas; i++)
+		if (mcx_sa_same_id(&d->sas[i], sa))
+			return true;
+	return false;
+}
+
+static bool sp_wanted(const struct desired *d, const struct mcx_sp *sp)
+{
+	for (size_t i = 0; i < d->n_sps; i++)
+		if (mcx_sp_same_id(&d->sps[i], sp))
+			return true;
+	return false;
+}
+
+/*
+ * Removes what owner holds beyond d (everything when d is empty): out policies first, then
+ * out states, then in states, so no policy ever points at a missing state. Returns the first
+ * error; the rest is still tried.
+ */
+static int remove_unwanted(struct xfrm *x, uint32_t owner, const struct desired *d)
+{
+	int first = 0, r;
+
+	for (size_t i = x->n_sps; i-- > 0;)
+		if (x->sps[i].owner == owner && !sp_wanted(d, &x->sps[i].sp) &&
+		    (r = sp_remove(x, &x->sps[i])) < 0 && !first)
+			first = r;
+	for (int in = 0; in < 2; in++)
+		for (size_t i = x->n_sas; i-- > 0;)
+			if (x->sas[i].owner == owner && !x->sas[i].sa.mark_mask == !in &&
+			    !sa_wanted(d, &x->sas[i].sa) && (r = sa_remove(x, &x->sas[i])) < 0 &&
+			    !first)
+				first = r;
+	return first;
+}
+
+/* In states first (we can receive), then out states, then the policies that use them. */
+static int apply_desired(struct xfrm *x, uint32_t owner, const struct desired *d)
+{
+	int r;
+
+	for (int in = 1; in >= 0; in--)
+		for (size_t i = 0; i < d->n_sas; i++)
+			if (!d->sas[i].mark_mask == !in && (r = sa_ensure(x, &d->sas[i], owner)) < 0)
+				return r;
+	for (size_t i = 0; i < d->n_sps; i++)
+		if ((r = sp_ensure(x, &d->sps[i], owner)) < 0)
+			return r;
+	return remove_unwanted(x, owner, d);
+}
+
+static int xfrm_peer_apply(struct mc_plugin_ctx *ctx, const struct mc_peer_state *p)
+{
+	struct xfrm *x = get(ctx);
+	struct desired d = { .n_sas = 0 };
+	struct peer_info *info;
+	int r;
+
+	if (!MC_STATE_HAS(ctx->host, peer_state, peer_index) || p->peer_index == 0)
+		return -MC_EPERMANENT;
+	pthread_mutex_lock(&x->lock);
+	info = &x->peers[p->peer_index];
+	info->peer_id = p->peer_id;
+	info->present = p->present;
+	info->generation = p->key_generation;
+	claim(x, p);
+	if (!p->present) {
+		r = remove_unwanted(x, p->peer_index, &d);
+		goto out;
+	}
+	if (!x->local_known || !x->keys) {
+		r = -EAGAIN; /* the local node's addresses and boot ID, or the key Secret */
+		goto out;
+	}
+	if (strlen(p->boot_id) != MC_BOOT_ID_LEN) {
+		mc_plugin_log(ctx, LOG_ERR, "peer %s publishes no boot ID: no keys can be derived",
+			      p->name);
+		r = -MC_EPERMANENT;
+		goto out;
+	}
+	check_settled(x);
+	r = desire_peer(x, p, &d);
+	if (r == 0 && d.n_sas == 0) {
+		mc_plugin_log(ctx, LOG_ERR,
+			      "peer %s shares no address family with this node: cannot encrypt to it",
+			      p->name);
+		r = -MC_EPERMANENT;
+	}
+	if (r == 0)
+		r = apply_desired(x, p->peer_index, &d);
+out:
+	pthread_mutex_unlock(&x->lock);
+	desired_free(&d);
+	return r;
+}
+
+/* ---- the local node: node-wide in and fwd policies ---- */
+
+static void warn_boot_id(struct xfrm *x, const char *published)
+{
+	char actual[MC_BOOT_ID_LEN + 2] = "";
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		ssize_t n = read(fd, actual, MC_BOOT_ID_LEN);
+
+		close(fd);
+		actual[n > 0 ? n : 0] = '\0';
+	}
+	if (!x->boot_id_warned && actual[0] && strcmp(actual, published) != 0) {
+		mc_plugin_log(x->ctx, LOG_WARNING,
+			      "the boot ID published for this node (%s) is not this kernel's (%s): "
+			      "keys are derived from the published one, so a reboot that keeps it "
+			      "reuses keys",
+			      published, actual);
+		x->boot_id_warned = true;
+	}
+}
+
+static int xfrm_local_apply(struct mc_plugin_ctx *ctx, const struct mc_local_state *l)
+{
+	struct xfrm *x = get(ctx);
+	struct mc_ip local[2];
+	struct desired d = { .n_sas = 0 };
+	bool changed;
+	int r = 0;
+
+	memset(local, 0, sizeof(local));
+	for (size_t i = 0; l->participating && i < l->n_addresses; i++) {
+		int f = family_slot(l->addresses[i].family);
+
+		if (!local[f].family)
+			local[f] = l->addresses[i];
+	}
+	pthread_mutex_lock(&x->lock);
+	changed = x->local_known != l->participating || memcmp(local, x->local, sizeof(local)) ||
+		  strcmp(x->local_boot_id, l->boot_id) || x->local_generation != l->key_generation;
+	if (l->participating && strlen(l->boot_id) != MC_BOOT_ID_LEN) {
+		mc_plugin_log(ctx, LOG_ERR, "this node publishes no boot ID: no keys can be derived");
+		pthread_mutex_unlock(&x->lock);
+		return -MC_EPERMANENT;
+	}
+	memcpy(x->local, local, sizeof(local));
+	snprintf(x->local_boot_id, sizeof(x->local_boot_id), "%s", l->boot_id);
+	x->local_generation = l->key_generation;
+	x->local_known = l->participating;
+	if (x->local_known)
+		warn_boot_id(x, l->boot_id);
+	d.sps = calloc(4, sizeof(*d.sps));
+	if (!d.sps) {
+		pthread_mutex_unlock(&x->lock);
+		return -ENOMEM;
+	}
+	for (int f = 0; f < 2; f++) {
+		if (!local[f].family)
+			continue;
+		for (int dir = 0; dir < 2; dir++) {
+			struct mcx_sp *sp = &d.sps[d.n_sps++];
+
+			memset(sp, 0, sizeof(*sp));
+			sp->dir = dir == 0 ? XFRM_POLICY_IN : XFRM_POLICY_FWD;
+			sp->dst.ip.family = local[f].family;
+			sp->mark = x->decrypt_mark;
+			sp->mark_mask = x->role_mask;
+			sp->priority = NODE_POLICY_PRIORITY;
+			sp->tmpl_src.family = local[f].family;
+			sp->tmpl_dst = local[f];
+			sp->reqid = x->reqid;
+		}
+	}
+	for (size_t i = 0; i < d.n_sps && r == 0; i++)
+		r = sp_ensure(x, &d.sps[i], OWNER_NODE);
+	if (r == 0)
+		r = remove_unwanted(x, OWNER_NODE, &d);
+	if (changed)
+		requeue_peers(x);
+	pthread_mutex_unlock(&x->lock);
+	desired_free(&d);
+	return r;
+}
+
+static int xfrm_pod_apply(struct mc_plugin_ctx *ctx, const struct mc_pod_state *pod)
+{
+	/* Pods outside their node's CIDRs reach us as host prefixes of the peer's state. */
+	return 0;
+}
+
+static int xfrm_gc(struct mc_plugin_ctx *ctx, const struct mc_peer_state *const *peers, size_t n)
+{
+	struct xfrm *x = get(ctx);
+	struct desired none = { .n_sas = 0 };
+	uint8_t *keep = calloc(MAX_PEER_INDEX + 1, 1);
+	int first = 0, r;
+
+	if (!keep)
+		return -ENOMEM;
+	pthread_mutex_lock(&x->lock);
+	for (size_t i = 0; i < n; i++) {
+		claim(x, peers[i]);
+		keep[peers[i]->peer_index] = 1;
+		x->peers[peers[i]->peer_index] = (struct peer_info){
+			.peer_id = peers[i]->peer_id,
+			.generation = peers[i]->key_generation,
+			.present = true,
+		};
+	}
+	for (uint32_t i = 1; i <= MAX_PEER_INDEX; i++)
+		if (!keep[i])
+			x->peers[i].present = false;
+	x->peers_complete = true;
+	/* What no present peer claimed belongs to peers that are gone. */
+	for (size_t i = x->n_sps; i-- > 0;)
+		if (x->sps[i].owner != OWNER_NODE && (x->sps[i].owner == OWNER_NONE ||
+						      !keep[x->sps[i].owner]))
+			x->sps[i].owner = OWNER_NONE;
+	for (size_t i = x->n_sas; i-- > 0;)
+		if (x->sas[i].owner == OWNER_NONE || !keep[x->sas[i].owner])
+			x->sas[i].owner = OWNER_NONE;
+	if ((r = remove_unwanted(x, OWNER_NONE, &none)) < 0)
+		first = r;
+	check_settled(x);
+	if (x->settled_ns && x->keys && x->keys->k[0].generation < x->settled_generation &&
+	    !x->retire_timer) {
+		uint64_t since = now_ns() - x->settled_ns;
+
+		(void)ctx->host->timer_add(ctx, since >= x->grace_ns ? 1 : x->grace_ns - since,
+					   on_retire, x, &x->retire_timer);
+	}
+	pthread_mutex_unlock(&x->lock);
+	free(keep);
+	return first;
+}
+
+static int xfrm_secret_changed(struct mc_plugin_ctx *ctx)
+{
+	struct xfrm *x = get(ctx);
+	bool changed = false;
+	int r = 0;
+
+	if (x->key_file)
+		return 0;
+	pthread_mutex_lock(&x->lock);
+	r = load_secret(x, &changed);
+	if (r == -ENOENT)
+		r = 0; /* not there yet: peers wait with -EAGAIN */
+	if (changed)
+		requeue_peers(x);
+	pthread_mutex_unlock(&x->lock);
+	return r;
+}
+
+/* ---- lifecycle ---- */
+
+struct dump_ctx {
+	struct xfrm *x;
+	int error;
+};
+
+static int dump_sa(const struct nlmsghdr *h, void *userdata)
+{
+	struct dump_ctx *c = userdata;
+	struct mcx_sa sa;
+	int r = mcx_sa_parse(h, c->x->reqid, &sa);
+
+	if (r == 0)
+		r = held_sa_put(c->x, &sa, OWNER_NONE);
+	explicit_bzero(&sa, sizeof(sa));
+	return r == -ENOENT ? 0 : r;
+}
+
+static int dump_sp(const struct nlmsghdr *h, void *userdata)
+{
+	struct dump_ctx *c = userdata;
+	struct mcx_sp sp;
+	int r = mcx_sp_parse(h, c->x->reqid, &sp);
+
+	if (r == 0)
+		r = held_sp_put(c->x, &sp,
+				sp.dir == XFRM_POLICY_OUT ? OWNER_NONE : OWNER_NODE);
+	return r == -ENOENT ? 0 : r;
+}
+
+/* The model from the kernel: our states and policies (our reqid), nothing else. */
+static int load_model(struct xfrm *x)
+{
+	struct dump_ctx c = { .x = x };
+	int r;
+
+	x->n_sas = x->n_sps = 0;
+	r = mcx_nl_dump(x->nl, XFRM_MSG_GETSA, dump_sa, &c);
+	if (r == 0)
+		r = mcx_nl_dump(x->nl, XFRM_MSG_GETPOLICY, dump_sp, &c);
+	return r;
+}
+
+static const struct mc_option xfrm_options[] = {
+	{ .name = "key_file", .type = MC_OPTION_PATH,
+	  .help = "key lines \"<generation> rfc4106(gcm(aes)) <hex key+salt> 128\", mode 0600; "
+		  "empty: the key Secret" },
+	{ .name = "key_secret", .type = MC_OPTION_STRING,
+	  .default_value = "meshcrypt-system/meshcrypt-ipsec-keys",
+	  .help = "namespace/name of the Secret whose entry \"keys\" holds the key lines" },
+	{ .name = "rotation_grace", .type = MC_OPTION_DURATION, .default_value = "300s",
+	  .min = 0, .max = (int64_t)86400 * 1000000000,
+	  .help = "how long in states of an older generation stay after every peer moved on" },
+	{ .name = "reqid", .type = MC_OPTION_INT, .default_value = "0x6d63", .min = 1,
+	  .max = 0x7fffffff, .help = "the reqid that marks our states and policies" },
+	{ 0 }
+};
+
+static int xfrm_config_check(struct mc_plugin_ctx *ctx, char *error, size_t error_size)
+{
+	const char *secret = ctx->host->config_string(ctx, "key_secret");
+	const char *slash = secret ? strchr(secret, '/') : NULL;
+
+	if (!ctx->host->config_string(ctx, "key_file") &&
+	    (!slash || slash == secret || !slash[1] || strchr(slash + 1, '/'))) {
+		snprintf(error, error_size, "key_secret must be namespace/name, not \"%s\"",
+			 secret ? secret : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int xfrm_init(struct mc_plugin_ctx *ctx)
+{
+	const struct mc_host *h = ctx->host;
+	const struct mc_dataplane_config *dp;
+	struct xfrm *x;
+	char error[400];
+	int r;
+
+	if (!MC_HOST_HAS(h, dataplane_config) || !MC_STATE_HAS(h, peer_state, peer_index)) {
+		h->log(ctx, LOG_ERR, "this meshcryptd is too old: the xfrm backend needs ABI 1.1");
+		return -EPROTO;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	h->set_data(ctx, x);
+	x->ctx = ctx;
+	pthread_mutex_init(&x->lock, NULL);
+	dp = h->dataplane_config(ctx);
+	x->encrypt_mark = dp->encrypt_mark;
+	x->decrypt_mark = dp->decrypt_mark;
+	x->role_mask = dp->role_mask;
+	x->peer_mask = dp->peer_mask;
+	x->peer_shift = (unsigned)__builtin_ctz(dp->peer_mask);
+	x->reqid = (uint32_t)h->config_int(ctx, "reqid");
+	x->grace_ns = h->config_duration_ns(ctx, "rotation_grace");
+	x->key_file = h->config_string(ctx, "key_file");
+	x->peers = calloc(MAX_PEER_INDEX + 1, sizeof(*x->peers));
+	if (!x->peers)
+		return -ENOMEM;
+	if (!x->key_file) {
+		const char *secret = h->config_string(ctx, "key_secret");
+		const char *slash = strchr(secret, '/');
+
+		snprintf(x->secret_ns, sizeof(x->secret_ns), "%.*s", (int)(slash - secret), secret);
+		snprintf(x->secret_name, sizeof(x->secret_name), "%s", slash + 1);
+	} else {
+		r = mcx_keyset_load_file(x->key_file, &x->keys, error, sizeof(error));
+		if (r < 0) {
+			h->log(ctx, LOG_ERR, "[plugin.xfrm] key_file %s", error);
+			return r;
+		}
+		h->log(ctx, LOG_INFO, "keys from %s: %zu generation(s), current %u", x->key_file,
+		       x->keys->n, mcx_keyset_current(x->keys));
+	}
+	x->nl = mcx_nl_open();
+	if (!x->nl) {
+		r = -errno;
+		h->log(ctx, LOG_ERR, "opening the xfrm netlink socket failed: %s%s", strerror(-r),
+		       r == -EPROTONOSUPPORT ? " (is xfrm_user loaded?)" : "");
+		return r;
+	}
+	r = load_model(x);
+	if (r < 0) {
+		h->log(ctx, LOG_ERR, "reading the kernel's xfrm states and policies failed: %s%s",
+		       strerror(-r), r == -EPERM ? " (needs CAP_NET_ADMIN)" : "");
+		return r;
+	}
+	h->log(ctx, LOG_INFO, "found %zu state(s) and %zu policy(ies) of reqid 0x%x", x->n_sas,
+	       x->n_sps, x->reqid);
+	return 0;
+}
+
+static int xfrm_start(struct mc_plugin_ctx *ctx)
+{
+	struct xfrm *x = get(ctx);
+	bool changed;
+	int r = 0;
+
+	if (!x->key_file) {
+		pthread_mutex_lock(&x->lock);
+		r = load_secret(x, &changed);
+		pthread_mutex_unlock(&x->lock);
+		if (r == -ENOENT) {
+			mc_plugin_log(ctx, LOG_INFO, "waiting for the key Secret %s/%s",
+				      x->secret_ns, x->secret_name);
+			r = 0;
+		}
+	}
+	return r;
+}
+
+static void xfrm_stop(struct mc_plugin_ctx *ctx)
+{
+	struct xfrm *x = get(ctx);
+
+	if (x && x->retire_timer) {
+		ctx->host->timer_remove(x->retire_timer);
+		x->retire_timer = NULL;
+	}
+}
+
+static void xfrm_fini(struct mc_plugin_ctx *ctx)
+{
+	struct xfrm *x = get(ctx);
+
+	if (!x)
+		return;
+	/* The objects stay: what the dataplane does survives the agent. */
+	mcx_nl_close(x->nl);
+	mcx_keyset_free(x->keys);
+	if (x->sas)
+		explicit_bzero(x->sas, x->cap_sas * sizeof(*x->sas));
+	free(x->sas);
+	free(x->sps);
+	free(x->peers);
+	pthread_mutex_destroy(&x->lock);
+	free(x);
+	ctx->host->set_data(ctx, NULL);
+}
+
+static int xfrm_cleanup(struct mc_plugin_ctx *ctx)
+{
+	struct xfrm *x = get(ctx);
+	struct desired none = { .n_sas = 0 };
+	size_t sas = x->n_sas, sps = x->n_sps;
+	int r;
+
+	pthread_mutex_lock(&x->lock);
+	for (size_t i = 0; i < x->n_sps; i++)
+		x->sps[i].owner = OWNER_NONE;
+	for (size_t i = 0; i < x->n_sas; i++)
+		x->sas[i].owner = OWNER_NONE;
+	r = remove_unwanted(x, OWNER_NONE, &none);
+	pthread_mutex_unlock(&x->lock);
+	if (r < 0)
+		return r;
+	mc_plugin_log(ctx, LOG_INFO, "removed %zu state(s) and %zu policy(ies) of reqid 0x%x", sas,
+		      sps, x->reqid);
+	return 0;
+}
+
+static const struct mc_dataplane_ops xfrm_ops = MC_DATAPLANE_OPS(
+	.local_apply = xfrm_local_apply,
+	.peer_apply = xfrm_peer_apply,
+	.pod_apply = xfrm_pod_apply,
+	.gc = xfrm_gc,
+	.secret_changed = xfrm_secret_changed);
+
+MC_PLUGIN_DEFINE(.name = "xfrm", .kind = MC_PLUGIN_BACKEND,
+		 .description = "IPsec ESP tunnels through the kernel's xfrm (DESIGN.md §6)",
+		 .version = "0.1.0",
+		 .options = xfrm_options,
+		 .config_check = xfrm_config_check,
+		 .init = xfrm_init,
+		 .start = xfrm_start,
+		 .stop = xfrm_stop,
+		 .fini = xfrm_fini,
+		 .cleanup = xfrm_cleanup,
+		 .dataplane = &xfrm_ops);
