@@ -371,7 +371,7 @@ int mcx_sp_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sp *out)
 		out->dir = (uint8_t)xfrmnl_sp_get_dir(o);
 		ip_from_nl(xfrmnl_sel_get_daddr(sel), (uint8_t)family, &out->dst.ip);
 		out->dst.len = (uint8_t)xfrmnl_sel_get_prefixlen_d(sel);
-		xfrmnl_sp_get_mark(o, &mark, &mask);
+		xfrmnl_sp_get_mark(o, &mask, &mark); /* libnl: mask first */
 		out->mark = mark;
 		out->mark_mask = mask;
 		out->priority = (uint32_t)xfrmnl_sp_get_priority(o);

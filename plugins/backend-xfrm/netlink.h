@@ -99,4 +99,14 @@ typedef int (*mcx_dump_fn)(const struct nlmsghdr *h, void *userdata);
  * -errno to stop. Returns 0 or -errno. */
 int mcx_nl_dump(struct mcx_nl *nl, uint16_t type, mcx_dump_fn fn, void *userdata);
 
+/* The local port of the request socket: notifications of our own changes carry it. */
+uint32_t mcx_nl_port(const struct mcx_nl *nl);
+
+/* A non-blocking socket subscribed to the xfrm groups of states, policies and expiries.
+ * Returns the fd or -errno. */
+int mcx_nl_monitor_open(void);
+/* Reads every pending notification; *foreign tells whether one came from someone else (not
+ * own_port: the kernel's expiries, an operator's `ip xfrm`) or some were lost. 0 or -errno. */
+int mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign);
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <linux/netlink.h>
 
@@ -159,4 +160,53 @@ int mcx_nl_dump(struct mcx_nl *nl, uint16_t type, mcx_dump_fn fn, void *userdata
 	if (r < 0)
 		return -EIO;
 	return receive(nl, seq, fn, userdata);
+}
+
+uint32_t mcx_nl_port(const struct mcx_nl *nl)
+{
+	return nl_socket_get_local_port(nl->sk);
+}
+
+int mcx_nl_monitor_open(void)
+{
+	struct sockaddr_nl sa = {
+		.nl_family = AF_NETLINK,
+		.nl_groups = XFRMGRP_SA | XFRMGRP_POLICY | XFRMGRP_EXPIRE,
+	};
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_XFRM);
+	int size = RECV_BUFFER;
+
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign)
+{
+	/* Notifications of states carry their keys: read into a buffer that is wiped. */
+	static _Thread_local uint8_t buf[64 * 1024];
+	ssize_t n;
+
+	*foreign = false;
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0 || (n < 0 && errno == EINTR)) {
+		unsigned left = n > 0 ? (unsigned)n : 0;
+
+		for (const struct nlmsghdr *h = (const struct nlmsghdr *)buf; NLMSG_OK(h, left);
+		     h = NLMSG_NEXT(h, left))
+			if (h->nlmsg_pid != own_port)
+				*foreign = true;
+		explicit_bzero(buf, n > 0 ? (size_t)n : 0);
+	}
+	if (n < 0 && errno == ENOBUFS) {
+		*foreign = true; /* lost some: assume the worst */
+		return 0;
+	}
+	return n < 0 && errno != EAGAIN ? -errno : 0;
 }

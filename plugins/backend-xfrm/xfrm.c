@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,7 +84,13 @@ struct xfrm {
 	bool peers_complete;     /* a gc has told us every participating peer */
 	uint32_t settled_generation; /* every present peer advertised it since settled_ns */
 	uint64_t settled_ns;
+	uint32_t retired_generation; /* older in states were last removed for this one */
 	struct mc_timer *retire_timer;
+
+	int monitor_fd;
+	struct mc_io *monitor;
+	struct mc_timer *reload_timer;
+	bool reload_armed;
 };
 
 static struct xfrm *get(struct mc_plugin_ctx *ctx)
@@ -431,6 +438,13 @@ static uint32_t out_generation(struct xfrm *x, const struct mc_peer_state *p, ui
 	return best ? best : mcx_keyset_current(x->keys);
 }
 
+static uint64_t retire_check_interval(const struct xfrm *x)
+{
+	uint64_t t = x->grace_ns / 4;
+
+	return t < 100000000ull ? 100000000ull : t > 5000000000ull ? 5000000000ull : t;
+}
+
 /* Whether in states of generations below the advertised one may go (DESIGN.md §6). */
 static bool old_generations_retired(struct xfrm *x)
 {
@@ -438,18 +452,34 @@ static bool old_generations_retired(struct xfrm *x)
 	       now_ns() - x->settled_ns >= x->grace_ns;
 }
 
-static uint64_t on_retire(struct mc_plugin_ctx *ctx, void *userdata)
+/* Whether the model holds in states of a generation below gen. */
+static bool holds_older_in_states(const struct xfrm *x, uint32_t gen)
+{
+	for (size_t i = 0; i < x->n_sas; i++)
+		if (x->sas[i].sa.mark_mask && x->sas[i].sa.spi < mcx_spi(gen))
+			return true;
+	return false;
+}
+
+/* Periodic, on the main loop: once the grace period is over, the peers are applied again,
+ * which removes the in states of older generations. */
+static uint64_t on_retire_check(struct mc_plugin_ctx *ctx, void *userdata)
 {
 	struct xfrm *x = userdata;
 
 	pthread_mutex_lock(&x->lock);
-	mc_plugin_log(ctx, LOG_INFO,
-		      "every peer has used generation %u for the grace period: removing the "
-		      "in states of older generations",
-		      x->settled_generation);
-	requeue_peers(x);
+	if (x->keys && old_generations_retired(x) &&
+	    holds_older_in_states(x, x->settled_generation) &&
+	    x->retired_generation != x->settled_generation) {
+		mc_plugin_log(ctx, LOG_INFO,
+			      "every peer has advertised generation %u for the grace period: "
+			      "removing the in states of older generations",
+			      x->settled_generation);
+		x->retired_generation = x->settled_generation;
+		requeue_peers(x);
+	}
 	pthread_mutex_unlock(&x->lock);
-	return 0;
+	return retire_check_interval(x);
 }
 
 /*
@@ -857,13 +887,6 @@ static int xfrm_gc(struct mc_plugin_ctx *ctx, const struct mc_peer_state *const 
 	if ((r = remove_unwanted(x, OWNER_NONE, &none)) < 0)
 		first = r;
 	check_settled(x);
-	if (x->settled_ns && x->keys && x->keys->k[0].generation < x->settled_generation &&
-	    !x->retire_timer) {
-		uint64_t since = now_ns() - x->settled_ns;
-
-		(void)ctx->host->timer_add(ctx, since >= x->grace_ns ? 1 : x->grace_ns - since,
-					   on_retire, x, &x->retire_timer);
-	}
 	pthread_mutex_unlock(&x->lock);
 	free(keep);
 	return first;
@@ -918,7 +941,7 @@ static int dump_sp(const struct nlmsghdr *h, void *userdata)
 	return r == -ENOENT ? 0 : r;
 }
 
-/* The model from the kernel: our states and policies (our reqid), nothing else. */
+/* The model from the kernel: our states and policies (our reqid), nothing else. Locked. */
 static int load_model(struct xfrm *x)
 {
 	struct dump_ctx c = { .x = x };
@@ -929,6 +952,113 @@ static int load_model(struct xfrm *x)
 	if (r == 0)
 		r = mcx_nl_dump(x->nl, XFRM_MSG_GETPOLICY, dump_sp, &c);
 	return r;
+}
+
+static void requeue_owner(struct xfrm *x, uint32_t owner)
+{
+	const struct mc_host *h = x->ctx->host;
+	struct mc_key key = { .type = MC_KEY_LOCAL };
+
+	if (!MC_HOST_HAS(h, requeue) || owner == OWNER_NONE)
+		return;
+	if (owner != OWNER_NODE) {
+		if (!x->peers[owner].peer_id)
+			return;
+		key.type = MC_KEY_PEER;
+		key.peer_id = x->peers[owner].peer_id;
+	}
+	(void)h->requeue(x->ctx, &key);
+}
+
+/*
+ * Someone else changed xfrm objects (an operator, the kernel's expiry): reads the kernel's
+ * truth again and has every owner of an object that vanished or changed applied again,
+ * which restores it. Objects of our reqid that appeared meanwhile stay unowned: the next gc
+ * removes them unless an apply claims them.
+ */
+static uint64_t on_reload(struct mc_plugin_ctx *ctx, void *userdata)
+{
+	struct xfrm *x = userdata;
+	struct held_sa *old_sas;
+	struct held_sp *old_sps;
+	size_t n_old_sas, n_old_sps, cap_old_sas, cap_old_sps;
+	int r;
+
+	pthread_mutex_lock(&x->lock);
+	x->reload_armed = false;
+	old_sas = x->sas;
+	old_sps = x->sps;
+	n_old_sas = x->n_sas;
+	n_old_sps = x->n_sps;
+	cap_old_sas = x->cap_sas;
+	cap_old_sps = x->cap_sps;
+	x->sas = NULL;
+	x->sps = NULL;
+	x->cap_sas = x->cap_sps = 0;
+	r = load_model(x);
+	if (r < 0) {
+		mc_plugin_log(ctx, LOG_WARNING, "re-reading the xfrm objects failed: %s; keeping "
+			      "the model", strerror(-r));
+		free(x->sas);
+		free(x->sps);
+		x->sas = old_sas;
+		x->sps = old_sps;
+		x->n_sas = n_old_sas;
+		x->n_sps = n_old_sps;
+		x->cap_sas = cap_old_sas;
+		x->cap_sps = cap_old_sps;
+		pthread_mutex_unlock(&x->lock);
+		return 0;
+	}
+	for (size_t i = 0; i < n_old_sas; i++) {
+		struct held_sa *now = held_sa_find(x, &old_sas[i].sa);
+		char what[160];
+
+		if (now && memcmp(&now->sa, &old_sas[i].sa, sizeof(now->sa)) == 0 &&
+		    memcmp(now->key_digest, old_sas[i].key_digest, 32) == 0) {
+			now->owner = old_sas[i].owner;
+			continue;
+		}
+		if (now)
+			now->owner = old_sas[i].owner;
+		mc_plugin_log(ctx, LOG_WARNING, "%s was %s behind our back: restoring it",
+			      sa_text(&old_sas[i].sa, what, sizeof(what)),
+			      now ? "changed" : "deleted");
+		requeue_owner(x, old_sas[i].owner);
+	}
+	for (size_t i = 0; i < n_old_sps; i++) {
+		struct held_sp *now = held_sp_find(x, &old_sps[i].sp);
+		char what[200];
+
+		if (now)
+			now->owner = old_sps[i].owner;
+		if (now && mcx_sp_equal(&old_sps[i].sp, &now->sp))
+			continue;
+		mc_plugin_log(ctx, LOG_WARNING, "%s was %s behind our back: restoring it",
+			      sp_text(&old_sps[i].sp, what, sizeof(what)),
+			      now ? "changed" : "deleted");
+		requeue_owner(x, old_sps[i].owner);
+	}
+	explicit_bzero(old_sas, n_old_sas * sizeof(*old_sas));
+	free(old_sas);
+	free(old_sps);
+	pthread_mutex_unlock(&x->lock);
+	return 0;
+}
+
+static void on_monitor(struct mc_plugin_ctx *ctx, int fd, uint32_t revents, void *userdata)
+{
+	struct xfrm *x = userdata;
+	bool foreign = false;
+
+	if (mcx_nl_monitor_read(fd, mcx_nl_port(x->nl), &foreign) < 0 || !foreign ||
+	    x->reload_armed)
+		return;
+	/* A burst of changes (ip xfrm flush) costs one re-read. */
+	ctx->host->timer_remove(x->reload_timer);
+	x->reload_timer = NULL;
+	if (ctx->host->timer_add(ctx, 50 * 1000000ull, on_reload, x, &x->reload_timer) == 0)
+		x->reload_armed = true;
 }
 
 static const struct mc_option xfrm_options[] = {
@@ -977,6 +1107,7 @@ static int xfrm_init(struct mc_plugin_ctx *ctx)
 		return -ENOMEM;
 	h->set_data(ctx, x);
 	x->ctx = ctx;
+	x->monitor_fd = -1;
 	pthread_mutex_init(&x->lock, NULL);
 	dp = h->dataplane_config(ctx);
 	x->encrypt_mark = dp->encrypt_mark;
@@ -1027,8 +1158,20 @@ static int xfrm_start(struct mc_plugin_ctx *ctx)
 {
 	struct xfrm *x = get(ctx);
 	bool changed;
-	int r = 0;
+	int r;
 
+	x->monitor_fd = mcx_nl_monitor_open();
+	if (x->monitor_fd < 0 ||
+	    (r = ctx->host->io_add(ctx, x->monitor_fd, EPOLLIN, on_monitor, x, &x->monitor)) < 0) {
+		r = x->monitor_fd < 0 ? x->monitor_fd : r;
+		mc_plugin_log(ctx, LOG_ERR, "listening to xfrm notifications failed: %s",
+			      strerror(-r));
+		return r;
+	}
+	r = ctx->host->timer_add(ctx, retire_check_interval(x), on_retire_check, x,
+				 &x->retire_timer);
+	if (r < 0)
+		return r;
 	if (!x->key_file) {
 		pthread_mutex_lock(&x->lock);
 		r = load_secret(x, &changed);
@@ -1046,10 +1189,17 @@ static void xfrm_stop(struct mc_plugin_ctx *ctx)
 {
 	struct xfrm *x = get(ctx);
 
-	if (x && x->retire_timer) {
-		ctx->host->timer_remove(x->retire_timer);
-		x->retire_timer = NULL;
-	}
+	if (!x)
+		return;
+	ctx->host->timer_remove(x->retire_timer);
+	ctx->host->timer_remove(x->reload_timer);
+	ctx->host->io_remove(x->monitor);
+	x->retire_timer = x->reload_timer = NULL;
+	x->monitor = NULL;
+	x->reload_armed = false;
+	if (x->monitor_fd >= 0)
+		close(x->monitor_fd);
+	x->monitor_fd = -1;
 }
 
 static void xfrm_fini(struct mc_plugin_ctx *ctx)
@@ -1059,6 +1209,8 @@ static void xfrm_fini(struct mc_plugin_ctx *ctx)
 	if (!x)
 		return;
 	/* The objects stay: what the dataplane does survives the agent. */
+	if (x->monitor_fd >= 0)
+		close(x->monitor_fd);
 	mcx_nl_close(x->nl);
 	mcx_keyset_free(x->keys);
 	if (x->sas)

@@ -1,0 +1,328 @@
+#!/bin/bash
+# The IPsec backend in the lab VM (DESIGN.md §6, docs/ipsec.md): 3 nodes, meshcryptd with the
+# xfrm backend and tc attach on each, IPv4 and IPv6, inbound = require, rp_filter 1. Checks:
+#   1. managed <-> managed across all three node pairs: only ESP between the nodes on the
+#      wire (read on the bridge), the payload marker never in plaintext;
+#   2. a managed pod calling a ClusterIP (nftables DNAT standing in for kube-proxy) whose
+#      backend is on another node: encrypted;
+#   3. unmanaged <-> managed (the istiod case): delivered in plaintext, and XfrmInTmplMismatch,
+#      XfrmInNoStates, XfrmOutNoStates stay 0 on every node;
+#   4. the keys in the kernel equal an independent HKDF (tests/lab/lib/hkdf.py);
+#   5. foreign xfrm objects survive start, reconcile, stop and --cleanup;
+#   6. a restart during a ping flood and a TCP stream: nothing lost, no state re-created;
+#   7. a deleted out policy (the guard drops what would leak) and a deleted out state are
+#      restored within 1 s; a state given a lifetime behind our back is renewed;
+#   8. inbound = require drops spoofed plaintext from a managed remote pod; permit delivers it;
+#   9. rotation 1 -> 2 during traffic, nothing lost, old in states gone after the grace;
+#  10. a node "reboot" (new boot ID) re-keys that peer's states, traffic continues.
+set -euo pipefail
+
+# shellcheck source=SCRIPTDIR/lib/lab.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
+LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")/lib" && pwd)
+
+lab_require_root
+lab_require_cmds jq tcpdump nft python3 nsenter
+lab_require_kernel veth bridge clsact esp
+: "${MESHCRYPTD:?set MESHCRYPTD}" "${MESHCRYPTCTL:?set MESHCRYPTCTL}"
+
+REQID=28003 # 0x6d63, as ip(8) prints it
+GRACE=3
+
+lab_up --nodes 3 --backend xfrm --attach tc
+for node in "${LAB_NODES[@]}"; do
+	echo "rotation_grace = ${GRACE}s" >>"$LAB_DIR/nodes/$node/meshcryptd.conf"
+done
+
+in_node() {
+	local node=$1 pid
+	shift
+	read -r pid _ <"$LAB_DIR/nodes/$node/bpffs.pid"
+	nsenter -t "$pid" -m -n -- "$@"
+}
+agent_pid() { read -r pid _ <"$LAB_DIR/nodes/$1/meshcryptd.pid" && echo "$pid"; }
+counter() {
+	"$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/$1/run" status |
+		awk -v n="$2_total" '$1 == "bpf:" && $2 == n { print $3 }'
+}
+ours() { lab_exec "$1" ip xfrm "$2" list | grep -c "reqid $REQID" || true; }
+# wait_until SECONDS CMD...: polls CMD every 50 ms.
+wait_until() {
+	local end=$(($(date +%s%N) + $1 * 1000000000))
+	shift
+	until "$@"; do
+		(($(date +%s%N) < end)) || return 1
+		sleep 0.05
+	done
+}
+# Per node: 2 peers x 2 families x (in + out) states; 2 peers x 2 prefixes out policies plus
+# in and fwd for each family.
+converged() {
+	local node
+	for node in "${LAB_NODES[@]}"; do
+		[[ $(ours "$node" state) == 8 && $(ours "$node" policy) == 8 ]] || return 1
+	done
+}
+# The states' add times: a state deleted and re-created gets a new one.
+add_times() {
+	lab_exec "$1" ip -s xfrm state list | awk '/^src/ { s = $0 } /add [0-9]/ { print s, $0 }' | sort
+}
+key_of() { # NODE SRC DST SPI: the key of that state as ip(8) shows it
+	lab_exec "$1" ip xfrm state list src "$2" dst "$3" | awk -v spi="$4" '
+		$1 == "proto" && $2 == "esp" { on = ($4 == spi) } on && $1 == "aead" { print $3; exit }'
+}
+boot_id() { jq -r --arg n "$1" '.items[] | select(.kind == "MeshcryptNode" and .metadata.name == $n) | .spec.bootID' "$LAB_CLUSTER_FILE"; }
+# edit_cluster JQ-FILTER: rewrites the cluster file by rename (the static source reloads it).
+edit_cluster() {
+	jq "$1" "$LAB_CLUSTER_FILE" >"$LAB_CLUSTER_FILE.new"
+	mv "$LAB_CLUSTER_FILE.new" "$LAB_CLUSTER_FILE"
+}
+sighup_all() { local n; for n in "${LAB_NODES[@]}"; do kill -HUP "$(agent_pid "$n")"; done; }
+
+# --- foreign objects, before any agent runs --------------------------------------------------
+FOREIGN_KEY=0x$(printf 'ab%.0s' $(seq 36))
+lab_exec node1 ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x4242 reqid 7 \
+	mode tunnel aead 'rfc4106(gcm(aes))' "$FOREIGN_KEY" 128
+lab_exec node1 ip xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir out \
+	tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 7 mode tunnel
+foreign_present() {
+	lab_exec node1 ip xfrm state list | grep -q 'spi 0x00004242 reqid 7' &&
+		lab_exec node1 ip xfrm policy list | grep -q 'dst 203.0.113.0/24'
+}
+
+"$LAB_TOPOLOGY" start-agents "$LAB_DIR"
+lab_check "every node installs its 8 states and 8 policies within 10 s" wait_until 10 converged
+for node in "${LAB_NODES[@]}"; do lab_xfrm_snapshot "$node"; done
+lab_check "a foreign state and policy survive the start" foreign_present
+
+# --- 1. all node pairs ----------------------------------------------------------------------
+marker=$(lab_marker ipsec)
+lab_capture_start wire
+lab_assert_reach node1-a node2-a "$marker"
+lab_assert_reach node1-a node3-a "$marker"
+lab_assert_reach node2-a node3-a "$marker"
+lab_capture_stop wire
+lab_assert_only_esp "$(lab_pcap wire)" node1-a node2-a
+lab_assert_only_esp "$(lab_pcap wire)" node1-a node3-a
+lab_assert_only_esp "$(lab_pcap wire)" node2-a node3-a
+lab_assert_marker_absent "$(lab_pcap wire)" "$marker"
+
+# --- 2. ClusterIP through DNAT ----------------------------------------------------------------
+lab_exec node1 nft -f - <<'EOF'
+table ip kp {
+	chain pre { type nat hook prerouting priority -100; ip daddr 10.96.0.10 dnat to 10.1.2.10; }
+}
+table ip6 kp6 {
+	chain pre { type nat hook prerouting priority -100; ip6 daddr fd00:96::10 dnat to fd00:1:2::10; }
+}
+EOF
+LAB_NS[svc]=${LAB_NS[node2-a]} LAB_IP4[svc]=10.96.0.10 LAB_IP6[svc]=fd00:96::10
+marker=$(lab_marker clusterip)
+lab_capture_start svc
+lab_check "TCPv4 node1-a -> ClusterIP 10.96.0.10 (DNAT to node2-a)" lab_tcp node1-a svc 4 "$marker"
+lab_check "TCPv6 node1-a -> ClusterIP fd00:96::10 (DNAT to node2-a)" lab_tcp node1-a svc 6 "$marker"
+lab_capture_stop svc
+lab_assert_only_esp "$(lab_pcap svc)" node1-a node2-a
+lab_assert_marker_absent "$(lab_pcap svc)" "$marker"
+
+# --- 3. unmanaged pods ------------------------------------------------------------------------
+marker=$(lab_marker plain)
+lab_capture_start plain
+lab_assert_reach node1-u node2-a "$marker"
+lab_assert_reach node3-u node1-a "$marker"
+lab_capture_stop plain
+lab_assert_plaintext "$(lab_pcap plain)" node1-u node2-a
+lab_assert_plaintext "$(lab_pcap plain)" node3-u node1-a
+for node in "${LAB_NODES[@]}"; do
+	lab_assert_xfrm_unchanged "$node" XfrmInTmplMismatch XfrmInNoStates XfrmOutNoStates
+done
+
+# --- 4. the keys, computed independently -------------------------------------------------------
+check_key() { # NODE SRC-NODE DST-NODE FAMILY
+	local src dst want have
+	src=$(lab_ip "$2" "$4") dst=$(lab_ip "$3" "$4")
+	want=$(python3 "$LIB/hkdf.py" "$LAB_KEY_FILE" "${5:-1}" "$src" "$dst" "$(boot_id "$2")" "$(boot_id "$3")")
+	have=$(key_of "$1" "$src" "$dst" "0x$(printf '%08x' $((256 + ${5:-1})))")
+	lab_check "$1: the key of $2 -> $3 (IPv$4, generation ${5:-1}) is HKDF's" test "$want" = "$have"
+}
+check_key node1 node1 node2 4
+check_key node1 node2 node1 4
+check_key node1 node1 node3 6
+check_key node2 node3 node2 6
+
+# --- 6. restart during traffic ------------------------------------------------------------------
+# A TCP stream: one line every 20 ms, each echoed; it must run through without a break.
+tcp_stream() { # FROM TO SECONDS
+	local port=7999
+	ip netns exec "${LAB_NS[$2]}" busybox nc -l -p "$port" -e cat >/dev/null 2>&1 &
+	local server=$!
+	sleep 0.3
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	ip netns exec "${LAB_NS[$1]}" timeout $(($3 + 10)) bash -c '
+		exec 3<>"/dev/tcp/$1/$2" || exit 1
+		end=$((SECONDS + $3)) i=0
+		while ((SECONDS < end)); do
+			echo "$i" >&3; read -r -t 3 got <&3 && [[ $got == "$i" ]] || exit 1
+			i=$((i + 1)); sleep 0.02
+		done' stream "$(lab_ip "$2" 4)" "$port" "$3"
+	local rc=$?
+	kill "$server" 2>/dev/null || true
+	return "$rc"
+}
+ping_flood() { # FROM TO SECONDS OUT
+	lab_exec "$1" busybox ping -4 -q -i 0.02 -c $(($3 * 50)) "$(lab_ip "$2" 4)" >"$4" 2>&1 || true
+}
+lost() { awk '/packets transmitted/ { print $1 - $4 }' "$1"; }
+before=$(add_times node1)
+log_lines=$(wc -l <"$LAB_DIR/nodes/node1/meshcryptd.log")
+ping_flood node2-a node1-a 6 "$LAB_DIR/ping-restart" &
+flood=$!
+tcp_stream node1-a node3-a 6 >/dev/null 2>&1 &
+stream=$!
+sleep 1
+"$LAB_TOPOLOGY" stop-agents "$LAB_DIR"
+"$LAB_TOPOLOGY" start-agents "$LAB_DIR"
+wait "$flood"
+lab_check "a TCP stream node1-a -> node3-a runs through a restart of every agent" wait "$stream"
+lab_check "a ping flood node2-a -> node1-a loses nothing across the restart ($(lost "$LAB_DIR/ping-restart") lost)" \
+	test "$(lost "$LAB_DIR/ping-restart")" = 0
+lab_check "the restart deleted and re-created no state (add times unchanged)" \
+	test "$before" = "$(add_times node1)"
+lab_check "a foreign state and policy survive a stop and a start" foreign_present
+lab_check "after the restart node1 changed nothing and nothing failed" lab_not grep -q \
+	"re-keyed\|updated in place\|apply failed" <(tail -n +$((log_lines + 1)) "$LAB_DIR/nodes/node1/meshcryptd.log")
+
+# --- 7. faults: objects deleted or changed behind our back --------------------------------------
+policy_v4() { lab_exec node1 ip xfrm policy list dir out | grep -q "dst 10.1.2.0/24"; }
+leaks_before=$(counter node1 leak_dropped)
+marker=$(lab_marker fault)
+lab_capture_start fault
+ping_flood node1-a node2-a 3 "$LAB_DIR/ping-fault" &
+flood=$!
+sleep 0.5
+start=$(date +%s%N)
+lab_exec node1 ip xfrm policy delete src 0.0.0.0/0 dst 10.1.2.0/24 dir out mark 0xe0 mask 0xf0
+wait_until 1 policy_v4 && took=$((($(date +%s%N) - start) / 1000000)) || took=never
+lab_check "a deleted out policy is restored within 1 s ($took ms)" test "$took" != never
+wait "$flood"
+lab_capture_stop fault
+lab_check "no plaintext node1-a -> node2-a on the wire meanwhile" \
+	test "$(lab_pcap_count "$(lab_pcap fault)" "$(lab_filter_between_pods node1-a node2-a)")" = 0
+lab_check "the leak guard dropped what the missing policy let through ($leaks_before -> $(counter node1 leak_dropped))" \
+	test "$(counter node1 leak_dropped)" -gt "$leaks_before"
+
+out_state() { lab_exec node1 ip xfrm state list src 192.168.100.1 dst 192.168.100.2 | grep -q 'spi 0x00000101'; }
+start=$(date +%s%N)
+lab_exec node1 ip xfrm state delete src 192.168.100.1 dst 192.168.100.2 proto esp spi 0x101
+wait_until 1 out_state && took=$((($(date +%s%N) - start) / 1000000)) || took=never
+lab_check "a deleted out state is restored within 1 s ($took ms)" test "$took" != never
+lab_check "node1-a -> node2-a works again" lab_ping node1-a node2-a 4
+
+key=$(key_of node1 192.168.100.1 192.168.100.2 0x00000101)
+lab_exec node1 ip xfrm state update src 192.168.100.1 dst 192.168.100.2 proto esp spi 0x101 \
+	reqid $REQID mode tunnel replay-window 128 flag esn aead 'rfc4106(gcm(aes))' "$key" 128 \
+	limit time-soft 2 limit time-hard 4
+infinite() {
+	lab_exec node1 ip -s xfrm state list src 192.168.100.1 dst 192.168.100.2 |
+		grep -q 'expire add: soft 0(sec), hard 0(sec)'
+}
+lab_check "a lifetime set behind our back is lifted again (the state never expires)" wait_until 2 infinite
+sleep 3
+lab_check "the state is still there after its hard lifetime would have passed" out_state
+
+# --- 8. inbound = require / permit ---------------------------------------------------------------
+received() { # NODE-POD PORT: starts a capture in the pod for one UDP datagram to PORT
+	timeout 4 ip netns exec "${LAB_NS[$1]}" tcpdump -c 1 -n -i eth0 "udp port $2" >"$LAB_DIR/recv-$2" 2>&1 &
+}
+spoof() { # FAMILY PORT: node3 forges a datagram from node2-a to node1-a
+	lab_exec node3 python3 "$LIB/spoof.py" "$(lab_ip node2-a "$1")" "$(lab_ip node1-a "$1")" "$2" spoofed
+}
+drops_before=$(counter node1 strict_drop)
+for f in 4 6; do
+	received node1-a "900$f"
+	sleep 1
+	spoof "$f" "900$f"
+	wait
+	lab_check "inbound = require: spoofed IPv$f plaintext from managed node2-a is not delivered" \
+		lab_not grep -q "UDP" "$LAB_DIR/recv-900$f"
+done
+lab_check "inbound = require: node1 counted the drops ($drops_before -> $(counter node1 strict_drop))" \
+	test "$(counter node1 strict_drop)" -ge $((drops_before + 2))
+sed -i 's/^inbound = require/inbound = permit/' "$LAB_DIR/nodes/node1/meshcryptd.conf"
+kill -HUP "$(agent_pid node1)"
+sleep 2
+for f in 4 6; do
+	received node1-a "901$f"
+	sleep 1
+	spoof "$f" "901$f"
+	wait
+	lab_check "inbound = permit: the same IPv$f plaintext is delivered" grep -q "UDP" "$LAB_DIR/recv-901$f"
+done
+sed -i 's/^inbound = permit/inbound = require/' "$LAB_DIR/nodes/node1/meshcryptd.conf"
+kill -HUP "$(agent_pid node1)"
+
+# --- 9. rotation 1 -> 2 during traffic ------------------------------------------------------------
+in_states() { # GEN: every node holds in states of GEN for both peers and families
+	local node spi
+	spi=$(printf '0x%08x' $((256 + $1)))
+	for node in "${LAB_NODES[@]}"; do
+		[[ $(lab_exec "$node" ip xfrm state list | grep -c "spi $spi reqid $REQID") -ge 4 ]] || return 1
+	done
+}
+out_policies_use() { # GEN
+	local node spi
+	spi=$(printf '0x%08x' $((256 + $1)))
+	for node in "${LAB_NODES[@]}"; do
+		[[ $(lab_exec "$node" ip xfrm policy list dir out | grep -c "spi $spi reqid $REQID") == 4 ]] || return 1
+	done
+}
+no_in_states() { # GEN: no node holds states of GEN any more
+	local node spi
+	spi=$(printf '0x%08x' $((256 + $1)))
+	for node in "${LAB_NODES[@]}"; do
+		lab_exec "$node" ip xfrm state list | grep -q "spi $spi reqid $REQID" && return 1
+	done
+	return 0
+}
+ping_flood node1-a node2-a 12 "$LAB_DIR/ping-rotation" &
+flood=$!
+printf '2 rfc4106(gcm(aes)) %s 128\n' "$(od -An -tx1 -N36 /dev/urandom | tr -d ' \n')" >>"$LAB_KEY_FILE"
+sighup_all
+lab_check "rotation: every node installs in states of generation 2 for all peers" wait_until 5 in_states 2
+lab_check "rotation: the senders still use generation 1 until the peers advertise 2" out_policies_use 1
+edit_cluster '(.items[] | select(.kind == "MeshcryptNode") | .spec.keyGeneration) = 2'
+lab_check "rotation: every out policy switches to generation 2" wait_until 5 out_policies_use 2
+check_key node1 node1 node2 4 2
+lab_check "rotation: the in states of generation 1 go after the grace period ($GRACE s)" \
+	wait_until $((GRACE + 8)) no_in_states 1
+wait "$flood"
+lab_check "rotation: a ping flood node1-a -> node2-a lost nothing ($(lost "$LAB_DIR/ping-rotation") lost)" \
+	test "$(lost "$LAB_DIR/ping-rotation")" = 0
+
+# --- 10. a node reboots (new boot ID) --------------------------------------------------------------
+old_key=$(key_of node1 "$(lab_ip node2 4)" "$(lab_ip node1 4)" 0x00000102)
+new_boot=$(cat /proc/sys/kernel/random/uuid)
+edit_cluster "(.items[] | select(.metadata.name == \"node2\") | (.spec.bootID // empty)) = \"$new_boot\" |
+	(.items[] | select(.kind == \"Node\" and .metadata.name == \"node2\") | .status.nodeInfo.bootID) = \"$new_boot\""
+rekeyed() { [[ $(key_of node1 "$(lab_ip node2 4)" "$(lab_ip node1 4)" 0x00000102) != "$old_key" ]]; }
+lab_check "a new boot ID of node2 re-keys node1's states with node2" wait_until 5 rekeyed
+check_key node1 node2 node1 4 2
+check_key node3 node3 node2 6 2
+sleep 1
+lab_assert_reach node1-a node2-a "$(lab_marker reboot)"
+for node in "${LAB_NODES[@]}"; do
+	lab_check "$node: XfrmInTmplMismatch is still 0" test "$(lab_xfrm_stat "$node" XfrmInTmplMismatch)" = 0
+done
+
+# --- 5. stop and --cleanup ------------------------------------------------------------------------
+"$LAB_TOPOLOGY" stop-agents "$LAB_DIR"
+lab_check "stopped, node1 keeps its states and policies" test "$(ours node1 state)" -ge 8
+lab_check "meshcryptd --cleanup succeeds on node1" in_node node1 "$MESHCRYPTD" --cleanup \
+	--config "$LAB_DIR/nodes/node1/meshcryptd.conf"
+lab_check "after --cleanup node1 holds no state or policy of ours" \
+	test "$(ours node1 state)$(ours node1 policy)" = 00
+lab_check "a foreign state and policy survive --cleanup" foreign_present
+lab_check "node2 keeps its objects" test "$(ours node2 policy)" = 8
+[[ $LAB_FAILURES == 0 ]] || lab_xfrm_list node1 | sed 's/^/# /'
+[[ $LAB_FAILURES == 0 ]] || sed 's/^/# /' "$LAB_DIR/nodes/node1/meshcryptd.log"
+lab_finish
