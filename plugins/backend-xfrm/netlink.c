@@ -138,6 +138,8 @@ int mcx_sa_message(const struct mcx_sa *sa, int type, struct nl_msg **out)
 		memset(&esn, 0, sizeof(esn));
 		esn.head.bmp_len = (uint32_t)bmp_len;
 		esn.head.replay_window = sa->replay_window;
+		esn.head.oseq = (uint32_t)sa->initial_seq;
+		esn.head.oseq_hi = (uint32_t)(sa->initial_seq >> 32);
 		if (nla_put(msg, XFRMA_REPLAY_ESN_VAL,
 			    (int)(sizeof(esn.head) + bmp_len * sizeof(uint32_t)), &esn) < 0)
 			r = -ENOMEM;
@@ -227,6 +229,56 @@ int mcx_sa_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *out)
 			memcpy(out->key, a->alg_key, len);
 		}
 	}
+	return 0;
+}
+
+int mcx_sa_parse_gone(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *gone,
+		      uint64_t *next_seq)
+{
+	struct nlattr *tb[XFRMA_MAX + 1];
+	const struct xfrm_usersa_info *info = NULL;
+	const struct xfrm_replay_state_esn *esn;
+	size_t hdrlen;
+
+	memset(gone, 0, sizeof(*gone));
+	*next_seq = 0;
+	if (h->nlmsg_type == XFRM_MSG_DELSA)
+		hdrlen = sizeof(struct xfrm_usersa_id);
+	else if (h->nlmsg_type == XFRM_MSG_EXPIRE)
+		hdrlen = sizeof(struct xfrm_user_expire);
+	else
+		return -ENOENT;
+	if (h->nlmsg_len < NLMSG_LENGTH(hdrlen) ||
+	    nlmsg_parse((struct nlmsghdr *)h, hdrlen, tb, XFRMA_MAX, NULL) < 0)
+		return -ENOENT;
+	if (h->nlmsg_type == XFRM_MSG_DELSA) {
+		if (!tb[XFRMA_SA] || nla_len(tb[XFRMA_SA]) < (int)sizeof(*info))
+			return -ENOENT;
+		info = nla_data(tb[XFRMA_SA]);
+	} else {
+		const struct xfrm_user_expire *e = nlmsg_data(h);
+
+		if (!e->hard)
+			return -ENOENT;
+		info = &e->state;
+	}
+	if (info->reqid != reqid || info->id.proto != IPPROTO_ESP ||
+	    (info->family != AF_INET && info->family != AF_INET6) ||
+	    !tb[XFRMA_REPLAY_ESN_VAL] ||
+	    nla_len(tb[XFRMA_REPLAY_ESN_VAL]) < (int)sizeof(*esn))
+		return -ENOENT;
+	addr_from_kernel(info->family, &info->id.daddr, &gone->dst);
+	addr_from_kernel(info->family, &info->saddr, &gone->src);
+	gone->spi = ntohl(info->id.spi);
+	gone->reqid = info->reqid;
+	if (tb[XFRMA_MARK] && nla_len(tb[XFRMA_MARK]) >= (int)sizeof(struct xfrm_mark)) {
+		const struct xfrm_mark *m = nla_data(tb[XFRMA_MARK]);
+
+		gone->mark = m->v;
+		gone->mark_mask = m->m;
+	}
+	esn = nla_data(tb[XFRMA_REPLAY_ESN_VAL]);
+	*next_seq = ((uint64_t)esn->oseq_hi << 32 | esn->oseq) + 1;
 	return 0;
 }
 

@@ -38,6 +38,8 @@ struct mcx_sa {
 	bool algo_ok;           /* rfc4106(gcm(aes)) with a 128-bit ICV */
 	uint8_t key_len;
 	uint8_t key[MCX_KEY_MAX];
+	/* Messages only: the first sequence number an out state sends (0: from the start). */
+	uint64_t initial_seq;
 };
 
 /* A policy whose one template is an ESP tunnel with our reqid. Identity in the kernel:
@@ -79,6 +81,15 @@ int mcx_sp_delete_message(const struct mcx_sp *sp, struct nl_msg **out);
 int mcx_sa_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *out);
 int mcx_sp_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sp *out);
 
+/*
+ * Whether a notification (XFRM_MSG_DELSA, or a hard XFRM_MSG_EXPIRE) says that a state of
+ * reqid is gone; *gone receives its identity (addresses, spi, mark) and *next_seq the
+ * sequence number after the last it sent, so that a state restored under the same SPI and
+ * key continues there: the peer's replay window would drop a restart from 1. 0 or -ENOENT.
+ */
+int mcx_sa_parse_gone(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *gone,
+		      uint64_t *next_seq);
+
 /* ---- transport (transport.c) ---- */
 
 /* A netlink socket for requests and dumps, with a receive buffer that is wiped after use
@@ -106,7 +117,9 @@ uint32_t mcx_nl_port(const struct mcx_nl *nl);
  * Returns the fd or -errno. */
 int mcx_nl_monitor_open(void);
 /* Reads every pending notification; *foreign tells whether one came from someone else (not
- * own_port: the kernel's expiries, an operator's `ip xfrm`) or some were lost. 0 or -errno. */
-int mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign);
+ * own_port: the kernel's expiries, an operator's `ip xfrm`) or some were lost; fn (if any)
+ * sees each of those. 0 or -errno. */
+int mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn,
+			void *userdata);
 
 #endif

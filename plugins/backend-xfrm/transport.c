@@ -188,7 +188,8 @@ int mcx_nl_monitor_open(void)
 	return fd;
 }
 
-int mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign)
+int mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn,
+			void *userdata)
 {
 	/* Notifications of states carry their keys: read into a buffer that is wiped. */
 	static _Thread_local uint8_t buf[64 * 1024];
@@ -200,8 +201,11 @@ int mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign)
 
 		for (const struct nlmsghdr *h = (const struct nlmsghdr *)buf; NLMSG_OK(h, left);
 		     h = NLMSG_NEXT(h, left))
-			if (h->nlmsg_pid != own_port)
+			if (h->nlmsg_pid != own_port) {
 				*foreign = true;
+				if (fn)
+					(void)fn(h, userdata);
+			}
 		explicit_bzero(buf, n > 0 ? (size_t)n : 0);
 	}
 	if (n < 0 && errno == ENOBUFS) {

@@ -87,6 +87,13 @@ struct xfrm {
 	uint32_t retired_generation; /* older in states were last removed for this one */
 	struct mc_timer *retire_timer;
 
+	/* Out states deleted behind our back, and where their sequence numbers stood. */
+	struct resume {
+		struct mcx_sa id;
+		uint64_t next_seq;
+	} resume[32];
+	size_t n_resume;
+
 	int monitor_fd;
 	struct mc_io *monitor;
 	struct mc_timer *reload_timer;
@@ -287,9 +294,23 @@ static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
 					      sa_text(want, what, sizeof(what)));
 		}
 	} else {
-		r = sa_send(x, XFRM_MSG_NEWSA, want);
-		if (r == 0)
+		struct mcx_sa add = *want;
+		size_t i;
+
+		for (i = 0; i < x->n_resume && !mcx_sa_same_id(&x->resume[i].id, want); i++)
+			;
+		if (i < x->n_resume && !want->mark_mask)
+			add.initial_seq = x->resume[i].next_seq;
+		r = sa_send(x, XFRM_MSG_NEWSA, &add);
+		explicit_bzero(&add, sizeof(add));
+		if (r == 0 && i < x->n_resume) {
+			mc_plugin_log(x->ctx, LOG_INFO, "%s: restored%s",
+				      sa_text(want, what, sizeof(what)),
+				      want->mark_mask ? "" : ", its sequence numbers continued");
+			x->resume[i] = x->resume[--x->n_resume];
+		} else if (r == 0) {
 			mc_plugin_log(x->ctx, LOG_DEBUG, "%s: added", sa_text(want, what, sizeof(what)));
+		}
 	}
 	if (r < 0) {
 		mc_plugin_log(x->ctx, LOG_WARNING, "%s: %s%s", sa_text(want, what, sizeof(what)),
@@ -1046,13 +1067,31 @@ static uint64_t on_reload(struct mc_plugin_ctx *ctx, void *userdata)
 	return 0;
 }
 
+/* A state of ours is gone: remember where its sequence numbers stood (mcx_sa_parse_gone). */
+static int note_gone(const struct nlmsghdr *h, void *userdata)
+{
+	struct xfrm *x = userdata;
+	struct mcx_sa gone;
+	uint64_t next_seq;
+
+	if (mcx_sa_parse_gone(h, x->reqid, &gone, &next_seq) < 0 || gone.mark_mask)
+		return 0;
+	pthread_mutex_lock(&x->lock);
+	if (x->n_resume == sizeof(x->resume) / sizeof(x->resume[0]))
+		memmove(&x->resume[0], &x->resume[1], --x->n_resume * sizeof(x->resume[0]));
+	x->resume[x->n_resume].id = gone;
+	x->resume[x->n_resume++].next_seq = next_seq;
+	pthread_mutex_unlock(&x->lock);
+	return 0;
+}
+
 static void on_monitor(struct mc_plugin_ctx *ctx, int fd, uint32_t revents, void *userdata)
 {
 	struct xfrm *x = userdata;
 	bool foreign = false;
 
-	if (mcx_nl_monitor_read(fd, mcx_nl_port(x->nl), &foreign) < 0 || !foreign ||
-	    x->reload_armed)
+	if (mcx_nl_monitor_read(fd, mcx_nl_port(x->nl), &foreign, note_gone, x) < 0 ||
+	    !foreign || x->reload_armed)
 		return;
 	/* A burst of changes (ip xfrm flush) costs one re-read. */
 	ctx->host->timer_remove(x->reload_timer);
