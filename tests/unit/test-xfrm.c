@@ -1,0 +1,615 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The xfrm backend at its boundaries: the key file parser, the HKDF derivation (against a
+ * vector from tests/lab/lib/hkdf.py, which shares no code with it), the netlink messages as
+ * built byte by byte, and the plugin against the fake host with the netlink transport
+ * replaced through the linker's --wrap (transport.c is not linked): every message the
+ * plugin sends is captured and answered with the error a test chooses.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <linux/netlink.h>
+#include <linux/xfrm.h>
+
+#include <netlink/msg.h>
+
+#include <cmocka.h>
+
+#include <meshcrypt/host.h>
+#include <meshcrypt/plugin.h>
+#include <meshcrypt/store.h>
+
+#include "../../plugins/backend-xfrm/keys.h"
+#include "../../plugins/backend-xfrm/netlink.h"
+#include "fake-host.h"
+
+extern const struct mc_plugin meshcrypt_plugin;
+
+#define KEY36 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223"
+#define BOOT1 "11111111-1111-1111-1111-111111111111"
+#define BOOT2 "22222222-2222-2222-2222-222222222222"
+
+/* ---- the wrapped transport ---- */
+
+struct sent {
+	uint8_t *bytes;
+	size_t len;
+};
+
+static struct sent sent[256];
+static size_t n_sent;
+static int fail_type = -1, fail_error; /* answer messages of fail_type with fail_error */
+static int dump_error;
+
+static void sent_clear(void)
+{
+	for (size_t i = 0; i < n_sent; i++)
+		free(sent[i].bytes);
+	n_sent = 0;
+}
+
+static const struct nlmsghdr *sent_msg(size_t i)
+{
+	return (const struct nlmsghdr *)sent[i].bytes;
+}
+
+struct mcx_nl *__wrap_mcx_nl_open(void);
+struct mcx_nl *__wrap_mcx_nl_open(void)
+{
+	static int token;
+
+	return (struct mcx_nl *)&token;
+}
+
+void __wrap_mcx_nl_close(struct mcx_nl *nl);
+void __wrap_mcx_nl_close(struct mcx_nl *nl)
+{
+}
+
+int __wrap_mcx_nl_transact(struct mcx_nl *nl, struct nl_msg *msg);
+int __wrap_mcx_nl_transact(struct mcx_nl *nl, struct nl_msg *msg)
+{
+	struct nlmsghdr *h = nlmsg_hdr(msg);
+	int type = h->nlmsg_type;
+
+	assert_true(n_sent < 256);
+	sent[n_sent].bytes = malloc(h->nlmsg_len);
+	memcpy(sent[n_sent].bytes, h, h->nlmsg_len);
+	sent[n_sent++].len = h->nlmsg_len;
+	nlmsg_free(msg);
+	return type == fail_type ? fail_error : 0;
+}
+
+int __wrap_mcx_nl_dump(struct mcx_nl *nl, uint16_t type, mcx_dump_fn fn, void *userdata);
+int __wrap_mcx_nl_dump(struct mcx_nl *nl, uint16_t type, mcx_dump_fn fn, void *userdata)
+{
+	return dump_error;
+}
+
+uint32_t __wrap_mcx_nl_port(const struct mcx_nl *nl);
+uint32_t __wrap_mcx_nl_port(const struct mcx_nl *nl)
+{
+	return 1;
+}
+
+int __wrap_mcx_nl_monitor_open(void);
+int __wrap_mcx_nl_monitor_open(void)
+{
+	return dup(0);
+}
+
+int __wrap_mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn,
+			       void *userdata);
+int __wrap_mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn,
+			       void *userdata)
+{
+	*foreign = false;
+	return 0;
+}
+
+/* ---- keys ---- */
+
+static void test_keys_parse(void **state)
+{
+	static const char text[] = "# generations\n"
+				   "2 rfc4106(gcm(aes)) 0x" KEY36 " 128\n"
+				   "\n"
+				   "1 rfc4106(gcm(aes)) 000102030405060708090a0b0c0d0e0f10111213 128\n";
+	struct mcx_keyset *ks;
+	char error[200];
+
+	(void)state;
+	assert_int_equal(mcx_keyset_parse(text, strlen(text), &ks, error, sizeof(error)), 0);
+	assert_int_equal(ks->n, 2);
+	assert_int_equal(ks->k[0].generation, 1);
+	assert_int_equal(ks->k[0].len, 20);
+	assert_int_equal(ks->k[1].len, 36);
+	assert_int_equal(mcx_keyset_current(ks), 2);
+	assert_non_null(mcx_keyset_find(ks, 1));
+	assert_null(mcx_keyset_find(ks, 3));
+	assert_int_equal(mcx_spi(2), 0x102);
+	mcx_keyset_free(ks);
+	mcx_keyset_free(NULL);
+}
+
+static void test_keys_refused(void **state)
+{
+	static const struct {
+		const char *text, *error;
+	} cases[] = {
+		{ "1 cbc(aes) " KEY36 " 128\n", "line 1: the algorithm must be rfc4106(gcm(aes))" },
+		{ "\n1 rfc4106(gcm(aes)) " KEY36 "zz 128\n", "line 2: the key must be 40, 56 or 72" },
+		{ "1 rfc4106(gcm(aes)) 00010203040506070809zz0b0c0d0e0f10111213 128\n",
+		  "line 1: the key is not hexadecimal" },
+		{ "1 rfc4106(gcm(aes)) " KEY36 " 96\n", "line 1: the ICV length must be 128" },
+		{ "1 rfc4106(gcm(aes)) " KEY36 " 128 extra\n", "line 1: unexpected text" },
+		{ "0 rfc4106(gcm(aes)) " KEY36 " 128\n", "line 1: the generation must be" },
+		{ "x rfc4106(gcm(aes)) " KEY36 " 128\n", "line 1: the generation must be" },
+		{ "1 rfc4106(gcm(aes)) " KEY36 " 128\n1 rfc4106(gcm(aes)) " KEY36 " 128\n",
+		  "line 2: generation 1 appears twice" },
+		{ "# nothing\n", "no key in it" },
+		{ "1 rfc4106(gcm(aes))\n", "line 1: the key is missing" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mcx_keyset *ks = (void *)1;
+		char error[200] = "";
+
+		assert_int_equal(mcx_keyset_parse(cases[i].text, strlen(cases[i].text), &ks, error,
+						  sizeof(error)),
+				 -EINVAL);
+		assert_null(ks);
+		assert_non_null(strstr(error, cases[i].error));
+		/* never a key byte in a message */
+		assert_null(strstr(error, "0001020304"));
+	}
+}
+
+static void test_key_file_mode(void **state)
+{
+	char path[] = "/tmp/test-xfrm-keys-XXXXXX", error[300];
+	struct mcx_keyset *ks;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_true(write(fd, "1 rfc4106(gcm(aes)) " KEY36 " 128\n", 96) == 96);
+	close(fd);
+	assert_int_equal(chmod(path, 0640), 0);
+	assert_int_equal(mcx_keyset_load_file(path, &ks, error, sizeof(error)), -EPERM);
+	assert_non_null(strstr(error, "mode 0640"));
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(mcx_keyset_load_file(path, &ks, error, sizeof(error)), 0);
+	assert_int_equal(ks->n, 1);
+	mcx_keyset_free(ks);
+	unlink(path);
+}
+
+static void test_hkdf_vector(void **state)
+{
+	/* tests/lab/lib/hkdf.py KEYFILE 1 192.168.100.1 192.168.100.2 BOOT1 BOOT2 */
+	static const char want[] = "1f6dab9120e1114443acd35952b2b8d2af6db55cd17f44536290bfe3c80820826e22cb54";
+	static const char want6[] = "e2cd66a4082f502456cb6d9164ef87c9043b3879";
+	static const char text[] = "1 rfc4106(gcm(aes)) " KEY36 " 128\n"
+				   "2 rfc4106(gcm(aes)) 000102030405060708090a0b0c0d0e0f10111213 128\n";
+	struct mcx_keyset *ks;
+	struct mc_ip a = fake_ip("192.168.100.1"), b = fake_ip("192.168.100.2");
+	struct mc_ip a6 = fake_ip("fd00:100::1"), b6 = fake_ip("fd00:100::2");
+	uint8_t out[MCX_KEY_MAX];
+	char hex[2 * MCX_KEY_MAX + 1], error[100];
+	struct mcx_key k2;
+
+	(void)state;
+	assert_int_equal(mcx_keyset_parse(text, strlen(text), &ks, error, sizeof(error)), 0);
+	assert_int_equal(mcx_derive(mcx_keyset_find(ks, 1), &a, &b, BOOT1, BOOT2, out), 0);
+	for (size_t i = 0; i < 36; i++)
+		sprintf(hex + 2 * i, "%02x", out[i]);
+	assert_string_equal(hex, want);
+	/* the vector's IPv6 case is generation 1 of a 20-byte key: */
+	k2 = *mcx_keyset_find(ks, 2);
+	k2.generation = 1;
+	assert_int_equal(mcx_derive(&k2, &a6, &b6, BOOT1, BOOT2, out), 0);
+	for (size_t i = 0; i < 20; i++)
+		sprintf(hex + 2 * i, "%02x", out[i]);
+	assert_string_equal(hex, want6);
+	/* the other direction is another key */
+	assert_int_equal(mcx_derive(mcx_keyset_find(ks, 1), &b, &a, BOOT2, BOOT1, out), 0);
+	for (size_t i = 0; i < 36; i++)
+		sprintf(hex + 2 * i, "%02x", out[i]);
+	assert_string_not_equal(hex, want);
+	mcx_keyset_free(ks);
+}
+
+/* ---- messages ---- */
+
+static struct mcx_sa in_state(void)
+{
+	struct mcx_sa sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.src = fake_ip("192.168.100.2");
+	sa.dst = fake_ip("192.168.100.1");
+	sa.spi = 0x101;
+	sa.reqid = 0x6d63;
+	sa.mark = 0x000700d0;
+	sa.mark_mask = 0xffff00f0;
+	sa.replay_window = 128;
+	sa.esn = true;
+	sa.lifetime_infinite = true;
+	sa.algo_ok = true;
+	sa.key_len = 36;
+	for (int i = 0; i < 36; i++)
+		sa.key[i] = (uint8_t)i;
+	return sa;
+}
+
+static void test_sa_message_bytes(void **state)
+{
+	struct mcx_sa sa = in_state(), back;
+	struct nlattr *tb[XFRMA_MAX + 1];
+	const struct xfrm_usersa_info *info;
+	const struct xfrm_algo_aead *aead;
+	const struct xfrm_replay_state_esn *esn;
+	const struct xfrm_mark *mark;
+	struct nl_msg *msg;
+	struct nlmsghdr *h;
+
+	(void)state;
+	assert_int_equal(mcx_sa_message(&sa, XFRM_MSG_NEWSA, &msg), 0);
+	h = nlmsg_hdr(msg);
+	assert_int_equal(h->nlmsg_type, XFRM_MSG_NEWSA);
+	info = nlmsg_data(h);
+	assert_int_equal(info->id.spi, htonl(0x101));
+	assert_int_equal(info->id.proto, IPPROTO_ESP);
+	assert_int_equal(info->family, AF_INET);
+	assert_int_equal(info->mode, XFRM_MODE_TUNNEL);
+	assert_int_equal(info->reqid, 0x6d63);
+	assert_int_equal(info->flags, XFRM_STATE_ESN);
+	assert_int_equal(info->replay_window, 0); /* the kernel wants it in the ESN attribute */
+	assert_true(info->lft.hard_byte_limit == XFRM_INF && info->lft.hard_packet_limit == XFRM_INF);
+	assert_memory_equal(&info->id.daddr, sa.dst.addr, 4);
+	assert_memory_equal(&info->saddr, sa.src.addr, 4);
+	assert_int_equal(nlmsg_parse(h, sizeof(*info), tb, XFRMA_MAX, NULL), 0);
+	aead = nla_data(tb[XFRMA_ALG_AEAD]);
+	assert_string_equal(aead->alg_name, "rfc4106(gcm(aes))");
+	assert_int_equal(aead->alg_key_len, 288);
+	assert_int_equal(aead->alg_icv_len, 128);
+	assert_memory_equal(aead->alg_key, sa.key, 36);
+	mark = nla_data(tb[XFRMA_MARK]);
+	assert_int_equal(mark->v, 0x000700d0);
+	assert_int_equal(mark->m, 0xffff00f0);
+	esn = nla_data(tb[XFRMA_REPLAY_ESN_VAL]);
+	assert_int_equal(esn->replay_window, 128);
+	assert_int_equal(esn->bmp_len, 4);
+	assert_int_equal(esn->oseq, 0);
+	/* what the kernel dumps has this layout: it parses back to the same state */
+	assert_int_equal(mcx_sa_parse(h, 0x6d63, &back), 0);
+	assert_true(mcx_sa_equal(&sa, &back));
+	assert_int_equal(mcx_sa_parse(h, 7, &back), -ENOENT); /* another reqid: not ours */
+	nlmsg_free(msg);
+
+	/* an out state has no mark; a restored one continues its sequence numbers */
+	sa.mark = sa.mark_mask = 0;
+	sa.initial_seq = ((uint64_t)1 << 32) | 5;
+	assert_int_equal(mcx_sa_message(&sa, XFRM_MSG_NEWSA, &msg), 0);
+	h = nlmsg_hdr(msg);
+	assert_int_equal(nlmsg_parse(h, sizeof(*info), tb, XFRMA_MAX, NULL), 0);
+	assert_null(tb[XFRMA_MARK]);
+	esn = nla_data(tb[XFRMA_REPLAY_ESN_VAL]);
+	assert_int_equal(esn->oseq, 5);
+	assert_int_equal(esn->oseq_hi, 1);
+	nlmsg_free(msg);
+
+	assert_int_equal(mcx_sa_delete_message(&sa, &msg), 0);
+	h = nlmsg_hdr(msg);
+	assert_int_equal(h->nlmsg_type, XFRM_MSG_DELSA);
+	assert_int_equal(((const struct xfrm_usersa_id *)nlmsg_data(h))->spi, htonl(0x101));
+	nlmsg_free(msg);
+}
+
+static void test_sp_message_round_trip(void **state)
+{
+	struct mcx_sp sp, back;
+	struct nl_msg *msg;
+	const struct xfrm_userpolicy_info *info;
+
+	(void)state;
+	memset(&sp, 0, sizeof(sp));
+	sp.dir = XFRM_POLICY_OUT;
+	sp.dst = fake_prefix("fd00:1:2::/64");
+	sp.mark = 0xe0;
+	sp.mark_mask = 0xf0;
+	sp.priority = 100;
+	sp.tmpl_src = fake_ip("fd00:100::1");
+	sp.tmpl_dst = fake_ip("fd00:100::2");
+	sp.tmpl_spi = 0x102;
+	sp.reqid = 0x6d63;
+	assert_int_equal(mcx_sp_message(&sp, XFRM_MSG_NEWPOLICY, &msg), 0);
+	assert_int_equal(nlmsg_hdr(msg)->nlmsg_type, XFRM_MSG_NEWPOLICY);
+	info = nlmsg_data(nlmsg_hdr(msg));
+	assert_int_equal(info->dir, XFRM_POLICY_OUT);
+	assert_int_equal(info->sel.prefixlen_d, 64);
+	assert_int_equal(info->sel.prefixlen_s, 0);
+	assert_int_equal(info->action, XFRM_POLICY_ALLOW);
+	/* parse what we built: mark value and mask must come back in their places */
+	assert_int_equal(mcx_sp_parse(nlmsg_hdr(msg), 0x6d63, &back), 0);
+	assert_int_equal(back.mark, 0xe0);
+	assert_int_equal(back.mark_mask, 0xf0);
+	assert_int_equal(back.tmpl_spi, 0x102);
+	assert_true(mcx_sp_equal(&sp, &back));
+	assert_int_equal(mcx_sp_parse(nlmsg_hdr(msg), 7, &back), -ENOENT);
+	nlmsg_free(msg);
+	assert_int_equal(mcx_sp_message(&sp, XFRM_MSG_NEWSA, &msg), -EINVAL);
+}
+
+/* ---- the plugin, against the fake host ---- */
+
+static char key_path[64];
+
+static struct fake_host *plugin_up(void)
+{
+	struct fake_host *fh = fake_host_new();
+	int fd;
+
+	snprintf(key_path, sizeof(key_path), "/tmp/test-xfrm-plugin-XXXXXX");
+	fd = mkstemp(key_path);
+	assert_true(fd >= 0);
+	assert_true(write(fd, "1 rfc4106(gcm(aes)) " KEY36 " 128\n", 96) == 96);
+	close(fd);
+	fake_host_set_config(fh, "key_file", key_path);
+	fake_host_set_config(fh, "key_secret", "meshcrypt-system/meshcrypt-ipsec-keys");
+	fake_host_set_config(fh, "rotation_grace", "300s");
+	fake_host_set_config(fh, "reqid", "0x6d63");
+	sent_clear();
+	fail_type = -1;
+	dump_error = 0;
+	return fh;
+}
+
+static void plugin_down(struct fake_host *fh)
+{
+	meshcrypt_plugin.stop(fake_host_ctx(fh));
+	meshcrypt_plugin.fini(fake_host_ctx(fh));
+	fake_host_free(fh);
+	unlink(key_path);
+	sent_clear();
+}
+
+static struct mc_local_state *local_node1(void)
+{
+	static struct mc_ip addrs[2];
+	static struct mc_local_state l;
+
+	addrs[0] = fake_ip("192.168.100.1");
+	addrs[1] = fake_ip("fd00:100::1");
+	memset(&l, 0, sizeof(l));
+	l.name = (char *)"node1";
+	l.known = l.participating = true;
+	l.addresses = addrs;
+	l.n_addresses = 2;
+	memcpy(l.boot_id, BOOT1, sizeof(BOOT1));
+	l.key_generation = 1;
+	return &l;
+}
+
+static struct mc_peer_state *peer_node2(void)
+{
+	static struct mc_ip addrs[2];
+	static struct mc_prefix prefixes[2];
+	static struct mc_peer_state p;
+
+	addrs[0] = fake_ip("192.168.100.2");
+	addrs[1] = fake_ip("fd00:100::2");
+	prefixes[0] = fake_prefix("10.1.2.0/24");
+	prefixes[1] = fake_prefix("fd00:1:2::/64");
+	memset(&p, 0, sizeof(p));
+	p.peer_id = 42;
+	p.name = (char *)"node2";
+	p.present = true;
+	p.addresses = addrs;
+	p.n_addresses = 2;
+	memcpy(p.boot_id, BOOT2, sizeof(BOOT2));
+	p.key_generation = 1;
+	p.prefixes = prefixes;
+	p.n_prefixes = 2;
+	p.peer_index = 7;
+	return &p;
+}
+
+static size_t count_type(int type)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < n_sent; i++)
+		n += sent_msg(i)->nlmsg_type == type;
+	return n;
+}
+
+static void test_plugin_apply_and_idempotence(void **state)
+{
+	struct fake_host *fh = plugin_up();
+	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+	size_t first_out_policy = 0, last_sa = 0;
+
+	(void)state;
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(meshcrypt_plugin.start(ctx), 0);
+	/* before the local node is known a peer waits */
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), -EAGAIN);
+	assert_int_equal(n_sent, 0);
+
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	assert_int_equal(count_type(XFRM_MSG_NEWPOLICY), 4); /* in + fwd, IPv4 + IPv6 */
+	for (size_t i = 0; i < n_sent; i++) {
+		const struct xfrm_userpolicy_info *info = nlmsg_data(sent_msg(i));
+
+		assert_true(info->dir == XFRM_POLICY_IN || info->dir == XFRM_POLICY_FWD);
+		assert_int_equal(info->sel.prefixlen_d, 0);
+	}
+	sent_clear();
+
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	assert_int_equal(count_type(XFRM_MSG_NEWSA), 4);
+	assert_int_equal(count_type(XFRM_MSG_NEWPOLICY), 2);
+	assert_int_equal(n_sent, 6);
+	/* in states (marked with the peer index 7) come first, policies after every state */
+	assert_int_equal(((const struct xfrm_usersa_info *)nlmsg_data(sent_msg(0)))->id.spi,
+			 htonl(0x101));
+	for (size_t i = 0; i < n_sent; i++) {
+		if (sent_msg(i)->nlmsg_type == XFRM_MSG_NEWSA)
+			last_sa = i;
+		else if (!first_out_policy)
+			first_out_policy = i;
+	}
+	assert_true(last_sa < first_out_policy);
+	{
+		struct mcx_sa sa;
+
+		assert_int_equal(mcx_sa_parse(sent_msg(0), 0x6d63, &sa), 0);
+		assert_int_equal(sa.mark, 0xd0 | 7u << 16);
+		assert_int_equal(sa.mark_mask, 0xffff00f0);
+	}
+	sent_clear();
+
+	/* the same state again: nothing reaches the kernel */
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	assert_int_equal(n_sent, 0);
+
+	/* a new generation advertised by the peer that we do not hold: still nothing */
+	peer_node2()->key_generation = 2;
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	assert_int_equal(n_sent, 0);
+
+	/* the peer leaves: policies first, then out states, then in states */
+	{
+		struct mc_peer_state *p = peer_node2();
+
+		p->present = false;
+		assert_int_equal(ops->peer_apply(ctx, p), 0);
+	}
+	assert_int_equal(n_sent, 6);
+	assert_int_equal(sent_msg(0)->nlmsg_type, XFRM_MSG_DELPOLICY);
+	assert_int_equal(sent_msg(1)->nlmsg_type, XFRM_MSG_DELPOLICY);
+	for (size_t i = 2; i < 6; i++)
+		assert_int_equal(sent_msg(i)->nlmsg_type, XFRM_MSG_DELSA);
+	/* an out state (no mark) goes before the in states */
+	{
+		struct nlattr *tb[XFRMA_MAX + 1];
+
+		assert_int_equal(nlmsg_parse((struct nlmsghdr *)sent_msg(2),
+					     sizeof(struct xfrm_usersa_id), tb, XFRMA_MAX, NULL),
+				 0);
+		assert_null(tb[XFRMA_MARK]);
+	}
+	plugin_down(fh);
+}
+
+static void test_plugin_errors(void **state)
+{
+	static const int errors[] = { -EEXIST, -ENOMEM, -EPERM };
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+
+	(void)state;
+	for (size_t e = 0; e < sizeof(errors) / sizeof(errors[0]); e++) {
+		struct fake_host *fh = plugin_up();
+		struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+
+		assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+		assert_int_equal(meshcrypt_plugin.start(ctx), 0);
+		assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+		fail_type = XFRM_MSG_NEWSA;
+		fail_error = errors[e];
+		assert_int_equal(ops->peer_apply(ctx, peer_node2()), errors[e]);
+		/* the failing object is named, its key never shown */
+		assert_non_null(fake_host_log_find(fh, LOG_WARNING,
+						   "state 192.168.100.2 -> 192.168.100.1 spi 0x101"));
+		assert_int_equal(fake_host_log_count_matching(fh, "0001020304"), 0);
+		/* nothing after the failed state: no policy points at a missing state */
+		assert_int_equal(count_type(XFRM_MSG_NEWPOLICY), 4);
+		/* the retry sends the state again and goes on */
+		fail_type = -1;
+		sent_clear();
+		assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+		assert_int_equal(count_type(XFRM_MSG_NEWSA), 4);
+		assert_int_equal(count_type(XFRM_MSG_NEWPOLICY), 2);
+		plugin_down(fh);
+	}
+}
+
+static void test_plugin_enoent_on_delete(void **state)
+{
+	struct fake_host *fh = plugin_up();
+	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+	struct mc_peer_state *p;
+
+	(void)state;
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(meshcrypt_plugin.start(ctx), 0);
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	p = peer_node2();
+	assert_int_equal(ops->peer_apply(ctx, p), 0);
+	sent_clear();
+	/* already gone from the kernel: a reconcile signal, not an error */
+	fail_type = XFRM_MSG_DELSA;
+	fail_error = -ENOENT;
+	p->present = false;
+	assert_int_equal(ops->peer_apply(ctx, p), 0);
+	assert_int_equal(count_type(XFRM_MSG_DELSA), 4);
+	sent_clear();
+	assert_int_equal(ops->peer_apply(ctx, p), 0);
+	assert_int_equal(n_sent, 0);
+	plugin_down(fh);
+}
+
+static void test_plugin_init_refusals(void **state)
+{
+	struct fake_host *fh = plugin_up();
+	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+
+	(void)state;
+	dump_error = -EPERM;
+	assert_int_equal(meshcrypt_plugin.init(ctx), -EPERM);
+	assert_non_null(fake_host_log_find(fh, LOG_ERR, "needs CAP_NET_ADMIN"));
+	meshcrypt_plugin.fini(ctx);
+	fake_host_free(fh);
+
+	fh = plugin_up();
+	ctx = fake_host_ctx(fh);
+	assert_int_equal(chmod(key_path, 0644), 0);
+	assert_int_equal(meshcrypt_plugin.init(ctx), -EPERM);
+	assert_non_null(fake_host_log_find(fh, LOG_ERR, "mode 0644"));
+	plugin_down(fh);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_keys_parse),
+		cmocka_unit_test(test_keys_refused),
+		cmocka_unit_test(test_key_file_mode),
+		cmocka_unit_test(test_hkdf_vector),
+		cmocka_unit_test(test_sa_message_bytes),
+		cmocka_unit_test(test_sp_message_round_trip),
+		cmocka_unit_test(test_plugin_apply_and_idempotence),
+		cmocka_unit_test(test_plugin_errors),
+		cmocka_unit_test(test_plugin_enoent_on_delete),
+		cmocka_unit_test(test_plugin_init_refusals),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
