@@ -395,44 +395,46 @@ int mcx_sp_delete_message(const struct mcx_sp *sp, struct nl_msg **out)
 	return r < 0 ? -ENOMEM : 0;
 }
 
-static void ip_from_nl(const struct nl_addr *a, uint8_t family, struct mc_ip *out)
-{
-	*out = any_of(family);
-	if (a && nl_addr_get_len(a) == addr_len(family))
-		memcpy(out->addr, nl_addr_get_binary_addr(a), addr_len(family));
-}
-
+/*
+ * Parsed over the UAPI structs rather than with xfrmnl_sp_parse(): libnl 3.7's parser leaks
+ * four address objects per policy, and the model re-reads every policy at start and after
+ * each foreign change.
+ */
 int mcx_sp_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sp *out)
 {
-	struct xfrmnl_sp *o = NULL;
-	struct xfrmnl_sel *sel;
-	struct xfrmnl_user_tmpl *t;
-	unsigned mark = 0, mask = 0;
-	int family, r = -ENOENT;
+	struct nlattr *tb[XFRMA_MAX + 1];
+	const struct xfrm_userpolicy_info *info;
+	const struct xfrm_user_tmpl *t;
+	uint8_t family;
 
 	memset(out, 0, sizeof(*out));
-	if (xfrmnl_sp_parse((struct nlmsghdr *)h, &o) < 0)
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*info)))
 		return -EBADMSG;
-	sel = xfrmnl_sp_get_sel(o);
-	t = xfrmnl_sp_get_nusertemplates(o) == 1 ? xfrmnl_sp_usertemplate_n(o, 0) : NULL;
-	family = sel ? xfrmnl_sel_get_family(sel) : 0;
-	if (sel && t && (unsigned)xfrmnl_user_tmpl_get_reqid(t) == reqid &&
-	    (family == AF_INET || family == AF_INET6)) {
-		int tfamily = xfrmnl_user_tmpl_get_family(t);
+	info = nlmsg_data(h);
+	if (nlmsg_parse((struct nlmsghdr *)h, sizeof(*info), tb, XFRMA_MAX, NULL) < 0)
+		return -EBADMSG;
+	family = info->sel.family;
+	/* Ours: exactly one template, ESP in tunnel mode with our reqid. */
+	if (!tb[XFRMA_TMPL] || nla_len(tb[XFRMA_TMPL]) != (int)sizeof(*t) ||
+	    (family != AF_INET && family != AF_INET6))
+		return -ENOENT;
+	t = nla_data(tb[XFRMA_TMPL]);
+	if (t->reqid != reqid || t->id.proto != IPPROTO_ESP || t->mode != XFRM_MODE_TUNNEL ||
+	    (t->family != AF_INET && t->family != AF_INET6))
+		return -ENOENT;
+	out->dir = info->dir;
+	addr_from_kernel(family, &info->sel.daddr, &out->dst.ip);
+	out->dst.len = info->sel.prefixlen_d;
+	if (tb[XFRMA_MARK] && nla_len(tb[XFRMA_MARK]) >= (int)sizeof(struct xfrm_mark)) {
+		const struct xfrm_mark *m = nla_data(tb[XFRMA_MARK]);
 
-		out->dir = (uint8_t)xfrmnl_sp_get_dir(o);
-		ip_from_nl(xfrmnl_sel_get_daddr(sel), (uint8_t)family, &out->dst.ip);
-		out->dst.len = (uint8_t)xfrmnl_sel_get_prefixlen_d(sel);
-		xfrmnl_sp_get_mark(o, &mask, &mark); /* libnl: mask first */
-		out->mark = mark;
-		out->mark_mask = mask;
-		out->priority = (uint32_t)xfrmnl_sp_get_priority(o);
-		ip_from_nl(xfrmnl_user_tmpl_get_saddr(t), (uint8_t)tfamily, &out->tmpl_src);
-		ip_from_nl(xfrmnl_user_tmpl_get_daddr(t), (uint8_t)tfamily, &out->tmpl_dst);
-		out->tmpl_spi = (uint32_t)xfrmnl_user_tmpl_get_spi(t);
-		out->reqid = reqid;
-		r = 0;
+		out->mark = m->v;
+		out->mark_mask = m->m;
 	}
-	xfrmnl_sp_put(o);
-	return r;
+	out->priority = info->priority;
+	addr_from_kernel(t->family, &t->saddr, &out->tmpl_src);
+	addr_from_kernel(t->family, &t->id.daddr, &out->tmpl_dst);
+	out->tmpl_spi = ntohl(t->id.spi);
+	out->reqid = t->reqid;
+	return 0;
 }

@@ -4,9 +4,10 @@
  * the transport that carries those messages (transport.c: the only code that talks to the
  * kernel, which the unit tests replace with the linker's --wrap).
  *
- * States are built and parsed with libnl's generic nlmsg/nla calls over the kernel's UAPI
- * structs, policies with libnl-xfrm: libnl-xfrm's state objects copy the key into heap
- * buffers they free without wiping, and a key must never outlive its use (docs/ipsec.md).
+ * Policy messages are built with libnl-xfrm; state messages with libnl's generic nlmsg/nla
+ * calls over the kernel's UAPI structs, since libnl-xfrm's state objects copy the key into
+ * heap buffers they free without wiping; and everything the kernel sends is parsed over the
+ * UAPI structs, since libnl 3.7's parsers leak and keep keys (docs/ipsec.md).
  */
 #ifndef MCX_NETLINK_H
 #define MCX_NETLINK_H
