@@ -615,8 +615,12 @@ static int desire_peer(struct xfrm *x, const struct mc_peer_state *p, struct des
 			continue;
 		for (size_t i = 0; i < x->keys->n; i++) {
 			const struct mcx_key *k = &x->keys->k[i];
+			struct mcx_sa id = { .dst = *local, .spi = mcx_spi(k->generation),
+					     .mark = in_mark, .mark_mask = in_mask };
 
-			if (k->generation < adv && retired)
+			/* Older generations are kept until retired, never added: a restart must
+			 * not bring back in states that a rotation already removed. */
+			if (k->generation < adv && (retired || !held_sa_find(x, &id)))
 				continue;
 			r = add_sa(x, d, k, peer, local, p->boot_id, x->local_boot_id, in_mark,
 				   in_mask);

@@ -14,7 +14,9 @@
 #      restored within 1 s; a state given a lifetime behind our back is renewed;
 #   8. inbound = require drops spoofed plaintext from a managed remote pod; permit delivers it;
 #   9. rotation 1 -> 2 during traffic, nothing lost, old in states gone after the grace;
-#  10. a node "reboot" (new boot ID) re-keys that peer's states, traffic continues.
+#  10. a node "reboot" (new boot ID) re-keys that peer's states, traffic continues;
+#  11. the same keys from the key Secret in the cluster file instead of the key file: nothing
+#      changes; a peer that stops participating loses its objects.
 set -euo pipefail
 
 # shellcheck source=SCRIPTDIR/lib/lab.sh
@@ -135,6 +137,8 @@ lab_assert_plaintext "$(lab_pcap plain)" node1-u node2-a
 lab_assert_plaintext "$(lab_pcap plain)" node3-u node1-a
 for node in "${LAB_NODES[@]}"; do
 	lab_assert_xfrm_unchanged "$node" XfrmInTmplMismatch XfrmInNoStates XfrmOutNoStates
+	lab_check "$node: XfrmInTmplMismatch, XfrmInNoStates and XfrmOutNoStates are 0" test \
+		"$(lab_xfrm_stat "$node" XfrmInTmplMismatch)$(lab_xfrm_stat "$node" XfrmInNoStates)$(lab_xfrm_stat "$node" XfrmOutNoStates)" = 000
 done
 
 # --- 4. the keys, computed independently -------------------------------------------------------
@@ -314,15 +318,33 @@ for node in "${LAB_NODES[@]}"; do
 	lab_check "$node: XfrmInTmplMismatch is still 0" test "$(lab_xfrm_stat "$node" XfrmInTmplMismatch)" = 0
 done
 
+# --- 11. keys from the Secret; a peer leaves ------------------------------------------------------
+secret=$(jq -n --arg keys "$(base64 -w0 "$LAB_KEY_FILE")" '{apiVersion: "v1", kind: "Secret",
+	metadata: {namespace: "meshcrypt-system", name: "meshcrypt-ipsec-keys"}, data: {keys: $keys}}')
+edit_cluster ".items += [$secret]"
+before=$(add_times node1)
+for node in "${LAB_NODES[@]}"; do sed -i '/^key_file = /d' "$LAB_DIR/nodes/$node/meshcryptd.conf"; done
+sighup_all
+secret_in_use() { grep -q "keys from Secret meshcrypt-system/meshcrypt-ipsec-keys" "$LAB_DIR/nodes/node1/meshcryptd.log"; }
+lab_check "without key_file, node1 takes the keys from the Secret in the cluster file" wait_until 10 secret_in_use
+sleep 2
+lab_check "the same keys from the Secret change no state (add times unchanged)" \
+	test "$before" = "$(add_times node1)"
+lab_check "node1-a -> node2-a still works" lab_ping node1-a node2-a 4
+edit_cluster 'del(.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node3"))'
+node3_gone() { [[ $(ours node1 state) == 4 && $(ours node1 policy) == 6 ]]; }
+lab_check "node3 stops participating: node1 removes its states and out policies" wait_until 5 node3_gone
+lab_check "node1 keeps node2's objects and traffic" lab_ping node1-a node2-a 6
+
 # --- 5. stop and --cleanup ------------------------------------------------------------------------
 "$LAB_TOPOLOGY" stop-agents "$LAB_DIR"
-lab_check "stopped, node1 keeps its states and policies" test "$(ours node1 state)" -ge 8
+lab_check "stopped, node1 keeps its states and policies" test "$(ours node1 state)" = 4
 lab_check "meshcryptd --cleanup succeeds on node1" in_node node1 "$MESHCRYPTD" --cleanup \
 	--config "$LAB_DIR/nodes/node1/meshcryptd.conf"
 lab_check "after --cleanup node1 holds no state or policy of ours" \
 	test "$(ours node1 state)$(ours node1 policy)" = 00
 lab_check "a foreign state and policy survive --cleanup" foreign_present
-lab_check "node2 keeps its objects" test "$(ours node2 policy)" = 8
+lab_check "node2 keeps its objects" test "$(ours node2 policy)" = 6
 [[ $LAB_FAILURES == 0 ]] || lab_xfrm_list node1 | sed 's/^/# /'
 [[ $LAB_FAILURES == 0 ]] || sed 's/^/# /' "$LAB_DIR/nodes/node1/meshcryptd.log"
 lab_finish

@@ -37,6 +37,7 @@
 extern const struct mc_plugin meshcrypt_plugin;
 
 #define KEY36 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223"
+#define KEY_LINE "1 rfc4106(gcm(aes)) " KEY36 " 128\n"
 #define BOOT1 "11111111-1111-1111-1111-111111111111"
 #define BOOT2 "22222222-2222-2222-2222-222222222222"
 
@@ -185,7 +186,7 @@ static void test_key_file_mode(void **state)
 
 	(void)state;
 	assert_true(fd >= 0);
-	assert_true(write(fd, "1 rfc4106(gcm(aes)) " KEY36 " 128\n", 96) == 96);
+	assert_true(write(fd, KEY_LINE, strlen(KEY_LINE)) == (ssize_t)strlen(KEY_LINE));
 	close(fd);
 	assert_int_equal(chmod(path, 0640), 0);
 	assert_int_equal(mcx_keyset_load_file(path, &ks, error, sizeof(error)), -EPERM);
@@ -358,7 +359,8 @@ static void test_sp_message_round_trip(void **state)
 
 static char key_path[64];
 
-static struct fake_host *plugin_up(void)
+/* The plugin's fake host, keys from a key file (with_file) or from the key Secret. */
+static struct fake_host *plugin_up_with(bool with_file)
 {
 	struct fake_host *fh = fake_host_new();
 	int fd;
@@ -366,9 +368,10 @@ static struct fake_host *plugin_up(void)
 	snprintf(key_path, sizeof(key_path), "/tmp/test-xfrm-plugin-XXXXXX");
 	fd = mkstemp(key_path);
 	assert_true(fd >= 0);
-	assert_true(write(fd, "1 rfc4106(gcm(aes)) " KEY36 " 128\n", 96) == 96);
+	assert_true(write(fd, KEY_LINE, strlen(KEY_LINE)) == (ssize_t)strlen(KEY_LINE));
 	close(fd);
-	fake_host_set_config(fh, "key_file", key_path);
+	if (with_file)
+		fake_host_set_config(fh, "key_file", key_path);
 	fake_host_set_config(fh, "key_secret", "meshcrypt-system/meshcrypt-ipsec-keys");
 	fake_host_set_config(fh, "rotation_grace", "300s");
 	fake_host_set_config(fh, "reqid", "0x6d63");
@@ -376,6 +379,11 @@ static struct fake_host *plugin_up(void)
 	fail_type = -1;
 	dump_error = 0;
 	return fh;
+}
+
+static struct fake_host *plugin_up(void)
+{
+	return plugin_up_with(true);
 }
 
 static void plugin_down(struct fake_host *fh)
@@ -596,6 +604,79 @@ static void test_plugin_init_refusals(void **state)
 	plugin_down(fh);
 }
 
+/* Keys from the Secret the source reports (ABI 1.1 secret_get / secret_changed). */
+static void test_plugin_secret_keys(void **state)
+{
+	static const char lines[] = "1 rfc4106(gcm(aes)) " KEY36 " 128\n";
+	struct fake_host *fh = plugin_up_with(false);
+	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+	struct mc_key keys[8];
+	struct mc_peer_state *p;
+
+	(void)state;
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(meshcrypt_plugin.start(ctx), 0);
+	assert_non_null(fake_host_log_find(fh, LOG_INFO,
+					   "waiting for the key Secret meshcrypt-system/meshcrypt-ipsec-keys"));
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	sent_clear();
+	p = peer_node2();
+	assert_int_equal(ops->peer_apply(ctx, p), -EAGAIN); /* no keys yet */
+	assert_int_equal(n_sent, 0);
+
+	/* a malformed Secret: refused with the line, no key byte in the log */
+	fake_host_set_secret(fh, "meshcrypt-system", "meshcrypt-ipsec-keys", "keys", "1 bad\n", 6);
+	assert_int_equal(ops->secret_changed(ctx), -EINVAL);
+	assert_non_null(fake_host_log_find(fh, LOG_ERR, "entry keys: line 1"));
+
+	fake_host_set_secret(fh, "meshcrypt-system", "meshcrypt-ipsec-keys", "keys", lines,
+			     strlen(lines));
+	(void)fake_host_requeued(fh, NULL, 0);
+	assert_int_equal(ops->secret_changed(ctx), 0);
+	/* the peers that waited are applied again */
+	assert_int_equal(fake_host_requeued(fh, keys, 8), 1);
+	assert_int_equal(keys[0].type, MC_KEY_PEER);
+	assert_int_equal(keys[0].peer_id, 42);
+	assert_int_equal(ops->peer_apply(ctx, p), 0);
+	assert_int_equal(count_type(XFRM_MSG_NEWSA), 4);
+	/* the same Secret again changes nothing */
+	assert_int_equal(ops->secret_changed(ctx), 0);
+	assert_int_equal(fake_host_requeued(fh, NULL, 0), 0);
+	assert_int_equal(fake_host_log_count_matching(fh, "0001020304"), 0);
+	plugin_down(fh);
+}
+
+/* A restart after a rotation: the older generation's key is still in the file, but its in
+ * states were retired; they must not come back (found in the lab). */
+static void test_plugin_no_retired_in_states(void **state)
+{
+	struct fake_host *fh = plugin_up();
+	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+	struct mc_local_state *l = local_node1();
+	struct mc_peer_state *p = peer_node2();
+	FILE *f = fopen(key_path, "a");
+
+	(void)state;
+	assert_non_null(f);
+	fputs("2 rfc4106(gcm(aes)) 000102030405060708090a0b0c0d0e0f10111213 128\n", f);
+	fclose(f);
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(meshcrypt_plugin.start(ctx), 0);
+	l->key_generation = 2;
+	p->key_generation = 2;
+	assert_int_equal(ops->local_apply(ctx, l), 0);
+	sent_clear();
+	assert_int_equal(ops->peer_apply(ctx, p), 0);
+	assert_int_equal(count_type(XFRM_MSG_NEWSA), 4); /* in + out, IPv4 + IPv6, generation 2 */
+	for (size_t i = 0; i < n_sent; i++)
+		if (sent_msg(i)->nlmsg_type == XFRM_MSG_NEWSA)
+			assert_int_equal(((const struct xfrm_usersa_info *)nlmsg_data(sent_msg(i)))->id.spi,
+					 htonl(0x102));
+	plugin_down(fh);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -609,6 +690,8 @@ int main(void)
 		cmocka_unit_test(test_plugin_errors),
 		cmocka_unit_test(test_plugin_enoent_on_delete),
 		cmocka_unit_test(test_plugin_init_refusals),
+		cmocka_unit_test(test_plugin_secret_keys),
+		cmocka_unit_test(test_plugin_no_retired_in_states),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
