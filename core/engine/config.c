@@ -77,6 +77,7 @@ static const struct mc_option attach_options[] = {
 	{ .name = "pod_interfaces", .type = MC_OPTION_STRING,
 	  .default_value = "veth*,lxc*,cali*,mcpod*" },
 	{ .name = "uplinks", .type = MC_OPTION_STRING, .default_value = "auto" },
+	{ .name = "tunnel_interfaces", .type = MC_OPTION_STRING, .default_value = "mcwg0" },
 	{ .name = "leak_guard", .type = MC_OPTION_ENUM, .default_value = "drop",
 	  .choices = "drop|count|off" },
 	{ 0 }

@@ -345,8 +345,11 @@ int mci_init(struct mc_plugin_ctx *ctx, const struct mci_method *method)
 	a->pod_interfaces = h->config_global(ctx, "attach", "pod_interfaces");
 	a->uplinks = h->config_global(ctx, "attach", "uplinks");
 	a->leak_guard = parse_leak_guard(h->config_global(ctx, "attach", "leak_guard"));
+	a->tunnel_interfaces = h->config_global(ctx, "attach", "tunnel_interfaces");
 	if (!a->pod_interfaces)
 		a->pod_interfaces = "veth*,lxc*,cali*,mcpod*";
+	if (!a->tunnel_interfaces)
+		a->tunnel_interfaces = "mcwg0";
 	if (!a->uplinks)
 		a->uplinks = "auto";
 	if (snprintf(a->bpffs_dir, sizeof(a->bpffs_dir), "%s",

@@ -33,6 +33,7 @@ enum role {
 	ROLE_NONE,
 	ROLE_POD,
 	ROLE_UPLINK,
+	ROLE_TUNNEL, /* the WireGuard device: what arrives on it was decrypted */
 };
 
 static const char *const dir_names[MCI_N_DIRS] = { "ingress", "egress" };
@@ -133,6 +134,8 @@ static enum role role_of(struct mci_attach *a, const struct mci_iface *f)
 
 	if (!f->name[0] || strcmp(f->name, "lo") == 0)
 		return ROLE_NONE;
+	if (mci_globs_match(a->tunnel_interfaces, f->name))
+		return ROLE_TUNNEL;
 	if (mci_globs_match(a->pod_interfaces, f->name))
 		return ROLE_POD;
 	if (strcmp(a->uplinks, "auto") != 0)
@@ -156,6 +159,8 @@ static int wanted_prog(struct mci_attach *a, enum role role, enum mci_dir dir)
 	case ROLE_UPLINK:
 		return bpf_program__fd(dir == MCI_INGRESS ? a->skel->progs.mc_node_ingress :
 							    a->skel->progs.mc_guard);
+	case ROLE_TUNNEL:
+		return dir == MCI_INGRESS ? bpf_program__fd(a->skel->progs.mc_tunnel_ingress) : -1;
 	case ROLE_UNDECIDED:
 	case ROLE_NONE:
 		break;
@@ -193,7 +198,8 @@ static int iface_sync(struct mci_attach *a, struct mci_iface *f)
 			if (r == 0) {
 				f->have[dir] = fd;
 				ctx->host->log(ctx, LOG_DEBUG, "%s %s: %s program attached", f->name,
-					       dir_names[dir], role == ROLE_POD ? "pod" : "uplink");
+					       dir_names[dir],
+					       role == ROLE_POD ? "pod" : role == ROLE_TUNNEL ? "tunnel" : "uplink");
 			}
 		} else if (fd < 0 && f->have[dir] != MCI_HAVE_NONE) {
 			r = a->method->detach(a, f->ifindex, dir);

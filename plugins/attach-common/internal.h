@@ -69,6 +69,7 @@ struct mci_attach {
 	const struct mci_method *method;
 	char bpffs_dir[PATH_MAX];
 	const char *pod_interfaces;
+	const char *tunnel_interfaces; /* the WireGuard backend's device: tunnel program */
 	const char *uplinks; /* "auto" or globs */
 	uint32_t leak_guard; /* enum mc_bpf_leak_guard */
 	struct meshcrypt_bpf *skel;

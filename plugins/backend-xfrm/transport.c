@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The only code of the backend that talks to the kernel (netlink.h). Replies are read into
- * one locked buffer that is wiped after each call: a dump of states carries their keys, and
- * libnl's own receive path frees its buffers without wiping them.
+ * one locked buffer that is wiped after each call (plugins/netlink-common).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <netlink/socket.h>
 
 #include "netlink.h"
+#include "nl-request.h"
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
@@ -74,92 +74,16 @@ void mcx_nl_close(struct mcx_nl *nl)
 	free(nl);
 }
 
-/*
- * Reads replies to sequence number seq until an acknowledgement or the end of a dump,
- * calling fn (if any) for each object message. Returns 0 or -errno.
- */
-static int receive(struct mcx_nl *nl, uint32_t seq, mcx_dump_fn fn, void *userdata)
-{
-	int fd = nl_socket_get_fd(nl->sk), r = 0;
-	size_t used = 0;
-
-	for (;;) {
-		ssize_t n = recv(fd, nl->buf, RECV_BUFFER, 0);
-		unsigned left;
-		bool done = false;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			break;
-		}
-		used = used > (size_t)n ? used : (size_t)n;
-		left = (unsigned)n;
-		for (struct nlmsghdr *h = (struct nlmsghdr *)nl->buf; NLMSG_OK(h, left);
-		     h = NLMSG_NEXT(h, left)) {
-			if (h->nlmsg_seq != seq)
-				continue;
-			if (h->nlmsg_type == NLMSG_DONE) {
-				done = true;
-				break;
-			}
-			if (h->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *e = NLMSG_DATA(h);
-
-				if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*e)))
-					r = -EBADMSG;
-				else if (r == 0)
-					r = e->error;
-				done = true;
-				break;
-			}
-			if (fn && r == 0)
-				r = fn(h, userdata);
-			if (!(h->nlmsg_flags & NLM_F_MULTI)) {
-				done = true;
-				break;
-			}
-		}
-		if (done)
-			break;
-	}
-	explicit_bzero(nl->buf, used);
-	return r;
-}
-
 int mcx_nl_transact(struct mcx_nl *nl, struct nl_msg *msg)
 {
-	struct nlmsghdr *h = nlmsg_hdr(msg);
-	int r;
-
-	nl_complete_msg(nl->sk, msg);
-	h->nlmsg_flags |= NLM_F_ACK;
-	r = nl_send(nl->sk, msg);
-	if (r >= 0)
-		r = receive(nl, h->nlmsg_seq, NULL, NULL);
-	else
-		r = -EIO;
-	explicit_bzero(h, h->nlmsg_len);
-	nlmsg_free(msg);
-	return r;
+	return mcn_transact(nl->sk, msg, nl->buf, RECV_BUFFER);
 }
 
 int mcx_nl_dump(struct mcx_nl *nl, uint16_t type, mcx_dump_fn fn, void *userdata)
 {
 	struct nl_msg *msg = nlmsg_alloc_simple(type, NLM_F_DUMP);
-	uint32_t seq;
-	int r;
 
-	if (!msg)
-		return -ENOMEM;
-	nl_complete_msg(nl->sk, msg);
-	seq = nlmsg_hdr(msg)->nlmsg_seq;
-	r = nl_send(nl->sk, msg);
-	nlmsg_free(msg);
-	if (r < 0)
-		return -EIO;
-	return receive(nl, seq, fn, userdata);
+	return msg ? mcn_dump(nl->sk, msg, nl->buf, RECV_BUFFER, fn, userdata) : -ENOMEM;
 }
 
 uint32_t mcx_nl_port(const struct mcx_nl *nl)

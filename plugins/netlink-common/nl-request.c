@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "nl-request.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/socket.h>
+
+/* Reads replies to seq until an acknowledgement or the end of a dump, calling fn (if any)
+ * for each other message. Returns 0 or -errno. */
+static int receive(int fd, uint32_t seq, uint8_t *buf, size_t size, mcn_msg_fn fn,
+		   void *userdata)
+{
+	size_t used = 0;
+	int r = 0;
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, size, 0);
+		unsigned left;
+		bool done = false;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		used = used > (size_t)n ? used : (size_t)n;
+		left = (unsigned)n;
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left);
+		     h = NLMSG_NEXT(h, left)) {
+			if (h->nlmsg_seq != seq)
+				continue;
+			if (h->nlmsg_type == NLMSG_DONE) {
+				done = true;
+				break;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+
+				if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*e)))
+					r = -EBADMSG;
+				else if (r == 0)
+					r = e->error;
+				done = true;
+				break;
+			}
+			if (fn && r == 0)
+				r = fn(h, userdata);
+			if (!(h->nlmsg_flags & NLM_F_MULTI)) {
+				done = true;
+				break;
+			}
+		}
+		if (done)
+			break;
+	}
+	explicit_bzero(buf, used);
+	return r;
+}
+
+int mcn_transact(struct nl_sock *sk, struct nl_msg *msg, uint8_t *buf, size_t size)
+{
+	struct nlmsghdr *h = nlmsg_hdr(msg);
+	int r;
+
+	nl_complete_msg(sk, msg);
+	h->nlmsg_flags |= NLM_F_ACK;
+	r = nl_send(sk, msg) < 0 ? -EIO : receive(nl_socket_get_fd(sk), h->nlmsg_seq, buf, size,
+						  NULL, NULL);
+	explicit_bzero(h, h->nlmsg_len);
+	nlmsg_free(msg);
+	return r;
+}
+
+int mcn_dump(struct nl_sock *sk, struct nl_msg *msg, uint8_t *buf, size_t size, mcn_msg_fn fn,
+	     void *userdata)
+{
+	uint32_t seq;
+	int r;
+
+	nl_complete_msg(sk, msg);
+	seq = nlmsg_hdr(msg)->nlmsg_seq;
+	r = nl_send(sk, msg);
+	nlmsg_free(msg);
+	return r < 0 ? -EIO : receive(nl_socket_get_fd(sk), seq, buf, size, fn, userdata);
+}
