@@ -343,16 +343,18 @@ void mc_engine_stop(struct mc_engine *e)
 	e->started = false;
 }
 
-int mc_engine_cleanup(struct mc_engine *e)
+/* Has the dataplane plugins of slots (a mask of 1 << slot) remove their objects: init, which
+ * acquires what cleanup needs (netlink sockets, pinned maps), cleanup (backend before
+ * attach), fini. Returns 0 or the last error. */
+static int cleanup_slots(struct mc_engine *e, unsigned slots)
 {
 	static const enum mc_slot order[] = { MC_SLOT_BACKEND, MC_SLOT_ATTACH };
 	int r, failed = 0;
 
-	/* init acquires what cleanup needs (netlink sockets, pinned maps): the source stays out. */
 	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
 		struct mc_plugin_instance *inst = &e->plugins[slot];
 
-		if (!inst->loaded || slot == MC_SLOT_SOURCE)
+		if (!inst->loaded || slot == MC_SLOT_SOURCE || !(slots & 1u << slot))
 			continue;
 		r = init_slot(inst);
 		if (r < 0 && !inst->loaded) {
@@ -365,7 +367,7 @@ int mc_engine_cleanup(struct mc_engine *e)
 	for (size_t i = 0; i < MC_ARRAY_SIZE(order); i++) {
 		struct mc_plugin_instance *inst = &e->plugins[order[i]];
 
-		if (!inst->loaded || !inst->initialized)
+		if (!inst->loaded || !inst->initialized || !(slots & 1u << order[i]))
 			continue;
 		if (!inst->desc->cleanup) {
 			mc_log_info("%s plugin %s: nothing to clean up", mc_slot_name(order[i]),
@@ -381,10 +383,29 @@ int mc_engine_cleanup(struct mc_engine *e)
 				    inst->desc->name);
 	}
 	fini_plugins(e);
+	return failed;
+}
+
+int mc_engine_cleanup(struct mc_engine *e)
+{
+	int r, failed = cleanup_slots(e, 1u << MC_SLOT_BACKEND | 1u << MC_SLOT_ATTACH);
+
 	/* The indices mean nothing once the objects carrying them are gone. */
 	if (!failed && (r = mc_peer_index_remove_file(e->cfg->state_dir)) < 0)
 		failed = mc_log_error_errno(r, "%s/%s: %m", e->cfg->state_dir, MC_PEER_INDEX_FILE);
 	return failed;
+}
+
+int mc_engine_cleanup_replaced_backend(struct mc_engine *prev, const struct mc_engine *next)
+{
+	const char *was = prev->cfg->slots[MC_SLOT_BACKEND].plugin;
+	const char *now = next->cfg->slots[MC_SLOT_BACKEND].plugin;
+
+	if (!was || (now && strcmp(was, now) == 0))
+		return 0;
+	mc_log_info("the backend changed from %s to %s: removing the objects of %s", was,
+		    now ? now : "none", was);
+	return cleanup_slots(prev, 1u << MC_SLOT_BACKEND);
 }
 
 void mc_engine_free(struct mc_engine *e)

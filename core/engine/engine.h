@@ -38,6 +38,12 @@ void mc_engine_drain(struct mc_engine *e);
 /* Logs each failure with context; returns -errno if any plugin failed to clean up. */
 int mc_engine_cleanup(struct mc_engine *e);
 void mc_engine_stop(struct mc_engine *e);
+/*
+ * After a reload that chose another backend (xfrm -> wireguard, say) and started: prev, the
+ * stopped engine of the old configuration, has its backend remove its objects, so none of
+ * the old backend stay behind. Nothing when the backend is the same. 0 or -errno (logged).
+ */
+int mc_engine_cleanup_replaced_backend(struct mc_engine *prev, const struct mc_engine *next);
 void mc_engine_free(struct mc_engine *e);
 
 const struct mc_config *mc_engine_config(const struct mc_engine *e);

@@ -155,6 +155,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 		sd_notify(false, "READY=1");
 		return 0;
 	}
+	(void)mc_engine_cleanup_replaced_backend(prev, d->engine);
 	mc_engine_free(prev);
 	sd_notify(false, "READY=1");
 	return 0;

@@ -380,6 +380,12 @@ struct rule_set {
 	size_t n;
 };
 
+static bool same_rule(const struct mcw_rule *a, const struct mcw_rule *b)
+{
+	return a->family == b->family && a->priority == b->priority && a->mark == b->mark &&
+	       a->mask == b->mask && a->table == b->table;
+}
+
 static int collect_rule(const struct mcw_rule *rule, void *userdata)
 {
 	struct rule_set *s = userdata;
@@ -413,7 +419,7 @@ static int ensure_rules(struct wg *w)
 		bool found = false;
 
 		for (size_t j = 0; j < set.n && !found; j++)
-			found = memcmp(&set.have[j], &want[i], sizeof(want[i])) == 0;
+			found = same_rule(&set.have[j], &want[i]);
 		if (!found && (r = mcw_rule_set(w->rtnl, true, &want[i])) < 0 && r != -EEXIST)
 			return r;
 	}
@@ -422,7 +428,7 @@ static int ensure_rules(struct wg *w)
 		bool wanted = false;
 
 		for (size_t i = 0; i < n && !wanted; i++)
-			wanted = memcmp(&set.have[j], &want[i], sizeof(want[i])) == 0;
+			wanted = same_rule(&set.have[j], &want[i]);
 		if (!wanted && (r = mcw_rule_set(w->rtnl, false, &set.have[j])) < 0 && r != -ENOENT)
 			return r;
 	}
@@ -698,32 +704,27 @@ static void wg_fini(struct mc_plugin_ctx *ctx)
 	ctx->host->set_data(ctx, NULL);
 }
 
-static int remove_rule(const struct mcw_rule *rule, void *userdata)
-{
-	struct wg *w = userdata;
-	int r = mcw_rule_set(w->rtnl, false, rule);
-
-	return r == -ENOENT ? 0 : r;
-}
-
-static int remove_route(const struct mc_prefix *dst, int oif, void *userdata)
-{
-	struct wg *w = userdata;
-	int r = mcw_route_set(w->rtnl, false, w->table, dst, 0);
-
-	return r == -ESRCH || r == -ENOENT ? 0 : r;
-}
-
 static int wg_cleanup(struct mc_plugin_ctx *ctx)
 {
 	struct wg *w = get(ctx);
+	struct rule_set rules = { .n = 0 };
 	struct mcw_link link;
 	int r;
 
-	/* Rules and routes first, so nothing is routed to a device that goes next. */
-	r = mcw_rules_dump(w->rtnl, w->table, remove_rule, w);
+	/* Read first, then delete: a request sent from a dump's callback would read the rest of
+	 * the dump as its own reply. Rules and routes before the device, so nothing is routed to
+	 * a device that goes next. */
+	free(w->routes);
+	w->routes = NULL;
+	w->n_routes = 0;
+	r = mcw_rules_dump(w->rtnl, w->table, collect_rule, &rules);
 	if (r == 0)
-		r = mcw_routes_dump(w->rtnl, w->table, remove_route, w);
+		r = mcw_routes_dump(w->rtnl, w->table, collect_route, w);
+	for (size_t i = 0; r == 0 && i < rules.n; i++)
+		if ((r = mcw_rule_set(w->rtnl, false, &rules.have[i])) == -ENOENT)
+			r = 0;
+	while (r == 0 && w->n_routes)
+		r = route_remove(w, &w->routes[w->n_routes - 1]);
 	if (r == 0 && mcw_link_get(w->rtnl, w->device, &link) == 0 &&
 	    strcmp(link.kind, "wireguard") == 0)
 		r = mcw_link_delete(w->rtnl, link.ifindex);

@@ -36,6 +36,10 @@ static int receive(int fd, uint32_t seq, uint8_t *buf, size_t size, mcn_msg_fn f
 			if (h->nlmsg_seq != seq)
 				continue;
 			if (h->nlmsg_type == NLMSG_DONE) {
+				/* A dump that failed on the way ends with its error here. */
+				if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)) && r == 0 &&
+				    *(const int *)NLMSG_DATA(h) < 0)
+					r = *(const int *)NLMSG_DATA(h);
 				done = true;
 				break;
 			}

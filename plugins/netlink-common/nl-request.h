@@ -24,7 +24,8 @@ typedef int (*mcn_msg_fn)(const struct nlmsghdr *h, void *userdata);
 int mcn_transact(struct nl_sock *sk, struct nl_msg *msg, uint8_t *buf, size_t size);
 
 /* Sends msg (a dump request: NLM_F_DUMP set by the caller) and calls fn for each message of
- * the reply until NLMSG_DONE; frees msg. fn returns 0 or -errno to stop. 0 or -errno. */
+ * the reply until NLMSG_DONE; frees msg. fn returns 0 or -errno to stop. 0 or -errno. fn must
+ * not send requests on the same socket: their receive would eat the rest of the dump. */
 int mcn_dump(struct nl_sock *sk, struct nl_msg *msg, uint8_t *buf, size_t size, mcn_msg_fn fn,
 	     void *userdata);
 
