@@ -91,8 +91,10 @@ static int render(struct mc_client *cl)
 		mc_engine_write_status(e, out);
 	else if (strcmp(cl->cmd, "plan") == 0)
 		mc_engine_write_plan(e, out);
+	else if (strcmp(cl->cmd, "wireguard-key") == 0)
+		mc_engine_write_wireguard_key(e, out);
 	else
-		fprintf(out, "error: unknown command \"%s\" (status, plan)\n", cl->cmd);
+		fprintf(out, "error: unknown command \"%s\" (status, plan, wireguard-key)\n", cl->cmd);
 	if (fclose(out) != 0) {
 		free(buf);
 		return -ENOMEM;

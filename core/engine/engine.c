@@ -474,6 +474,22 @@ static void write_dataplane_counters(struct mc_engine *e, FILE *f)
 	}
 }
 
+int mc_engine_write_wireguard_key(struct mc_engine *e, FILE *f)
+{
+	char path[4096], key[64] = "";
+	_cleanup_fclose_ FILE *in = NULL;
+
+	snprintf(path, sizeof(path), "%s/wireguard.pub", e->cfg->state_dir);
+	in = fopen(path, "re");
+	if (!in || !fgets(key, sizeof(key), in)) {
+		fprintf(f, "error: no WireGuard key in %s (the wireguard backend writes it when it "
+			"starts)\n", path);
+		return -ENOENT;
+	}
+	fputs(key, f);
+	return 0;
+}
+
 int mc_engine_write_status(struct mc_engine *e, FILE *f)
 {
 	char status[sizeof(e->status)];

@@ -20,6 +20,7 @@ static void help(void)
 	       "Commands:\n"
 	       "  status   readiness, plugins, object counts, reconciler counters\n"
 	       "  plan     the desired dataplane state (peers, prefixes, managed pods)\n"
+	       "  wireguard-key  this node's WireGuard public key, for the cluster file\n"
 	       "Options:\n"
 	       "  --run-dir DIR   meshcryptd's [core] run_dir [/run/meshcrypt]\n");
 }

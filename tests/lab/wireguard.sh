@@ -65,6 +65,9 @@ xfrm_objects() { lab_exec "$1" ip xfrm state list | grep -c "reqid 28003" || tru
 "$LAB_TOPOLOGY" start-agents "$LAB_DIR"
 lab_check "rp_filter $RP: every node has mcwg0 with both peers and their 4 routes within 10 s" \
 	wait_until 10 converged
+key1=$(jq -r '.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node1") | .spec.wireguardPublicKey' "$LAB_CLUSTER_FILE")
+lab_check "meshcryptctl wireguard-key prints node1's public key" test \
+	"$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" wireguard-key)" = "$key1"
 lab_check "mcwg0 runs the tunnel program on ingress" grep -q "mc_tunnel_ingr" \
 	<(lab_exec node1 tc filter show dev mcwg0 ingress)
 lab_check "src_valid_mark is set on mcwg0 only" test \
