@@ -2,6 +2,8 @@
 #include "rtnl.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +213,23 @@ int mcw_route_set(struct mcw_rtnl *r, bool add, uint32_t table, const struct mc_
 		return -ENOMEM;
 	}
 	return mcn_transact(r->sk, msg, r->buf, BUFFER);
+}
+
+/* ---- sysctl ---- */
+
+int mcw_set_src_valid_mark(const char *name)
+{
+	char path[128], have[16] = "";
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/src_valid_mark", name);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (read(fd, have, sizeof(have) - 1) <= 0 || have[0] != '1')
+		r = pwrite(fd, "1", 1, 0) < 0 ? -errno : 0;
+	close(fd);
+	return r;
 }
 
 /* ---- rules ---- */

@@ -50,4 +50,7 @@ typedef int (*mcw_rule_fn)(const struct mcw_rule *rule, void *userdata);
 int mcw_rules_dump(struct mcw_rtnl *r, uint32_t table, mcw_rule_fn fn, void *userdata);
 int mcw_rule_set(struct mcw_rtnl *r, bool add, const struct mcw_rule *rule);
 
+/* net.ipv4.conf.<name>.src_valid_mark = 1 (written only when it is not). 0 or -errno. */
+int mcw_set_src_valid_mark(const char *name);
+
 #endif

@@ -358,23 +358,6 @@ static unsigned device_mtu(struct wg *w)
 	return best ? best : 1420;
 }
 
-static int write_sysctl(const char *path, const char *value)
-{
-	char have[16] = "";
-	int fd = open(path, O_RDWR | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (read(fd, have, sizeof(have) - 1) > 0 && strncmp(have, value, strlen(value)) == 0) {
-		close(fd);
-		return 0;
-	}
-	if (pwrite(fd, value, strlen(value), 0) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
 struct rule_set {
 	struct mcw_rule have[16];
 	size_t n;
@@ -453,7 +436,6 @@ static int ensure_device(struct wg *w)
 	struct mcw_link link;
 	struct mcw_device dev;
 	unsigned mtu = device_mtu(w);
-	char path[PATH_MAX];
 	int r = mcw_link_get(w->rtnl, w->device, &link);
 
 	if (r == -ENODEV) {
@@ -492,8 +474,7 @@ static int ensure_device(struct wg *w)
 		return r;
 	/* The reverse-path lookup of decrypted packets uses their 0xd0 mark (DESIGN.md §7):
 	 * on this device only, never a global sysctl. */
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/src_valid_mark", w->device);
-	if ((r = write_sysctl(path, "1")) < 0)
+	if ((r = mcw_set_src_valid_mark(w->device)) < 0)
 		return r;
 	if ((r = ensure_rules(w)) < 0)
 		return r;
