@@ -170,11 +170,6 @@ int mcw_set_device_messages(int family, const struct mcw_device_change *change,
 				if ((r = finish_message(&b)) < 0 || (r = start_message(&b)) < 0 ||
 				    (r = begin_peer(&b, pc, true)) < 0)
 					break;
-				/* a continuation opens its allowed IPs nest only for replacing */
-				if (!b.ips && !(b.ips = nla_nest_start(b.msg, WGPEER_A_ALLOWEDIPS))) {
-					r = -ENOMEM;
-					break;
-				}
 			}
 			r = put_allowed(&b, &pc->peer->allowed[j]);
 		}
