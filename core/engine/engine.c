@@ -259,6 +259,13 @@ int mc_engine_start(struct mc_engine *e)
 		.name = "reconciler",
 		.metrics = e->metrics,
 	};
+	const char *backend = e->cfg->slots[MC_SLOT_BACKEND].plugin;
+
+	/* Only marked traffic is encrypted: a real backend without eBPF encrypts nothing. */
+	if (!e->plugins[MC_SLOT_ATTACH].loaded && backend && strcmp(backend, "dryrun") != 0)
+		mc_log_warning("[attach] plugin = none: nothing is marked, so the %s backend "
+			       "encrypts nothing (set [attach] plugin = auto)",
+			       backend);
 	char error[512];
 	int r;
 
