@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The k8s source against the test API server (tests/fakeapi/server.py) over TLS with a test CA:
+# initial sync (paginated lists), add/modify/delete of pods reach the plan, 410 Gone as an HTTP
+# status and in the stream -> relist (a pod deleted in the gap is deleted), a rotated token is
+# picked up after a 401, a malformed event line is rejected and the watch resumes with nothing
+# lost, a 10 MB event is rejected with a clear error.
+# Usage: k8s-source.sh BUILD_DIR SOURCE_DIR
+source "$(dirname "$0")/lib.sh"
+command -v openssl >/dev/null || { echo "SKIP: no openssl"; exit 77; }
+
+# A test CA and a server certificate for 127.0.0.1.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=test-ca \
+	-keyout "$tmp/ca.key" -out "$tmp/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+	-keyout "$tmp/server.key" -out "$tmp/server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' >"$tmp/san"
+openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" -CAcreateserial \
+	-days 1 -extfile "$tmp/san" -out "$tmp/server.pem" 2>/dev/null
+echo token-1 >"$tmp/token"
+chmod 600 "$tmp/token"
+
+big_cluster 1200 >"$tmp/cluster.json" # more than two pages of 500
+port=$((20000 + RANDOM % 20000)) control=$((port + 1))
+python3 "$src/tests/fakeapi/server.py" --port "$port" --control "$control" --cert "$tmp/server.pem" \
+	--key "$tmp/server.key" --token-file "$tmp/token" "$tmp/cluster.json" >"$tmp/api.log" 2>&1 &
+api=$!
+trap 'kill $api 2>/dev/null; cleanup' EXIT
+until_ok grep -q ready "$tmp/api.log" || fail "the API server did not start: $(cat "$tmp/api.log")"
+
+post() { curl -sf -X POST "http://127.0.0.1:$control/$1" -d "$2" >/dev/null; }
+pod() { # NAME IP [LABEL]: a pod on node-2 in namespace enc
+	printf '{"object": {"kind": "Pod", "apiVersion": "v1", "metadata": {"namespace": "enc", "name": "%s"%s}, "spec": {"nodeName": "node-2"}, "status": {"phase": "Running", "podIP": "%s", "podIPs": [{"ip": "%s"}]}}}' \
+		"$1" "${3:+, \"labels\": {\"meshcrypt.io/encryption\": \"$3\"\}}" "$2" "$2"
+}
+
+cat >"$tmp/meshcryptd.conf" <<CONF
+[core]
+node_name = node-1
+state_dir = state
+run_dir = run
+[source]
+plugin = k8s
+[backend]
+plugin = dryrun
+[plugin.k8s]
+server = https://127.0.0.1:$port
+certificate_authority = $tmp/ca.pem
+token_file = $tmp/token
+watch_timeout = 5s
+CONF
+start_daemon
+ready() { ctl status | grep -q '^ready: yes'; }
+until_ok ready || fail "not ready: $(ctl status)"
+plan() { ctl plan; }
+plan_has() { plan | grep -q -- "$1"; }
+plan_lacks() { ! plan | grep -q -- "$1"; }
+until_ok plan_has "10.2.1.44" || fail "the initial sync lacks a pod of the third page"
+echo "initial sync: $(ctl status | grep '^status:')"
+grep -q "pods: listed 1200" "$tmp/log" || fail "pods not listed in full: $(grep pods: "$tmp/log")"
+
+# add, modify, delete
+post apply "$(pod extra-1 10.2.200.1)"
+until_ok plan_has 10.2.200.1 || fail "an added pod does not reach the plan"
+post delete '{"kind": "Pod", "namespace": "enc", "name": "extra-1"}'
+until_ok plan_lacks 10.2.200.1 || fail "a deleted pod stays in the plan"
+echo "add and delete: ok"
+
+# 410 Gone, both forms: the history is forgotten, a pod is deleted in the gap -> relist
+for form in http stream; do
+	post mode "{\"gone\": \"$form\"}"
+	post apply "$(pod gap-$form 10.2.201.1)"
+	until_ok plan_has 10.2.201.1 || fail "gap-$form not added"
+	post compact "{\"delete\": {\"kind\": \"Pod\", \"namespace\": \"enc\", \"name\": \"gap-$form\"}}"
+	until_ok plan_lacks 10.2.201.1 || fail "410 as $form: the pod deleted in the gap stays"
+	echo "410 as $form: relisted, the pod deleted in the gap is gone"
+done
+grep -q "is gone (410): listing again" "$tmp/log" || fail "no relist logged"
+
+# token rotation: the server wants the new token at once; the source re-reads it on 401
+echo token-2 >"$tmp/token"
+post mode '{"cut": true}'
+post apply "$(pod after-rotation 10.2.202.1)"
+for _ in $(seq 10); do until_ok plan_has 10.2.202.1 && break; done
+plan_has 10.2.202.1 || fail "after the token rotation no event arrives"
+grep -q "unauthorized (401): re-reading the token" "$tmp/log" || fail "no 401 seen"
+echo "token rotation: picked up after a 401"
+
+# a malformed line: rejected and logged, the watch resumes, the event after it arrives
+post mode '{"malformed": true}'
+post apply "$(pod after-malformed 10.2.203.1)"
+until_ok plan_has 10.2.203.1 || fail "the event after a malformed line is lost"
+grep -q "a malformed watch event: rejected" "$tmp/log" || fail "the malformed line was not logged"
+echo "malformed line: rejected, nothing lost"
+
+# a huge event: rejected with a clear error, the next event arrives
+post mode '{"huge": 10485760}'
+post apply "$(pod after-huge 10.2.204.1)"
+until_ok plan_has 10.2.204.1 || fail "the event after a huge one is lost"
+grep -q "a watch event of more than" "$tmp/log" || fail "the huge event was not reported"
+echo "10 MB event: rejected"
+
+stop_daemon
+echo "k8s source: all checks passed"
