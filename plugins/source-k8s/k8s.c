@@ -30,6 +30,7 @@
 #include <meshcrypt/model.h>
 #include <meshcrypt/plugin.h>
 
+#include "kubeconfig.h"
 #include "span.h"
 
 #define MAX_LINE (4u << 20)     /* one watch event; larger ones are rejected */
@@ -65,6 +66,8 @@ struct k8s {
 	char server[512];
 	char ca_file[1024];
 	char token_file[1024];
+	struct mck_credentials creds; /* from the kubeconfig: CA and client certificate data */
+	bool insecure;
 	pthread_mutex_t token_lock;
 	char token[8192];
 	uint64_t token_read_ns;
@@ -166,8 +169,31 @@ static int get(struct informer *inf, const char *url, curl_write_callback fn, lo
 	/* TLS verification is always on. */
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (k->insecure) {
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
 	if (k->ca_file[0])
 		curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
+	if (k->creds.ca_data) {
+		struct curl_blob ca = { k->creds.ca_data, k->creds.ca_data_len, CURL_BLOB_NOCOPY };
+
+		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca);
+	}
+	if (k->creds.cert_file)
+		curl_easy_setopt(c, CURLOPT_SSLCERT, k->creds.cert_file);
+	if (k->creds.key_file)
+		curl_easy_setopt(c, CURLOPT_SSLKEY, k->creds.key_file);
+	if (k->creds.cert_data) {
+		struct curl_blob cert = { k->creds.cert_data, k->creds.cert_data_len, CURL_BLOB_NOCOPY };
+
+		curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert);
+	}
+	if (k->creds.key_data) {
+		struct curl_blob key = { k->creds.key_data, k->creds.key_data_len, CURL_BLOB_NOCOPY };
+
+		curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
+	}
 	rc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	curl_slist_free_all(headers);
@@ -473,12 +499,10 @@ static void on_notify(struct mc_plugin_ctx *ctx, int fd, uint32_t revents, void 
 }
 
 static const struct mc_option k8s_options[] = {
-	{ .name = "server", .type = MC_OPTION_STRING,
-	  .help = "API server URL; default: in-cluster (KUBERNETES_SERVICE_HOST/PORT)" },
-	{ .name = "certificate_authority", .type = MC_OPTION_PATH,
-	  .help = "CA bundle of the API server; default: the service account's ca.crt" },
-	{ .name = "token_file", .type = MC_OPTION_PATH,
-	  .help = "bearer token, re-read every 60 s and on 401; default: the service account's" },
+	{ .name = "kubeconfig", .type = MC_OPTION_PATH,
+	  .help = "a kubeconfig (its current context); default: in-cluster (service account)" },
+	{ .name = "allow_insecure", .type = MC_OPTION_BOOL, .default_value = "no",
+	  .help = "accept insecure-skip-tls-verify in the kubeconfig (never do this in production)" },
 	{ .name = "key_secret", .type = MC_OPTION_STRING,
 	  .default_value = "meshcrypt-system/meshcrypt-ipsec-keys",
 	  .help = "namespace/name of the IPsec key Secret to watch" },
@@ -504,10 +528,11 @@ static int add_informer(struct k8s *k, enum mc_object_kind kind, const char *nam
 static int k8s_init(struct mc_plugin_ctx *ctx)
 {
 	const struct mc_host *h = ctx->host;
-	const char *server = h->config_string(ctx, "server");
-	const char *ca = h->config_string(ctx, "certificate_authority");
-	const char *token = h->config_string(ctx, "token_file");
+	const char *kubeconfig = h->config_string(ctx, "kubeconfig");
 	const char *secret = h->config_string(ctx, "key_secret");
+	const char *ca = NULL, *token = NULL;
+	char error[512];
+	int r;
 	uint64_t timeout = h->config_duration_ns(ctx, "watch_timeout");
 	char path[1024], ns[256];
 	const char *slash;
@@ -524,15 +549,33 @@ static int k8s_init(struct mc_plugin_ctx *ctx)
 	k->ctx = ctx;
 	k->notify_fd = -1;
 	pthread_mutex_init(&k->token_lock, NULL);
-	if (server) {
-		snprintf(k->server, sizeof(k->server), "%s", server);
+	if (kubeconfig) {
+		r = mck_kubeconfig_load(kubeconfig, &k->creds, error, sizeof(error));
+		if (r < 0) {
+			h->log(ctx, LOG_ERR, "[plugin.k8s] kubeconfig %s: %s", kubeconfig, error);
+			return r;
+		}
+		if (k->creds.insecure && !h->config_bool(ctx, "allow_insecure")) {
+			h->log(ctx, LOG_ERR, "[plugin.k8s] kubeconfig %s: insecure-skip-tls-verify is "
+			       "refused (allow_insecure = yes accepts it)", kubeconfig);
+			return -EPERM;
+		}
+		if (k->creds.insecure)
+			h->log(ctx, LOG_WARNING, "the API server's certificate is not verified "
+			       "(insecure-skip-tls-verify, allow_insecure = yes)");
+		k->insecure = k->creds.insecure;
+		snprintf(k->server, sizeof(k->server), "%s", k->creds.server);
+		ca = k->creds.ca_file;
+		token = k->creds.token_file;
+		if (k->creds.token)
+			snprintf(k->token, sizeof(k->token), "%s", k->creds.token);
 	} else {
 		const char *host = getenv("KUBERNETES_SERVICE_HOST");
 		const char *port = getenv("KUBERNETES_SERVICE_PORT");
 
 		if (!host || !port) {
 			h->log(ctx, LOG_ERR, "not in a cluster (no KUBERNETES_SERVICE_HOST/PORT) and no "
-			       "[plugin.k8s] server");
+			       "[plugin.k8s] kubeconfig");
 			return -EINVAL;
 		}
 		snprintf(k->server, sizeof(k->server), strchr(host, ':') ? "https://[%s]:%s" :
@@ -621,6 +664,7 @@ static void k8s_fini(struct mc_plugin_ctx *ctx)
 	if (k->notify_fd >= 0)
 		close(k->notify_fd);
 	explicit_bzero(k->token, sizeof(k->token));
+	mck_credentials_clear(&k->creds);
 	pthread_mutex_destroy(&k->token_lock);
 	free(k);
 	ctx->host->set_data(ctx, NULL);

@@ -43,11 +43,29 @@ plugin = k8s
 [backend]
 plugin = dryrun
 [plugin.k8s]
-server = https://127.0.0.1:$port
-certificate_authority = $tmp/ca.pem
-token_file = $tmp/token
+kubeconfig = $tmp/kubeconfig
 watch_timeout = 5s
 CONF
+# As kubectl writes it: the CA inline, the token from a file (rotated below).
+cat >"$tmp/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: $(base64 -w0 "$tmp/ca.pem")
+    server: https://127.0.0.1:$port
+  name: test
+contexts:
+- context:
+    cluster: test
+    user: agent
+  name: test
+current-context: test
+users:
+- name: agent
+  user:
+    tokenFile: token
+KC
 start_daemon
 ready() { ctl status | grep -q '^ready: yes'; }
 until_ok ready || fail "not ready: $(ctl status)"
@@ -98,6 +116,21 @@ post apply "$(pod after-huge 10.2.204.1)"
 until_ok plan_has 10.2.204.1 || fail "the event after a huge one is lost"
 grep -q "a watch event of more than" "$tmp/log" || fail "the huge event was not reported"
 echo "10 MB event: rejected"
+
+# the test API server speaks the real protocol: Debian's kubectl reads and watches it
+if command -v kubectl >/dev/null; then
+	kubectl --kubeconfig "$tmp/kubeconfig" get nodes -o name >"$tmp/kubectl-nodes" 2>&1 ||
+		fail "kubectl get nodes: $(cat "$tmp/kubectl-nodes")"
+	grep -qx "node/node-2" "$tmp/kubectl-nodes" || fail "kubectl get nodes: $(cat "$tmp/kubectl-nodes")"
+	timeout 5 kubectl --kubeconfig "$tmp/kubeconfig" get pods -A -w >"$tmp/kubectl-watch" 2>&1 &
+	sleep 2
+	post apply "$(pod seen-by-kubectl 10.2.205.1)"
+	sleep 2
+	grep -q "seen-by-kubectl" "$tmp/kubectl-watch" || fail "kubectl get pods -A -w: $(tail -3 "$tmp/kubectl-watch")"
+	echo "kubectl: get nodes and get pods -A -w work against the test server"
+else
+	echo "kubectl not installed: the kubectl check is skipped"
+fi
 
 stop_daemon
 echo "k8s source: all checks passed"

@@ -41,6 +41,29 @@ API_VERSION = {"Node": "v1", "Namespace": "v1", "Pod": "v1", "Secret": "v1",
                "MeshcryptNode": "meshcrypt.io/v1alpha1"}
 
 
+# Discovery, as kubectl asks for it before anything else.
+def resource(name, singular, kind, namespaced):
+    return {"name": name, "singularName": singular, "namespaced": namespaced, "kind": kind,
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
+
+
+DISCOVERY = {
+    "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+    "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
+        "name": "meshcrypt.io",
+        "versions": [{"groupVersion": "meshcrypt.io/v1alpha1", "version": "v1alpha1"}],
+        "preferredVersion": {"groupVersion": "meshcrypt.io/v1alpha1", "version": "v1alpha1"}}]},
+    "/api/v1": {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
+        resource("nodes", "node", "Node", False),
+        resource("namespaces", "namespace", "Namespace", False),
+        resource("pods", "pod", "Pod", True),
+        resource("secrets", "secret", "Secret", True)]},
+    "/apis/meshcrypt.io/v1alpha1": {"kind": "APIResourceList", "apiVersion": "v1",
+                                     "groupVersion": "meshcrypt.io/v1alpha1", "resources": [
+        resource("meshcryptnodes", "meshcryptnode", "MeshcryptNode", False)]},
+}
+
+
 class Cluster:
     def __init__(self):
         self.lock = threading.Condition()
@@ -153,6 +176,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query)
+        if url.path.rstrip("/") in DISCOVERY:
+            self.send_json(200, DISCOVERY[url.path.rstrip("/")])
+            return
+        if url.path.startswith("/api/v1/namespaces/") and url.path.endswith("/pods"):
+            url = url._replace(path="/api/v1/pods")  # kubectl get pods -n NS
         kind, ns = self.collection(url.path)
         if kind is None:
             self.status(404, "NotFound", "the server could not find the requested resource")
