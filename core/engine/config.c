@@ -41,7 +41,8 @@ struct mc_config_private {
 #define NS_PER_SEC UINT64_C(1000000000)
 
 static const struct mc_option core_options[] = {
-	{ .name = "node_name", .type = MC_OPTION_STRING, .help = "this node's name [host name]" },
+	{ .name = "node_name", .type = MC_OPTION_STRING,
+	  .help = "this node's name [$MESHCRYPT_NODE_NAME, else the host name]" },
 	{ .name = "plugin_dir", .type = MC_OPTION_PATH, .default_value = MC_PLUGINDIR },
 	{ .name = "state_dir", .type = MC_OPTION_PATH, .default_value = "/var/lib/meshcrypt" },
 	{ .name = "run_dir", .type = MC_OPTION_PATH, .default_value = "/run/meshcrypt" },
@@ -542,6 +543,10 @@ static int resolve_core(struct mc_config *cfg, struct mc_config_error *err)
 		where(cfg, "core", "managed_label", loc, sizeof(loc));
 		return set_error(err, -EINVAL, "%s = \"%s\": must be key=value", loc, label);
 	}
+	/* In a DaemonSet the downward API hands the node's name in (spec.nodeName), which the
+	 * host name need not equal. */
+	if ((!node || !node[0]) && getenv("MESHCRYPT_NODE_NAME") && getenv("MESHCRYPT_NODE_NAME")[0])
+		node = getenv("MESHCRYPT_NODE_NAME");
 	if (!node || !node[0]) {
 		if (gethostname(host, sizeof(host)) < 0)
 			return -errno;
