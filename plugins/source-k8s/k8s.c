@@ -231,8 +231,11 @@ static size_t on_page(char *data, size_t size, size_t n, void *userdata)
 	return len;
 }
 
-/* Appends the items of one page to *all ("item,item"); stores continue and resourceVersion. */
-static int take_page(struct informer *inf, char **all, size_t *all_len, char *cont, size_t cont_size)
+/* Appends the items of one page to *all (a List document being built: head, then
+ * "item,item"); *first tells whether none was appended yet. Stores continue and
+ * resourceVersion. */
+static int take_page(struct informer *inf, char **all, size_t *all_len, bool *first, char *cont,
+		     size_t cont_size)
 {
 	struct mck_span doc = { inf->page, inf->page_len }, meta, items, inner, v;
 	char *p;
@@ -249,11 +252,13 @@ static int take_page(struct informer *inf, char **all, size_t *all_len, char *co
 		memcpy(inf->rv, v.p, v.len);
 		inf->rv[v.len] = '\0';
 	}
-	p = realloc(*all, *all_len + inner.len + 2);
+	p = realloc(*all, *all_len + inner.len + 4);
 	if (!p)
 		return -ENOMEM;
-	if (*all_len && inner.len)
+	if (!*first && inner.len)
 		p[(*all_len)++] = ',';
+	if (inner.len)
+		*first = false;
 	memcpy(p + *all_len, inner.p, inner.len);
 	*all_len += inner.len;
 	p[*all_len] = '\0';
@@ -265,13 +270,22 @@ static int take_page(struct informer *inf, char **all, size_t *all_len, char *co
 static int list(struct informer *inf)
 {
 	struct k8s *k = inf->k;
-	char url[2048], cont[1024] = "", *items = NULL, *doc;
-	size_t items_len = 0;
+	char url[2048], cont[1024] = "", *items = NULL, head[96];
+	size_t items_len = 0, head_len;
+	bool first = true;
 	struct mc_object_list *objects = NULL;
 	struct mc_parse_error err = { 0 };
 	long status;
 	int r;
 
+	/* The pages' items go straight into one List document: no second copy of a large list. */
+	head_len = (size_t)snprintf(head, sizeof(head), "{\"kind\":\"%s\",\"items\":[",
+				    inf->list_kind);
+	items = malloc(head_len + 4);
+	if (!items)
+		return -ENOMEM;
+	memcpy(items, head, head_len);
+	items_len = head_len;
 	for (unsigned restarts = 0;;) {
 		snprintf(url, sizeof(url), "%s%s%climit=%d%s%s", k->server, inf->path,
 			 strchr(inf->path, '?') ? '&' : '?', PAGE_LIMIT, cont[0] ? "&continue=" : "",
@@ -283,31 +297,23 @@ static int list(struct informer *inf)
 		if (r == -ESTALE && cont[0] && restarts++ < 3) {
 			/* the continue token expired: the list starts again from the first page */
 			cont[0] = '\0';
-			items_len = 0;
+			items_len = head_len;
+			first = true;
 			continue;
 		}
 		if (r == 0)
-			r = take_page(inf, &items, &items_len, cont, sizeof(cont));
+			r = take_page(inf, &items, &items_len, &first, cont, sizeof(cont));
 		if (r < 0 || !cont[0])
 			break;
 	}
 	free(inf->page);
 	inf->page = NULL;
 	if (r == 0) {
-		size_t len = items_len + 96;
-
-		doc = malloc(len);
-		if (!doc) {
-			r = -ENOMEM;
-		} else {
-			len = (size_t)snprintf(doc, len, "{\"kind\":\"%s\",\"items\":[%.*s]}",
-					       inf->list_kind, (int)items_len, items ? items : "");
-			r = mc_object_list_parse(doc, len, &objects, &err);
-			if (r < 0)
-				mc_plugin_log(k->ctx, LOG_ERR, "%s: the list is malformed: %s", inf->name,
-					      err.message);
-			free(doc);
-		}
+		memcpy(items + items_len, "]}", 2); /* take_page keeps room for it */
+		r = mc_object_list_parse(items, items_len + 2, &objects, &err);
+		if (r < 0)
+			mc_plugin_log(k->ctx, LOG_ERR, "%s: the list is malformed: %s", inf->name,
+				      err.message);
 	}
 	free(items);
 	if (r == 0) {

@@ -75,6 +75,7 @@ class Cluster:
         self.stats = {"lists": 0, "watches": 0}
         self.generation = 0    # bumped to cut every open watch
         self.latest_watch = {}  # kind -> id of its newest watch
+        self.snapshot = (None, [])  # the last list's items, by (kind, ns, selector, rv)
 
     def key(self, obj):
         m = obj["metadata"]
@@ -203,8 +204,14 @@ class Handler(BaseHTTPRequestHandler):
                     return
             else:
                 rv, offset = str(CLUSTER.rv), 0
-            items = sorted((o for o in CLUSTER.objects.values() if matches(o, kind, query, ns)),
-                           key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+            # one snapshot per list: the pages of a list all come from it (and it is not
+            # sorted again for every page)
+            key = (kind, ns, query.get("fieldSelector", [""])[0], rv)
+            if CLUSTER.snapshot[0] != key:
+                items = sorted((o for o in CLUSTER.objects.values() if matches(o, kind, query, ns)),
+                               key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+                CLUSTER.snapshot = (key, items)
+            items = CLUSTER.snapshot[1]
         page = items[offset:offset + limit] if limit else items[offset:]
         meta = {"resourceVersion": rv}
         if limit and offset + limit < len(items):
