@@ -21,11 +21,15 @@ chmod 600 "$tmp/token"
 
 big_cluster 1200 >"$tmp/cluster.json" # more than two pages of 500
 port=$((20000 + RANDOM % 20000)) control=$((port + 1))
-python3 "$src/tests/fakeapi/server.py" --port "$port" --control "$control" --cert "$tmp/server.pem" \
-	--key "$tmp/server.key" --token-file "$tmp/token" "$tmp/cluster.json" >"$tmp/api.log" 2>&1 &
-api=$!
-trap 'kill $api 2>/dev/null; cleanup' EXIT
-until_ok grep -q ready "$tmp/api.log" || fail "the API server did not start: $(cat "$tmp/api.log")"
+start_api() {
+	python3 "$src/tests/fakeapi/server.py" --port "$port" --control "$control" --cert "$tmp/server.pem" \
+		--key "$tmp/server.key" --token-file "$tmp/token" --state "$tmp/api.state" \
+		"$tmp/cluster.json" >"$tmp/api.log" 2>&1 &
+	api=$!
+	until_ok grep -q ready "$tmp/api.log" || fail "the API server did not start: $(cat "$tmp/api.log")"
+}
+start_api
+trap 'kill -KILL $api 2>/dev/null; wait $api 2>/dev/null || true; cleanup' EXIT
 
 post() { curl -sf -X POST "http://127.0.0.1:$control/$1" -d "$2" >/dev/null; }
 pod() { # NAME IP [LABEL]: a pod on node-2 in namespace enc
@@ -116,6 +120,35 @@ post apply "$(pod after-huge 10.2.204.1)"
 until_ok plan_has 10.2.204.1 || fail "the event after a huge one is lost"
 grep -q "a watch event of more than" "$tmp/log" || fail "the huge event was not reported"
 echo "10 MB event: rejected"
+
+# the API server restarts mid-watch: the watches resume from their resourceVersion, no relist
+lists_before=$(grep -c ": listed " "$tmp/log")
+kill -TERM "$api"
+wait "$api" 2>/dev/null || true
+sleep 1
+start_api
+post apply "$(pod after-restart 10.2.206.1)"
+for _ in 1 2 3 4 5 6; do until_ok plan_has 10.2.206.1 && break; done
+plan_has 10.2.206.1 || fail "after an API server restart no event arrives"
+[ "$(grep -c ": listed " "$tmp/log")" = "$lists_before" ] || fail "an API server restart made the source relist"
+echo "API server restart: watches resumed without a relist"
+
+# a slow API server (every request stalls 3 s) blocks nothing: the daemon answers at once
+post mode '{"slow": 3, "cut": true}'
+t0=$(date +%s%N)
+ctl status >/dev/null || fail "status fails while the API server is slow"
+t1=$(date +%s%N)
+[ $(((t1 - t0) / 1000000)) -lt 1000 ] || fail "status took $(((t1 - t0) / 1000000)) ms while the API server is slow"
+kill -HUP "$pid"
+sleep 1
+t0=$(date +%s%N)
+ctl status | grep -q "^ready: no" || fail "during a reload on a slow API server the source claims to be ready"
+t1=$(date +%s%N)
+[ $(((t1 - t0) / 1000000)) -lt 1000 ] || fail "status took $(((t1 - t0) / 1000000)) ms during the reload"
+post mode '{"slow": 0}'
+for _ in 1 2 3 4; do until_ok ready && break; done
+ready || fail "not ready again once the API server is fast"
+echo "slow API server: the daemon answered at once, reloaded, and synced once the server was fast"
 
 # the test API server speaks the real protocol: Debian's kubectl reads and watches it
 if command -v kubectl >/dev/null; then

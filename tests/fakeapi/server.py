@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A test Kubernetes API server speaking the real wire format, for the k8s source's tests.
 
-    server.py --port PORT --cert CERT --key KEY --token-file FILE [--control PORT] [FIXTURE.json]
+    server.py --port PORT --cert CERT --key KEY --token-file FILE --control PORT
+              [--state FILE] [FIXTURE.json]
 
 Serves, over TLS with a bearer token (401 otherwise; the token file is re-read on each
 request, so a test rotates it by rewriting the file):
@@ -20,11 +21,17 @@ The control port (plain HTTP on 127.0.0.1) takes JSON posts from the test:
                                               deleting that object without an event
   POST /mode    {"gone": "http"|"stream", "malformed": true, "huge": BYTES, "cut": true}
   GET  /stats                                 counts of lists and watches served
-The fixture is a Kubernetes List (the lab's cluster.json) loaded at start.
+  POST /mode    {"slow": SECONDS}            every list and watch waits that long first
+The fixture is a Kubernetes List (the lab's cluster.json) loaded at start. With --state the
+objects and the resourceVersion are saved on SIGTERM and loaded at the next start (a restart
+keeps the history, as etcd does: clients resume their watches without relisting).
 """
 import argparse
 import copy
 import json
+import os
+import signal
+import sys
 import ssl
 import threading
 import time
@@ -170,6 +177,10 @@ class Handler(BaseHTTPRequestHandler):
         return None, None
 
     def do_GET(self):
+        with CLUSTER.lock:
+            slow = CLUSTER.mode.get("slow", 0)
+        if slow:
+            time.sleep(slow)
         with open(TOKEN_FILE, encoding="ascii") as f:
             token = f.read().strip()
         if self.headers.get("Authorization") != "Bearer " + token:
@@ -344,10 +355,18 @@ def main():
     ap.add_argument("--key", required=True)
     ap.add_argument("--token-file", required=True)
     ap.add_argument("--control", type=int, required=True)
+    ap.add_argument("--state")
     ap.add_argument("fixture", nargs="?")
     args = ap.parse_args()
     TOKEN_FILE = args.token_file
-    if args.fixture:
+    if args.state and os.path.exists(args.state):
+        with open(args.state, encoding="utf-8") as f:
+            saved = json.load(f)
+        for obj in saved["objects"]:
+            CLUSTER.objects[CLUSTER.key(obj)] = obj
+        CLUSTER.history = [tuple(e) for e in saved["history"]]
+        CLUSTER.rv, CLUSTER.oldest = saved["rv"], saved["oldest"]
+    elif args.fixture:
         with open(args.fixture, encoding="utf-8") as f:
             for obj in json.load(f)["items"]:
                 CLUSTER.apply(obj, record=False)
@@ -360,6 +379,16 @@ def main():
     control = ThreadingHTTPServer(("127.0.0.1", args.control), Control)
     control.daemon_threads = True
     threading.Thread(target=control.serve_forever, daemon=True).start()
+    def save_and_exit(signum, frame):
+        if args.state:
+            with CLUSTER.lock:
+                saved = {"rv": CLUSTER.rv, "oldest": CLUSTER.oldest, "history": CLUSTER.history,
+                         "objects": list(CLUSTER.objects.values())}
+            with open(args.state, "w", encoding="utf-8") as f:
+                json.dump(saved, f)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, save_and_exit)
     print("ready", flush=True)
     api.serve_forever()
 
