@@ -58,6 +58,8 @@ struct mc_engine {
 
 	/* Peer indices, and a cache of them by the store's peer id for pod keys. */
 	struct mc_peer_index *peer_index;
+	pthread_mutex_t publication_lock;
+	struct mc_publication publication; /* merged from the backend's host->publish */
 	pthread_mutex_t index_lock;
 	uint16_t *index_by_peer_id;
 	size_t index_cap;

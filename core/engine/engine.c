@@ -144,6 +144,8 @@ int mc_engine_new(struct mc_config *cfg, sd_event *event, struct mc_engine **out
 	}
 	pthread_mutex_init(&e->status_lock, NULL);
 	pthread_mutex_init(&e->index_lock, NULL);
+	pthread_mutex_init(&e->publication_lock, NULL);
+	e->publication.struct_size = sizeof(e->publication);
 
 	r = mc_config_check_plugin_sections(cfg, &cerr);
 	if (r < 0) {
@@ -314,6 +316,18 @@ int mc_engine_start(struct mc_engine *e)
 		inst->started = inst->initialized;
 	}
 	e->started = true;
+	/* What a backend published during its init, before the source was there to hear it. */
+	{
+		struct mc_plugin_instance *source = &e->plugins[MC_SLOT_SOURCE];
+		struct mc_publication now;
+
+		pthread_mutex_lock(&e->publication_lock);
+		now = e->publication;
+		pthread_mutex_unlock(&e->publication_lock);
+		if (source->started && source->desc->publish &&
+		    (now.inbound_generation || now.wireguard_public_key[0]))
+			source->desc->publish(&source->ctx, &now);
+	}
 	return 0;
 fail:
 	e->started = true;
@@ -429,6 +443,7 @@ void mc_engine_free(struct mc_engine *e)
 	sd_event_unref(e->event);
 	pthread_mutex_destroy(&e->status_lock);
 	pthread_mutex_destroy(&e->index_lock);
+	pthread_mutex_destroy(&e->publication_lock);
 	free(e);
 }
 

@@ -259,6 +259,34 @@ static int host_pod_state(struct mc_plugin_ctx *ctx, const struct mc_ip *ip,
 	return mc_reconciler_pod_state(mc_instance(ctx)->engine, ip, out);
 }
 
+static int host_publish(struct mc_plugin_ctx *ctx, const struct mc_publication *p)
+{
+	struct mc_engine *e = mc_instance(ctx)->engine;
+	struct mc_plugin_instance *source = &e->plugins[MC_SLOT_SOURCE];
+	struct mc_publication now;
+	bool changed = false;
+
+	if (!p || p->struct_size < offsetof(struct mc_publication, wireguard_public_key))
+		return -EINVAL;
+	pthread_mutex_lock(&e->publication_lock);
+	if (p->inbound_generation && p->inbound_generation != e->publication.inbound_generation) {
+		e->publication.inbound_generation = p->inbound_generation;
+		changed = true;
+	}
+	if (p->struct_size >= sizeof(*p) && p->wireguard_public_key[0] &&
+	    strcmp(p->wireguard_public_key, e->publication.wireguard_public_key) != 0) {
+		memcpy(e->publication.wireguard_public_key, p->wireguard_public_key,
+		       sizeof(p->wireguard_public_key));
+		e->publication.wireguard_public_key[sizeof(p->wireguard_public_key) - 1] = '\0';
+		changed = true;
+	}
+	now = e->publication;
+	pthread_mutex_unlock(&e->publication_lock);
+	if (changed && source->started && source->desc->publish)
+		source->desc->publish(&source->ctx, &now);
+	return 0;
+}
+
 static int host_requeue(struct mc_plugin_ctx *ctx, const struct mc_key *key)
 {
 	return mc_reconciler_requeue(mc_instance(ctx)->engine, key);
@@ -296,4 +324,5 @@ const struct mc_host mc_host_v1 = {
 	.secret_get = host_secret_get,
 	.pod_state = host_pod_state,
 	.requeue = host_requeue,
+	.publish = host_publish,
 };

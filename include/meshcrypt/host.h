@@ -167,6 +167,12 @@ struct mc_host {
 	 * thread. Returns 0, or -ESHUTDOWN while the engine stops.
 	 */
 	int (*requeue)(struct mc_plugin_ctx *ctx, const struct mc_key *key);
+
+	/* ---- ABI 1.3 ---- */
+
+	/* Backends: what this node must publish (plugin.h, struct mc_publication); the fields
+	 * set are merged into the node's publication, which goes to the source. Any thread. */
+	int (*publish)(struct mc_plugin_ctx *ctx, const struct mc_publication *p);
 };
 
 #define mc_plugin_log(ctx, level, ...) ((ctx)->host->log((ctx), (level), __VA_ARGS__))

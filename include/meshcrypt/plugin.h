@@ -18,6 +18,8 @@
  * ABI 1.1 appended: option_size and cleanup (descriptor); gc and secret_changed (dataplane
  * ops); MC_EPERMANENT; the host calls of host.h marked 1.1.
  * ABI 1.2 appended: the host call requeue.
+ * ABI 1.3 appended: struct mc_publication, the host call publish (backends) and the
+ * descriptor's publish (sources).
  */
 #ifndef MESHCRYPT_PLUGIN_H
 #define MESHCRYPT_PLUGIN_H
@@ -31,7 +33,7 @@ extern "C" {
 #endif
 
 #define MC_PLUGIN_ABI_MAJOR 1
-#define MC_PLUGIN_ABI_MINOR 2
+#define MC_PLUGIN_ABI_MINOR 3
 #define MC_PLUGIN_ABI(major, minor) ((uint32_t)(((uint32_t)(major) << 16) | (uint32_t)(minor)))
 #define MC_PLUGIN_ABI_VERSION MC_PLUGIN_ABI(MC_PLUGIN_ABI_MAJOR, MC_PLUGIN_ABI_MINOR)
 #define MC_PLUGIN_ABI_GET_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -79,6 +81,20 @@ struct mc_plugin_ctx {
 struct mc_local_state;
 struct mc_peer_state;
 struct mc_pod_state;
+
+/*
+ * ABI 1.3. What this node must publish about itself for its peers (the Kubernetes source
+ * writes it into the node's MeshcryptNode), as its backend reports it: host->publish() merges
+ * what a backend sets into the node's publication, and the source's publish callback receives
+ * the whole of it. 0 / "" means "nothing to say" and leaves the field as it was.
+ */
+struct mc_publication {
+	size_t struct_size;
+	/* The key generation whose inbound side (in states for every participating peer) is
+	 * installed: peers may switch to it (DESIGN.md §6). */
+	uint32_t inbound_generation;
+	char wireguard_public_key[45]; /* base64, MC_WG_KEY_LEN + 1 */
+};
 
 /*
  * Returned (negated) by a dataplane callback whose input can never be applied as it is, e.g. a
@@ -150,6 +166,13 @@ struct mc_plugin {
 	 * is the last thing to go.
 	 */
 	int (*cleanup)(struct mc_plugin_ctx *ctx);
+	/*
+	 * 1.3, optional, sources: the node's publication changed (struct mc_publication). Called
+	 * from any thread, the struct valid during the call only; publish it (the k8s source
+	 * writes the node's MeshcryptNode) or ignore it (the static source: the file is the
+	 * authority).
+	 */
+	void (*publish)(struct mc_plugin_ctx *ctx, const struct mc_publication *p);
 };
 
 #if defined(__GNUC__)

@@ -159,6 +159,14 @@ static int dryrun_local_apply(struct mc_plugin_ctx *ctx, const struct mc_local_s
 	struct text t;
 	int r;
 
+	/* What a real backend would report once its inbound side is in place: the generation
+	 * the node advertises, or 1 for a node that advertises none yet. */
+	if (l->known && MC_HOST_HAS(ctx->host, publish)) {
+		struct mc_publication pub = { .struct_size = sizeof(pub),
+					      .inbound_generation = l->key_generation ? l->key_generation : 1 };
+
+		(void)ctx->host->publish(ctx, &pub);
+	}
 	if (!l->participating)
 		return record(ctx, "local", NULL);
 	if (text_open(&t) < 0)

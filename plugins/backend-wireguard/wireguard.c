@@ -650,6 +650,12 @@ static int wg_init(struct mc_plugin_ctx *ctx)
 	}
 	(void)write_public_key(w, h->state_dir(ctx));
 	h->log(ctx, LOG_INFO, "this node's WireGuard public key: %s", w->keys->public_b64);
+	if (MC_HOST_HAS(h, publish)) {
+		struct mc_publication pub = { .struct_size = sizeof(pub) };
+
+		memcpy(pub.wireguard_public_key, w->keys->public_b64, sizeof(pub.wireguard_public_key));
+		(void)h->publish(ctx, &pub);
+	}
 	w->genl = mcw_genl_open();
 	if (!w->genl) {
 		r = -errno;

@@ -85,6 +85,8 @@ struct xfrm {
 	uint32_t settled_generation; /* every present peer advertised it since settled_ns */
 	uint64_t settled_ns;
 	uint32_t retired_generation; /* older in states were last removed for this one */
+	uint32_t published_generation; /* the inbound generation reported (host->publish) */
+	bool local_installed;          /* the node-wide in and fwd policies are in place */
 	struct mc_timer *retire_timer;
 
 	/* Out states deleted behind our back, and where their sequence numbers stood. */
@@ -527,6 +529,39 @@ static void check_settled(struct xfrm *x)
 	}
 }
 
+/*
+ * Once the inbound side of the highest generation held is installed (node-wide policies, and
+ * an in state of it for every participating peer), reports it for publication: peers switch
+ * to a generation only after its receiver has advertised it (DESIGN.md §6). Locked; cheap once
+ * the generation has been reported.
+ */
+static void maybe_publish(struct xfrm *x)
+{
+	const struct mc_host *h = x->ctx->host;
+	uint32_t gen = mcx_keyset_current(x->keys), spi = mcx_spi(gen);
+	struct mc_publication pub = { .struct_size = sizeof(pub), .inbound_generation = gen };
+
+	if (!MC_HOST_HAS(h, publish) || !gen || gen == x->published_generation ||
+	    !x->local_installed || !x->peers_complete)
+		return;
+	for (uint32_t i = 1; i <= MAX_PEER_INDEX; i++) {
+		bool found = false;
+
+		if (!x->peers[i].present)
+			continue;
+		for (size_t j = 0; j < x->n_sas && !found; j++)
+			found = x->sas[j].sa.mark_mask && x->sas[j].sa.spi == spi &&
+				((x->sas[j].sa.mark & x->peer_mask) >> x->peer_shift) == i;
+		if (!found)
+			return;
+	}
+	if (h->publish(x->ctx, &pub) == 0) {
+		x->published_generation = gen;
+		mc_plugin_log(x->ctx, LOG_INFO, "inbound side of generation %u installed: published",
+			      gen);
+	}
+}
+
 /* ---- desired objects of a peer ---- */
 
 struct desired {
@@ -781,6 +816,8 @@ static int xfrm_peer_apply(struct mc_plugin_ctx *ctx, const struct mc_peer_state
 	}
 	if (r == 0)
 		r = apply_desired(x, p->peer_index, &d);
+	if (r == 0)
+		maybe_publish(x);
 out:
 	pthread_mutex_unlock(&x->lock);
 	desired_free(&d);
@@ -865,6 +902,9 @@ static int xfrm_local_apply(struct mc_plugin_ctx *ctx, const struct mc_local_sta
 		r = sp_ensure(x, &d.sps[i], OWNER_NODE);
 	if (r == 0)
 		r = remove_unwanted(x, OWNER_NODE, &d);
+	x->local_installed = r == 0 && x->local_known;
+	if (r == 0)
+		maybe_publish(x);
 	if (changed)
 		requeue_peers(x);
 	pthread_mutex_unlock(&x->lock);
@@ -912,6 +952,8 @@ static int xfrm_gc(struct mc_plugin_ctx *ctx, const struct mc_peer_state *const 
 	if ((r = remove_unwanted(x, OWNER_NONE, &none)) < 0)
 		first = r;
 	check_settled(x);
+	if (x->keys)
+		maybe_publish(x);
 	pthread_mutex_unlock(&x->lock);
 	free(keep);
 	return first;

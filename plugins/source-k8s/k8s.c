@@ -78,6 +78,17 @@ struct k8s {
 	bool ready_reported;
 	struct informer informers[5];
 	size_t n_informers;
+
+	/* publication of this node's MeshcryptNode */
+	const char *node_name;
+	pthread_mutex_t pub_lock;
+	pthread_cond_t pub_cond;
+	struct mc_publication want;   /* from the backend, through the engine */
+	char addresses[512];          /* JSON array of the local Node's InternalIPs, "" unknown */
+	char pod_cidrs[512];          /* JSON array of its spec.podCIDRs */
+	bool pub_dirty;
+	pthread_t publisher;
+	bool publisher_started;
 };
 
 static uint64_t now_ns(void)
@@ -137,42 +148,33 @@ static struct curl_slist *auth_headers(struct k8s *k)
 
 static int progress(void *userdata, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
-	struct informer *inf = userdata;
+	struct k8s *k = userdata;
 
-	return atomic_load(&inf->k->stop) ? 1 : 0;
+	return atomic_load(&k->stop) ? 1 : 0;
 }
 
-/* Performs GET url with write callback fn; *status receives the HTTP status. 0 or -errno
- * (-ECANCELED when stopping, -EIO for a transport error, logged at debug). */
-static int get(struct informer *inf, const char *url, curl_write_callback fn, long timeout_s,
-	       long *status)
+/* A transfer to url with what every request of ours carries: verified TLS with our CA and
+ * client certificate, the token, timeouts, a stop check. NULL on allocation failure. */
+static CURL *easy_for(struct k8s *k, const char *url, long timeout_s, struct curl_slist **headers)
 {
-	struct k8s *k = inf->k;
 	CURL *c = curl_easy_init();
-	struct curl_slist *headers;
-	CURLcode rc;
 
-	*status = 0;
+	*headers = NULL;
 	if (!c)
-		return -ENOMEM;
-	headers = auth_headers(k);
+		return NULL;
+	*headers = auth_headers(k);
 	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fn);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, inf);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, *headers);
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, inf);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, k);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
-	/* TLS verification is always on. */
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (k->insecure) {
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
+	/* TLS verification is always on, unless the kubeconfig says otherwise and
+	 * allow_insecure accepted it. */
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, k->insecure ? 0L : 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, k->insecure ? 0L : 2L);
 	if (k->ca_file[0])
 		curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
 	if (k->creds.ca_data) {
@@ -194,7 +196,17 @@ static int get(struct informer *inf, const char *url, curl_write_callback fn, lo
 
 		curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key);
 	}
-	rc = curl_easy_perform(c);
+	return c;
+}
+
+/* Runs a prepared transfer; *status receives the HTTP status. 0 or -errno (-ECANCELED when
+ * stopping, -EFBIG when the write callback refused, -EIO for a transport error). */
+static int perform(struct k8s *k, CURL *c, struct curl_slist *headers, const char *what,
+		   long *status)
+{
+	CURLcode rc = curl_easy_perform(c);
+
+	*status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	curl_slist_free_all(headers);
 	curl_easy_cleanup(c);
@@ -205,10 +217,77 @@ static int get(struct informer *inf, const char *url, curl_write_callback fn, lo
 	if (rc == CURLE_OPERATION_TIMEDOUT && *status == 200)
 		return 0; /* a watch that ran its time: rewatch */
 	if (rc != CURLE_OK) {
-		mc_plugin_log(k->ctx, LOG_DEBUG, "%s: %s", inf->name, curl_easy_strerror(rc));
+		mc_plugin_log(k->ctx, LOG_DEBUG, "%s: %s", what, curl_easy_strerror(rc));
 		return -EIO;
 	}
 	return 0;
+}
+
+/* GET url into write callback fn (userdata inf). */
+static int get(struct informer *inf, const char *url, curl_write_callback fn, long timeout_s,
+	       long *status)
+{
+	struct curl_slist *headers;
+	CURL *c = easy_for(inf->k, url, timeout_s, &headers);
+
+	*status = 0;
+	if (!c) {
+		curl_slist_free_all(headers);
+		return -ENOMEM;
+	}
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fn);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, inf);
+	return perform(inf->k, c, headers, inf->name, status);
+}
+
+/* ---- the local Node, for the publication ---- */
+
+/* Appends the strings of a JSON array span to out as a JSON array; for "addresses" only the
+ * elements whose "type" is InternalIP, taking their "address". */
+static void json_strings(struct mck_span array, bool internal_ips, char *out, size_t size)
+{
+	struct mck_span inner, rest, elem, v;
+	size_t n = 0;
+
+	n += (size_t)snprintf(out, size, "[");
+	if (mck_array_inner(array, &inner) == 0) {
+		rest = inner;
+		while (mck_array_next(&rest, &elem) == 0 && n < size) {
+			if (internal_ips) {
+				if (mck_member(elem, "type", &v) < 0 || v.len != 10 ||
+				    memcmp(v.p, "InternalIP", 10) != 0 || mck_member(elem, "address", &v) < 0)
+					continue;
+				elem = v;
+			}
+			n += (size_t)snprintf(out + n, size - n, "%s\"%.*s\"", n > 1 ? "," : "",
+					      (int)elem.len, elem.p);
+		}
+	}
+	if (n < size)
+		snprintf(out + n, size - n, "]");
+}
+
+/* Remembers the addresses and pod CIDRs of node (raw JSON) if it is this node. */
+static void note_local_node(struct k8s *k, struct mck_span node)
+{
+	struct mck_span meta, name, status, spec, v;
+	char addresses[sizeof(k->addresses)] = "[]", cidrs[sizeof(k->pod_cidrs)] = "[]";
+
+	if (mck_member(node, "metadata", &meta) < 0 || mck_member(meta, "name", &name) < 0 ||
+	    name.len != strlen(k->node_name) || memcmp(name.p, k->node_name, name.len) != 0)
+		return;
+	if (mck_member(node, "status", &status) == 0 && mck_member(status, "addresses", &v) == 0)
+		json_strings(v, true, addresses, sizeof(addresses));
+	if (mck_member(node, "spec", &spec) == 0 && mck_member(spec, "podCIDRs", &v) == 0)
+		json_strings(v, false, cidrs, sizeof(cidrs));
+	pthread_mutex_lock(&k->pub_lock);
+	if (strcmp(addresses, k->addresses) || strcmp(cidrs, k->pod_cidrs)) {
+		snprintf(k->addresses, sizeof(k->addresses), "%s", addresses);
+		snprintf(k->pod_cidrs, sizeof(k->pod_cidrs), "%s", cidrs);
+		k->pub_dirty = true;
+		pthread_cond_signal(&k->pub_cond);
+	}
+	pthread_mutex_unlock(&k->pub_lock);
 }
 
 /* ---- list ---- */
@@ -251,6 +330,12 @@ static int take_page(struct informer *inf, char **all, size_t *all_len, bool *fi
 	if (mck_member(meta, "resourceVersion", &v) == 0 && v.len < sizeof(inf->rv)) {
 		memcpy(inf->rv, v.p, v.len);
 		inf->rv[v.len] = '\0';
+	}
+	if (inf->kind == MC_OBJECT_NODE) {
+		struct mck_span rest = inner, item;
+
+		while (mck_array_next(&rest, &item) == 0)
+			note_local_node(inf->k, item);
 	}
 	p = realloc(*all, *all_len + inner.len + 4);
 	if (!p)
@@ -367,6 +452,8 @@ static int on_event(const char *line, size_t len, void *userdata)
 	}
 	if (type.len == 8 && memcmp(type.p, "BOOKMARK", 8) == 0)
 		return 0;
+	if (inf->kind == MC_OBJECT_NODE && !(type.len == 7 && memcmp(type.p, "DELETED", 7) == 0))
+		note_local_node(k, object);
 	r = mc_object_parse(object.p, object.len, &obj, &err);
 	if (r == -ENOTSUP)
 		return 0;
@@ -487,6 +574,187 @@ static void *informer_main(void *arg)
 	return NULL;
 }
 
+/* ---- publication: this node's MeshcryptNode ---- */
+
+struct response {
+	char buf[65536];
+	size_t len;
+};
+
+static size_t on_response(char *data, size_t size, size_t n, void *userdata)
+{
+	struct response *r = userdata;
+	size_t len = size * n, room = sizeof(r->buf) - 1 - r->len;
+
+	memcpy(r->buf + r->len, data, len < room ? len : room);
+	r->len += len < room ? len : room;
+	r->buf[r->len] = '\0';
+	return len;
+}
+
+/* One request of the publisher: method on url with body (NULL: none). */
+static int request(struct k8s *k, const char *method, const char *url, const char *body,
+		   struct response *resp, long *status)
+{
+	struct curl_slist *headers;
+	CURL *c = easy_for(k, url, 30, &headers);
+
+	resp->len = 0;
+	resp->buf[0] = '\0';
+	if (!c) {
+		curl_slist_free_all(headers);
+		return -ENOMEM;
+	}
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		headers = curl_slist_append(headers, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	}
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_response);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+	return perform(k, c, headers, "publication", status);
+}
+
+static void read_boot_id(char out[MC_BOOT_ID_LEN + 1])
+{
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, out, MC_BOOT_ID_LEN) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	out[n == MC_BOOT_ID_LEN ? MC_BOOT_ID_LEN : 0] = '\0';
+}
+
+/*
+ * Creates or updates this node's MeshcryptNode with spec (a JSON object): GET it; absent ->
+ * POST; present -> PUT with its resourceVersion (optimistic concurrency); a 409 (created or
+ * changed meanwhile) starts over. 0 or -errno.
+ */
+static int publish_spec(struct k8s *k, const char *spec)
+{
+	static const char base[] = "/apis/meshcrypt.io/v1alpha1/meshcryptnodes";
+	struct response *resp = malloc(sizeof(*resp));
+	char url[1024], *body = NULL;
+	int r = -EIO;
+
+	if (!resp)
+		return -ENOMEM;
+	for (int attempt = 0; attempt < 5 && !atomic_load(&k->stop); attempt++) {
+		struct mck_span doc, meta, rv = { "", 0 };
+		long status;
+		bool exists;
+
+		snprintf(url, sizeof(url), "%s%s/%s", k->server, base, k->node_name);
+		r = request(k, "GET", url, NULL, resp, &status);
+		if (r < 0)
+			break;
+		if (status != 200 && status != 404) {
+			r = status == 401 ? -EACCES : -EIO;
+			break;
+		}
+		exists = status == 200;
+		doc = (struct mck_span){ resp->buf, resp->len };
+		if (exists && (mck_member(doc, "metadata", &meta) < 0 ||
+			       mck_member(meta, "resourceVersion", &rv) < 0)) {
+			r = -EBADMSG;
+			break;
+		}
+		free(body);
+		if (asprintf(&body, "{\"apiVersion\":\"meshcrypt.io/v1alpha1\",\"kind\":\"MeshcryptNode\","
+			     "\"metadata\":{\"name\":\"%s\"%s%.*s%s},\"spec\":%s}", k->node_name,
+			     exists ? ",\"resourceVersion\":\"" : "", (int)rv.len, rv.p,
+			     exists ? "\"" : "", spec) < 0) {
+			body = NULL;
+			r = -ENOMEM;
+			break;
+		}
+		if (!exists)
+			snprintf(url, sizeof(url), "%s%s", k->server, base);
+		r = request(k, exists ? "PUT" : "POST", url, body, resp, &status);
+		if (r < 0)
+			break;
+		if (status == 200 || status == 201) {
+			mc_plugin_log(k->ctx, LOG_INFO, "published MeshcryptNode %s: %s", k->node_name,
+				      spec);
+			r = 0;
+			break;
+		}
+		r = status == 409 ? -EAGAIN : status == 401 ? -EACCES : -EIO;
+		if (r != -EAGAIN)
+			break;
+	}
+	free(body);
+	free(resp);
+	return r;
+}
+
+static void *publisher_main(void *arg)
+{
+	struct k8s *k = arg;
+	unsigned backoff = 0;
+
+	while (!atomic_load(&k->stop)) {
+		char spec[2048], boot[MC_BOOT_ID_LEN + 1], gen[32] = "", wg[80] = "";
+		int r;
+
+		pthread_mutex_lock(&k->pub_lock);
+		/* Only once the backend has reported what to publish (its inbound side is in
+		 * place) and this node's Node is known. */
+		while (!atomic_load(&k->stop) &&
+		       (!k->pub_dirty || !k->addresses[0] ||
+			(!k->want.inbound_generation && !k->want.wireguard_public_key[0])))
+			pthread_cond_wait(&k->pub_cond, &k->pub_lock);
+		if (atomic_load(&k->stop)) {
+			pthread_mutex_unlock(&k->pub_lock);
+			break;
+		}
+		k->pub_dirty = false;
+		read_boot_id(boot);
+		if (k->want.inbound_generation)
+			snprintf(gen, sizeof(gen), ",\"keyGeneration\":%u", k->want.inbound_generation);
+		if (k->want.wireguard_public_key[0])
+			snprintf(wg, sizeof(wg), ",\"wireguardPublicKey\":\"%s\"",
+				 k->want.wireguard_public_key);
+		snprintf(spec, sizeof(spec), "{\"addresses\":%s,\"bootID\":\"%s\"%s%s,\"podCIDRs\":%s}",
+			 k->addresses, boot, gen, wg, k->pod_cidrs);
+		pthread_mutex_unlock(&k->pub_lock);
+		r = publish_spec(k, spec);
+		if (r == 0 || r == -ECANCELED) {
+			backoff = 0;
+			continue;
+		}
+		if (r == -EACCES)
+			token_refresh(k, true);
+		backoff = backoff ? (backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2) :
+				    BACKOFF_FIRST_MS;
+		mc_plugin_log(k->ctx, LOG_WARNING, "publishing MeshcryptNode %s failed (%s); again in "
+			      "about %u ms", k->node_name, strerror(-r), backoff);
+		pthread_mutex_lock(&k->pub_lock);
+		k->pub_dirty = true;
+		pthread_mutex_unlock(&k->pub_lock);
+		backoff_sleep(k, backoff);
+	}
+	return NULL;
+}
+
+/* The descriptor's publish: the engine hands over what the backend reported. */
+static void k8s_publish(struct mc_plugin_ctx *ctx, const struct mc_publication *p)
+{
+	struct k8s *k = ctx->host->get_data(ctx);
+
+	if (!k)
+		return;
+	pthread_mutex_lock(&k->pub_lock);
+	if (p->inbound_generation != k->want.inbound_generation ||
+	    strcmp(p->wireguard_public_key, k->want.wireguard_public_key) != 0) {
+		k->want = *p;
+		k->pub_dirty = true;
+		pthread_cond_signal(&k->pub_cond);
+	}
+	pthread_mutex_unlock(&k->pub_lock);
+}
+
 /* ---- main loop side ---- */
 
 static void on_notify(struct mc_plugin_ctx *ctx, int fd, uint32_t revents, void *userdata)
@@ -554,7 +822,10 @@ static int k8s_init(struct mc_plugin_ctx *ctx)
 	h->set_data(ctx, k);
 	k->ctx = ctx;
 	k->notify_fd = -1;
+	k->node_name = h->node_name(ctx);
 	pthread_mutex_init(&k->token_lock, NULL);
+	pthread_mutex_init(&k->pub_lock, NULL);
+	pthread_cond_init(&k->pub_cond, NULL);
 	if (kubeconfig) {
 		r = mck_kubeconfig_load(kubeconfig, &k->creds, error, sizeof(error));
 		if (r < 0) {
@@ -641,6 +912,10 @@ static int k8s_start(struct mc_plugin_ctx *ctx)
 			return r;
 		k->informers[i].started = true;
 	}
+	r = -pthread_create(&k->publisher, NULL, publisher_main, k);
+	if (r < 0)
+		return r;
+	k->publisher_started = true;
 	return 0;
 }
 
@@ -651,6 +926,13 @@ static void k8s_stop(struct mc_plugin_ctx *ctx)
 	if (!k)
 		return;
 	atomic_store(&k->stop, true);
+	pthread_mutex_lock(&k->pub_lock);
+	pthread_cond_broadcast(&k->pub_cond);
+	pthread_mutex_unlock(&k->pub_lock);
+	if (k->publisher_started) {
+		pthread_join(k->publisher, NULL);
+		k->publisher_started = false;
+	}
 	for (size_t i = 0; i < k->n_informers; i++)
 		if (k->informers[i].started) {
 			pthread_join(k->informers[i].thread, NULL);
@@ -672,6 +954,8 @@ static void k8s_fini(struct mc_plugin_ctx *ctx)
 	explicit_bzero(k->token, sizeof(k->token));
 	mck_credentials_clear(&k->creds);
 	pthread_mutex_destroy(&k->token_lock);
+	pthread_mutex_destroy(&k->pub_lock);
+	pthread_cond_destroy(&k->pub_cond);
 	free(k);
 	ctx->host->set_data(ctx, NULL);
 }
@@ -683,4 +967,5 @@ MC_PLUGIN_DEFINE(.name = "k8s", .kind = MC_PLUGIN_SOURCE,
 		 .init = k8s_init,
 		 .start = k8s_start,
 		 .stop = k8s_stop,
-		 .fini = k8s_fini);
+		 .fini = k8s_fini,
+		 .publish = k8s_publish);

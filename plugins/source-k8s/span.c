@@ -118,6 +118,29 @@ int mck_array_inner(struct mck_span doc, struct mck_span *inner)
 	return 0;
 }
 
+int mck_array_next(struct mck_span *rest, struct mck_span *elem)
+{
+	size_t i = skip_ws(rest->p, 0, rest->len), end;
+
+	if (i < rest->len && rest->p[i] == ',')
+		i = skip_ws(rest->p, i + 1, rest->len);
+	if (i >= rest->len)
+		return -ENOENT;
+	end = skip_value(rest->p, i, rest->len);
+	if (!end)
+		return -EINVAL;
+	if (rest->p[i] == '"') {
+		elem->p = rest->p + i + 1;
+		elem->len = end - i - 2;
+	} else {
+		elem->p = rest->p + i;
+		elem->len = end - i;
+	}
+	rest->p += end;
+	rest->len -= end;
+	return 0;
+}
+
 void mck_lines_init(struct mck_lines *l, size_t max)
 {
 	memset(l, 0, sizeof(*l));

@@ -25,6 +25,10 @@ int mck_member(struct mck_span doc, const char *key, struct mck_span *value);
 /* The elements of the array in doc, without the brackets: "{...},{...}" (may be empty). */
 int mck_array_inner(struct mck_span doc, struct mck_span *inner);
 
+/* The next element of an array's inner span (mck_array_inner), advancing *rest: 0, -ENOENT at
+ * the end, -EINVAL. A string element comes without its quotes. */
+int mck_array_next(struct mck_span *rest, struct mck_span *elem);
+
 /*
  * A watch stream's line splitter: bytes arrive in chunks that cut lines anywhere. Feeds data,
  * calling fn for every complete line (without the newline); a line longer than max is

@@ -80,6 +80,23 @@ until_ok plan_has "10.2.1.44" || fail "the initial sync lacks a pod of the third
 echo "initial sync: $(ctl status | grep '^status:')"
 grep -q "pods: listed 1200" "$tmp/log" || fail "pods not listed in full: $(grep pods: "$tmp/log")"
 
+# publication: once the backend reports its inbound side (dryrun: generation 1), node-1's
+# MeshcryptNode carries the Node's addresses and pod CIDRs and this kernel's boot ID
+mcn() { curl -sf "http://127.0.0.1:$control/object/MeshcryptNode/node-1"; }
+published() {
+	mcn | python3 -c 'import json,sys; s = json.load(sys.stdin)["spec"]
+sys.exit(0 if s["bootID"] == sys.argv[1] and s["addresses"] == ["192.168.100.1", "fd00:100::1"]
+         and s.get("keyGeneration") == 1 and s["podCIDRs"] == ["10.1.0.0/16", "fd00:1:1::/64"] else 1)' \
+		"$(cat /proc/sys/kernel/random/boot_id)"
+}
+until_ok published || fail "node-1's MeshcryptNode was not published: $(mcn)"
+# the Node's addresses change, and the first update loses a race (409): published again
+post mode '{"conflict": 1}'
+post apply '{"object": {"kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-1"}, "spec": {"podCIDR": "10.1.0.0/16", "podCIDRs": ["10.1.0.0/16", "fd00:1:1::/64"]}, "status": {"addresses": [{"type": "InternalIP", "address": "192.168.100.101"}], "nodeInfo": {"bootID": "0f6e1c52-5a1e-4c4b-9d3e-000000000001"}}}}'
+republished() { mcn | grep -q '"addresses": \["192.168.100.101"\]'; }
+until_ok republished || fail "a changed Node address was not published again: $(mcn)"
+echo "publication: created from the Node and the backend's report, updated after a 409 conflict"
+
 # add, modify, delete
 post apply "$(pod extra-1 10.2.200.1)"
 until_ok plan_has 10.2.200.1 || fail "an added pod does not reach the plan"

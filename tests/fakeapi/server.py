@@ -20,8 +20,12 @@ The control port (plain HTTP on 127.0.0.1) takes JSON posts from the test:
   POST /compact {"delete": {...}}             forget the history (older resourceVersions -> 410),
                                               deleting that object without an event
   POST /mode    {"gone": "http"|"stream", "malformed": true, "huge": BYTES, "cut": true}
-  GET  /stats                                 counts of lists and watches served
+  GET  /stats                                 counts of lists, watches and writes served
+  GET  /object/KIND/NAME                      a cluster-scoped object as stored
+The API also takes GET, POST (create, 409 when it exists) and PUT (update, 409 when the
+resourceVersion is not the stored one) of MeshcryptNodes.
   POST /mode    {"slow": SECONDS}            every list and watch waits that long first
+  POST /mode    {"conflict": N}               the next N MeshcryptNode updates lose a race (409)
 The fixture is a Kubernetes List (the lab's cluster.json) loaded at start. With --state the
 objects and the resourceVersion are saved on SIGTERM and loaded at the next start (a restart
 keeps the history, as etcd does: clients resume their watches without relisting).
@@ -176,7 +180,7 @@ class Handler(BaseHTTPRequestHandler):
             return "Secret", parts[4]
         return None, None
 
-    def do_GET(self):
+    def authorized(self):
         with CLUSTER.lock:
             slow = CLUSTER.mode.get("slow", 0)
         if slow:
@@ -185,8 +189,65 @@ class Handler(BaseHTTPRequestHandler):
             token = f.read().strip()
         if self.headers.get("Authorization") != "Bearer " + token:
             self.status(401, "Unauthorized", "Unauthorized")
+            return False
+        return True
+
+    MCN = "/apis/meshcrypt.io/v1alpha1/meshcryptnodes"
+
+    def body(self):
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+
+    def do_POST(self):
+        if not self.authorized():
+            return
+        if self.path != self.MCN:
+            self.status(405, "MethodNotAllowed", "only MeshcryptNodes are written here")
+            return
+        obj = self.body()
+        with CLUSTER.lock:
+            CLUSTER.stats["writes"] = CLUSTER.stats.get("writes", 0) + 1
+            if ("MeshcryptNode", "", obj["metadata"]["name"]) in CLUSTER.objects:
+                self.status(409, "AlreadyExists", "meshcryptnodes already exists")
+                return
+            CLUSTER.apply(obj)
+            self.send_json(201, CLUSTER.objects[("MeshcryptNode", "", obj["metadata"]["name"])])
+
+    def do_PUT(self):
+        if not self.authorized():
+            return
+        name = self.path[len(self.MCN) + 1:]
+        if not self.path.startswith(self.MCN + "/") or not name:
+            self.status(405, "MethodNotAllowed", "only MeshcryptNodes are written here")
+            return
+        obj = self.body()
+        with CLUSTER.lock:
+            CLUSTER.stats["writes"] = CLUSTER.stats.get("writes", 0) + 1
+            have = CLUSTER.objects.get(("MeshcryptNode", "", name))
+            if have is None:
+                self.status(404, "NotFound", f"meshcryptnodes \"{name}\" not found")
+                return
+            if CLUSTER.mode.get("conflict", 0) > 0:
+                CLUSTER.mode["conflict"] -= 1  # as if another writer got there first
+                CLUSTER.apply(have)
+            elif obj["metadata"].get("resourceVersion") != have["metadata"]["resourceVersion"]:
+                self.status(409, "Conflict", "the object has been modified; please apply your "
+                            "changes to the latest version and try again")
+                return
+            CLUSTER.apply(obj)
+            self.send_json(200, CLUSTER.objects[("MeshcryptNode", "", name)])
+
+    def do_GET(self):
+        if not self.authorized():
             return
         url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith(self.MCN + "/"):
+            with CLUSTER.lock:
+                obj = CLUSTER.objects.get(("MeshcryptNode", "", url.path[len(self.MCN) + 1:]))
+            if obj is None:
+                self.status(404, "NotFound", "meshcryptnodes not found")
+            else:
+                self.send_json(200, obj)
+            return
         query = urllib.parse.parse_qs(url.query)
         if url.path.rstrip("/") in DISCOVERY:
             self.send_json(200, DISCOVERY[url.path.rstrip("/")])
@@ -326,6 +387,12 @@ class Control(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        if self.path.startswith("/object/"):
+            # /object/KIND/NAME: a cluster-scoped object as stored, for the test's checks
+            _, _, kind, name = self.path.split("/", 3)
+            with CLUSTER.lock:
+                self.reply(CLUSTER.objects.get((kind, "", name)) or {})
+            return
         with CLUSTER.lock:
             self.reply(dict(CLUSTER.stats, rv=CLUSTER.rv))
 

@@ -100,6 +100,9 @@ struct fake_host {
 	pthread_mutex_t requeue_lock;
 	struct mc_key *requeued;
 	size_t n_requeued;
+
+	struct mc_publication published;
+	unsigned publish_calls;
 };
 
 static void *xcalloc(size_t n, size_t size)
@@ -501,6 +504,33 @@ static int fh_requeue(struct mc_plugin_ctx *ctx, const struct mc_key *key)
 	return 0;
 }
 
+static int fh_publish(struct mc_plugin_ctx *ctx, const struct mc_publication *p)
+{
+	struct fake_host *fh = fake_host_of(ctx);
+
+	pthread_mutex_lock(&fh->requeue_lock);
+	if (p->inbound_generation)
+		fh->published.inbound_generation = p->inbound_generation;
+	if (p->wireguard_public_key[0])
+		memcpy(fh->published.wireguard_public_key, p->wireguard_public_key,
+		       sizeof(p->wireguard_public_key));
+	fh->publish_calls++;
+	pthread_mutex_unlock(&fh->requeue_lock);
+	return 0;
+}
+
+unsigned fake_host_published(struct fake_host *fh, struct mc_publication *out)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&fh->requeue_lock);
+	if (out)
+		*out = fh->published;
+	n = fh->publish_calls;
+	pthread_mutex_unlock(&fh->requeue_lock);
+	return n;
+}
+
 size_t fake_host_requeued(struct fake_host *fh, struct mc_key *out, size_t max)
 {
 	size_t n;
@@ -553,6 +583,7 @@ struct fake_host *fake_host_new(void)
 		.secret_get = fh_secret_get,
 		.pod_state = fh_pod_state,
 		.requeue = fh_requeue,
+		.publish = fh_publish,
 	};
 	pthread_mutex_init(&fh->requeue_lock, NULL);
 	fh->ctx.host = &fh->host;

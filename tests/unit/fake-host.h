@@ -16,8 +16,9 @@
  *   pod_state      per-IP answers the test sets, else a default answer (role MC_POD_NONE)
  *   metrics        NULL, or a mc_metrics_new() registry (fake_host_enable_metrics)
  *   requeue        records the keys (fake_host_requeued); thread-safe
+ *   publish        merges what plugins publish (fake_host_published); thread-safe
  *
- * Everything is ABI 1.2 with struct_size = sizeof(struct mc_host); a test may shrink the
+ * Everything is ABI 1.3 with struct_size = sizeof(struct mc_host); a test may shrink the
  * sizes through fake_host_host() to play an older core. Not thread-safe apart from log and
  * the config/data getters, like the real host's rules for plugins.
  */
@@ -157,6 +158,9 @@ struct mc_metrics *fake_host_enable_metrics(struct fake_host *fh);
 /* The keys handed to host->requeue since the last call (up to max copied to out), then
  * forgotten; returns how many there were. */
 size_t fake_host_requeued(struct fake_host *fh, struct mc_key *out, size_t max);
+
+/* What host->publish merged so far (copied to out when not NULL); returns the number of calls. */
+unsigned fake_host_published(struct fake_host *fh, struct mc_publication *out);
 
 /* ---- helpers for building states ---- */
 

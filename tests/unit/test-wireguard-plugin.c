@@ -270,6 +270,13 @@ static void test_local_then_peer(void **state)
 	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
 	snprintf(path, sizeof(path), "%s/wireguard.key", state_dir);
 	assert_int_equal(access(path, R_OK), 0);
+	{
+		struct mc_publication pub;
+
+		/* the public key goes to the source for the node's MeshcryptNode */
+		assert_int_equal(fake_host_published(fh, &pub), 1);
+		assert_int_equal(strlen(pub.wireguard_public_key), 44);
+	}
 	/* a peer before the device: wait */
 	assert_int_equal(ops->peer_apply(ctx, peer_node2()), -EAGAIN);
 	assert_int_equal(n_sent, 0);

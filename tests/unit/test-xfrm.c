@@ -677,6 +677,31 @@ static void test_plugin_no_retired_in_states(void **state)
 	plugin_down(fh);
 }
 
+/* The generation is published once its inbound side is installed for every peer, not before. */
+static void test_plugin_publishes_inbound(void **state)
+{
+	struct fake_host *fh = plugin_up();
+	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+	const struct mc_peer_state *peers[1] = { peer_node2() };
+	struct mc_publication pub;
+
+	(void)state;
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(meshcrypt_plugin.start(ctx), 0);
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	/* the peers are not all known before the first gc */
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	assert_int_equal(fake_host_published(fh, NULL), 0);
+	assert_int_equal(ops->gc(ctx, peers, 1), 0);
+	assert_int_equal(fake_host_published(fh, &pub), 1);
+	assert_int_equal(pub.inbound_generation, 1);
+	/* once per generation */
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	assert_int_equal(fake_host_published(fh, NULL), 1);
+	plugin_down(fh);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -692,6 +717,7 @@ int main(void)
 		cmocka_unit_test(test_plugin_init_refusals),
 		cmocka_unit_test(test_plugin_secret_keys),
 		cmocka_unit_test(test_plugin_no_retired_in_states),
+		cmocka_unit_test(test_plugin_publishes_inbound),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
