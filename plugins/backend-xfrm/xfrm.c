@@ -856,16 +856,16 @@ static int xfrm_local_apply(struct mc_plugin_ctx *ctx, const struct mc_local_sta
 	int r = 0;
 
 	memset(local, 0, sizeof(local));
-	for (size_t i = 0; l->participating && i < l->n_addresses; i++) {
+	for (size_t i = 0; l->known && i < l->n_addresses; i++) {
 		int f = family_slot(l->addresses[i].family);
 
 		if (!local[f].family)
 			local[f] = l->addresses[i];
 	}
 	pthread_mutex_lock(&x->lock);
-	changed = x->local_known != l->participating || memcmp(local, x->local, sizeof(local)) ||
+	changed = x->local_known != l->known || memcmp(local, x->local, sizeof(local)) ||
 		  strcmp(x->local_boot_id, l->boot_id) || x->local_generation != l->key_generation;
-	if (l->participating && strlen(l->boot_id) != MC_BOOT_ID_LEN) {
+	if (l->known && strlen(l->boot_id) != MC_BOOT_ID_LEN) {
 		mc_plugin_log(ctx, LOG_ERR, "this node publishes no boot ID: no keys can be derived");
 		pthread_mutex_unlock(&x->lock);
 		return -MC_EPERMANENT;
@@ -873,7 +873,7 @@ static int xfrm_local_apply(struct mc_plugin_ctx *ctx, const struct mc_local_sta
 	memcpy(x->local, local, sizeof(local));
 	snprintf(x->local_boot_id, sizeof(x->local_boot_id), "%s", l->boot_id);
 	x->local_generation = l->key_generation;
-	x->local_known = l->participating;
+	x->local_known = l->known;
 	if (x->local_known)
 		warn_boot_id(x, l->boot_id);
 	d.sps = calloc(4, sizeof(*d.sps));
