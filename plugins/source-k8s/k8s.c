@@ -310,18 +310,14 @@ static size_t on_page(char *data, size_t size, size_t n, void *userdata)
 	return len;
 }
 
-/* Appends the items of one page to *all (a List document being built: head, then
- * "item,item"); *first tells whether none was appended yet. Stores continue and
- * resourceVersion. */
-static int take_page(struct informer *inf, char **all, size_t *all_len, bool *first, char *cont,
-		     size_t cont_size)
+/* Reads continue and resourceVersion off one page, and this node's Node from a page of
+ * Nodes. */
+static int page_metadata(struct informer *inf, char *cont, size_t cont_size)
 {
-	struct mck_span doc = { inf->page, inf->page_len }, meta, items, inner, v;
-	char *p;
+	struct mck_span doc = { inf->page, inf->page_len }, meta, v;
 
 	cont[0] = '\0';
-	if (mck_member(doc, "metadata", &meta) < 0 || mck_member(doc, "items", &items) < 0 ||
-	    mck_array_inner(items, &inner) < 0)
+	if (mck_member(doc, "metadata", &meta) < 0)
 		return -EBADMSG;
 	if (mck_member(meta, "continue", &v) == 0 && v.len < cont_size) {
 		memcpy(cont, v.p, v.len);
@@ -332,46 +328,33 @@ static int take_page(struct informer *inf, char **all, size_t *all_len, bool *fi
 		inf->rv[v.len] = '\0';
 	}
 	if (inf->kind == MC_OBJECT_NODE) {
-		struct mck_span rest = inner, item;
+		struct mck_span items, rest, item;
 
-		while (mck_array_next(&rest, &item) == 0)
-			note_local_node(inf->k, item);
+		if (mck_member(doc, "items", &items) == 0 && mck_array_inner(items, &rest) == 0)
+			while (mck_array_next(&rest, &item) == 0)
+				note_local_node(inf->k, item);
 	}
-	p = realloc(*all, *all_len + inner.len + 4);
-	if (!p)
-		return -ENOMEM;
-	if (!*first && inner.len)
-		p[(*all_len)++] = ',';
-	if (inner.len)
-		*first = false;
-	memcpy(p + *all_len, inner.p, inner.len);
-	*all_len += inner.len;
-	p[*all_len] = '\0';
-	*all = p;
 	return 0;
 }
 
-/* Lists the collection and replaces the store's objects of this kind. 0 or -errno. */
+/*
+ * Lists the collection page by page and replaces the store's objects of this kind. Each page
+ * is parsed as it arrives and its objects join the list (mc_object_list_concat): the memory
+ * of a large list is its parsed objects and one page of JSON, never the whole list's JSON.
+ * 0 or -errno.
+ */
 static int list(struct informer *inf)
 {
 	struct k8s *k = inf->k;
-	char url[2048], cont[1024] = "", *items = NULL, head[96];
-	size_t items_len = 0, head_len;
-	bool first = true;
-	struct mc_object_list *objects = NULL;
-	struct mc_parse_error err = { 0 };
+	char url[2048], cont[1024] = "";
+	struct mc_object_list *all = NULL;
 	long status;
 	int r;
 
-	/* The pages' items go straight into one List document: no second copy of a large list. */
-	head_len = (size_t)snprintf(head, sizeof(head), "{\"kind\":\"%s\",\"items\":[",
-				    inf->list_kind);
-	items = malloc(head_len + 4);
-	if (!items)
-		return -ENOMEM;
-	memcpy(items, head, head_len);
-	items_len = head_len;
 	for (unsigned restarts = 0;;) {
+		struct mc_object_list *page = NULL;
+		struct mc_parse_error err = { 0 };
+
 		snprintf(url, sizeof(url), "%s%s%climit=%d%s%s", k->server, inf->path,
 			 strchr(inf->path, '?') ? '&' : '?', PAGE_LIMIT, cont[0] ? "&continue=" : "",
 			 cont);
@@ -381,30 +364,36 @@ static int list(struct informer *inf)
 			r = status == 401 ? -EACCES : status == 410 ? -ESTALE : -EIO;
 		if (r == -ESTALE && cont[0] && restarts++ < 3) {
 			/* the continue token expired: the list starts again from the first page */
+			mc_object_list_free(all);
+			all = NULL;
 			cont[0] = '\0';
-			items_len = head_len;
-			first = true;
 			continue;
 		}
 		if (r == 0)
-			r = take_page(inf, &items, &items_len, &first, cont, sizeof(cont));
+			r = page_metadata(inf, cont, sizeof(cont));
+		if (r == 0) {
+			r = mc_object_list_parse(inf->page, inf->page_len, &page, &err);
+			if (r < 0)
+				mc_plugin_log(k->ctx, LOG_ERR, "%s: a page of the list is malformed: %s",
+					      inf->name, err.message);
+		}
+		if (r == 0 && all && (r = mc_object_list_concat(all, page)) < 0)
+			mc_object_list_free(page);
+		if (r == 0 && !all)
+			all = page;
 		if (r < 0 || !cont[0])
 			break;
 	}
 	free(inf->page);
 	inf->page = NULL;
-	if (r == 0) {
-		memcpy(items + items_len, "]}", 2); /* take_page keeps room for it */
-		r = mc_object_list_parse(items, items_len + 2, &objects, &err);
-		if (r < 0)
-			mc_plugin_log(k->ctx, LOG_ERR, "%s: the list is malformed: %s", inf->name,
-				      err.message);
+	if (r < 0) {
+		mc_object_list_free(all);
+		return r;
 	}
-	free(items);
-	if (r == 0) {
-		size_t n = mc_object_list_count(objects);
+	{
+		size_t n = mc_object_list_count(all);
 
-		r = k->ctx->host->store_replace_kinds(k->ctx, MC_OBJECT_KIND_BIT(inf->kind), objects);
+		r = k->ctx->host->store_replace_kinds(k->ctx, MC_OBJECT_KIND_BIT(inf->kind), all);
 		if (r == 0)
 			mc_plugin_log(k->ctx, LOG_INFO, "%s: listed %zu at resourceVersion %s",
 				      inf->name, n, inf->rv);
