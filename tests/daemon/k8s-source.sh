@@ -97,6 +97,19 @@ republished() { mcn | grep -q '"addresses": \["192.168.100.101"\]'; }
 until_ok republished || fail "a changed Node address was not published again: $(mcn)"
 echo "publication: created from the Node and the backend's report, updated after a 409 conflict"
 
+# modify and delete of the other kinds: a Namespace losing its label unmanages its pods; a
+# MeshcryptNode deleted and recreated takes its peer out of the plan and back
+post apply '{"object": {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "enc", "labels": {}}}}'
+until_ok plan_lacks 10.2.1.44 || fail "a Namespace that lost its label still manages its pods"
+post apply '{"object": {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "enc", "labels": {"meshcrypt.io/encryption": "enabled"}}}}'
+until_ok plan_has 10.2.1.44 || fail "a Namespace that got its label back does not manage its pods"
+node3=$(curl -sf "http://127.0.0.1:$control/object/MeshcryptNode/node-3")
+post delete '{"kind": "MeshcryptNode", "name": "node-3"}'
+until_ok plan_lacks "peer node-3" || fail "a deleted MeshcryptNode leaves its peer in the plan"
+post apply "{\"object\": $node3}"
+until_ok plan_has "peer node-3" || fail "a recreated MeshcryptNode does not bring its peer back"
+echo "Namespace and MeshcryptNode changes: reach the plan"
+
 # add, modify, delete
 post apply "$(pod extra-1 10.2.200.1)"
 until_ok plan_has 10.2.200.1 || fail "an added pod does not reach the plan"
