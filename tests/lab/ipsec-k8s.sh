@@ -4,9 +4,11 @@
 # Namespaces, Pods and the key Secret, but no MeshcryptNode: each agent publishes its own once
 # its inbound side is installed, and only then do its peers encrypt to it. Checks: every node
 # publishes; all node pairs only as ESP, the marker never in plaintext; the unmanaged pod in
-# plaintext; the xfrm error counters stay 0; rotation 1 -> 2 driven by updating the key Secret
-# during a ping flood: each node installs generation 2, publishes it, the senders switch, the
-# old in states go after the grace period, no ping is lost.
+# plaintext; a ClusterIP call (nftables DNAT) encrypted; the xfrm error counters stay 0; a
+# restart of every agent during a ping flood loses nothing and re-creates no state; rotation
+# 1 -> 2 driven by updating the key Secret during a ping flood: each node installs generation
+# 2, publishes it, the senders switch, the old in states go after the grace period, no ping is
+# lost.
 set -euo pipefail
 
 # shellcheck source=SCRIPTDIR/lib/lab.sh
@@ -114,6 +116,32 @@ lab_assert_marker_absent "$(lab_pcap wire)" "$marker"
 for node in "${LAB_NODES[@]}"; do
 	lab_assert_xfrm_unchanged "$node" XfrmInTmplMismatch XfrmInNoStates XfrmOutNoStates
 done
+
+# --- a ClusterIP ----------------------------------------------------------------------------
+echo 'table ip kp { chain pre { type nat hook prerouting priority -100; ip daddr 10.96.0.10 dnat to 10.1.2.10; }; }' |
+	lab_exec node1 nft -f -
+LAB_NS[svc]=${LAB_NS[node2-a]} LAB_IP4[svc]=10.96.0.10
+marker=$(lab_marker clusterip)
+lab_capture_start svc
+lab_check "TCP node1-a -> ClusterIP 10.96.0.10 (DNAT to node2-a)" lab_tcp node1-a svc 4 "$marker"
+lab_capture_stop svc
+lab_assert_only_esp "$(lab_pcap svc)" node1-a node2-a
+lab_assert_marker_absent "$(lab_pcap svc)" "$marker"
+
+# --- a restart of every agent ---------------------------------------------------------------
+add_times() {
+	lab_exec "$1" ip -s xfrm state list | awk '/^src/ { s = $0 } /add [0-9]/ { print s, $0 }' | sort
+}
+before=$(add_times node1)
+lab_exec node2-a busybox ping -4 -q -i 0.02 -c 250 "$(lab_ip node1-a 4)" >"$LAB_DIR/ping-restart" 2>&1 &
+flood=$!
+sleep 1
+"$LAB_TOPOLOGY" stop-agents "$LAB_DIR"
+"$LAB_TOPOLOGY" start-agents "$LAB_DIR"
+wait "$flood" || true
+lost=$(awk '/packets transmitted/ { print $1 - $4 }' "$LAB_DIR/ping-restart")
+lab_check "a restart of every agent loses no ping ($lost lost)" test "$lost" = 0
+lab_check "the restart re-created no state (add times unchanged)" test "$before" = "$(add_times node1)"
 
 # --- rotation through the key Secret -----------------------------------------------------------
 spi_count() { lab_exec "$1" ip xfrm "$2" list | grep -c "spi $3 reqid $REQID" || true; }
