@@ -24,14 +24,6 @@ if [[ $METHOD == auto ]]; then
 fi
 FOREIGN="bytecode '1,6 0 0 0'"
 
-# in_node NODE CMD...: runs CMD in the node's network namespace and in the mount namespace that
-# holds its bpffs (the one its agents run in).
-in_node() {
-	local node=$1 pid
-	shift
-	read -r pid _ <"$LAB_DIR/nodes/$node/bpffs.pid"
-	nsenter -t "$pid" -m -n -- "$@"
-}
 
 pins() { echo "$LAB_DIR/nodes/$1/bpffs/meshcrypt"; }
 status_of() { "$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/$1/run" status; }
@@ -48,8 +40,8 @@ ours() {
 	fi
 	ifindex=$(lab_exec "$node" cat "/sys/class/net/$dev/ifindex")
 	pin=$(pins "$node")/links/$ifindex-$dir
-	in_node "$node" test -e "$pin" || return 0
-	id=$(in_node "$node" bpftool -j link show pinned "$pin" | jq -r .prog_id)
+	lab_in_node "$node" test -e "$pin" || return 0
+	id=$(lab_in_node "$node" bpftool -j link show pinned "$pin" | jq -r .prog_id)
 	echo "$(bpftool -j prog show id "$id" | jq -r .name) $id"
 }
 
@@ -118,15 +110,15 @@ snapshot() {
 			echo "$dev $dir: $(ours "$node" "$dev" "$dir" | tr '\n' ' ')"
 		done
 	done
-	in_node "$node" bpftool -j map dump pinned "$(pins "$node")/peers" | jq -c 'sort_by(.key)'
-	in_node "$node" bpftool -j map dump pinned "$(pins "$node")/remote_pods" | jq -c 'sort_by(.key)'
-	in_node "$node" bpftool -j map dump pinned "$(pins "$node")/local_pods" | jq -c 'sort_by(.key)'
+	lab_in_node "$node" bpftool -j map dump pinned "$(pins "$node")/peers" | jq -c 'sort_by(.key)'
+	lab_in_node "$node" bpftool -j map dump pinned "$(pins "$node")/remote_pods" | jq -c 'sort_by(.key)'
+	lab_in_node "$node" bpftool -j map dump pinned "$(pins "$node")/local_pods" | jq -c 'sort_by(.key)'
 }
 
 check_restart() {
 	local before after peers
 	before=$(snapshot node1)
-	peers=$(in_node node1 bpftool -j map dump pinned "$(pins node1)/peers" | jq length)
+	peers=$(lab_in_node node1 bpftool -j map dump pinned "$(pins node1)/peers" | jq length)
 	lab_check "node1's peers map holds both peers' IPv4 and IPv6 addresses ($peers)" test "$peers" = 4
 	"$LAB_TOPOLOGY" stop-agents "$LAB_DIR"
 	lab_check "stopped, node1 keeps its programs" grep -qx "mc_guard [0-9]*" <(ours node1 eth0 egress)
@@ -174,7 +166,7 @@ check_guard() {
 }
 
 cleanup_node() {
-	in_node "$1" "$MESHCRYPTD" --cleanup --config "$LAB_DIR/nodes/$1/meshcryptd.conf" \
+	lab_in_node "$1" "$MESHCRYPTD" --cleanup --config "$LAB_DIR/nodes/$1/meshcryptd.conf" \
 		>"$LAB_DIR/nodes/$1/cleanup.log" 2>&1
 }
 
@@ -189,7 +181,7 @@ check_cleanup() {
 		done
 	done
 	lab_check "after --cleanup none of our programs is attached on node1" test -z "$left"
-	lab_check "after --cleanup our pins are gone" in_node "$node" test ! -e "$(pins "$node")"
+	lab_check "after --cleanup our pins are gone" lab_in_node "$node" test ! -e "$(pins "$node")"
 	check_foreign_filters "--cleanup"
 	lab_check "node2's agent was not touched: its guard is still there" grep -qx "mc_guard [0-9]*" \
 		<(ours node2 eth0 egress)

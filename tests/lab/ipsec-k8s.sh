@@ -76,14 +76,6 @@ for node in "${LAB_NODES[@]}"; do
 		"$LAB_DIR/kubeconfig" >>"$conf"
 done
 
-wait_until() {
-	local end=$(($(date +%s%N) + $1 * 1000000000))
-	shift
-	until "$@"; do
-		(($(date +%s%N) < end)) || return 1
-		sleep 0.1
-	done
-}
 ours() { lab_exec "$1" ip xfrm "$2" list | grep -c "reqid $REQID" || true; }
 converged() {
 	local node
@@ -99,8 +91,8 @@ published() { # GEN: every node's MeshcryptNode advertises GEN
 }
 
 "$LAB_TOPOLOGY" start-agents "$LAB_DIR"
-lab_check "every node publishes its MeshcryptNode with generation 1" wait_until 20 published 1
-lab_check "every node then installs its 8 states and 8 policies" wait_until 20 converged
+lab_check "every node publishes its MeshcryptNode with generation 1" lab_wait_until 20 published 1
+lab_check "every node then installs its 8 states and 8 policies" lab_wait_until 20 converged
 for node in "${LAB_NODES[@]}"; do lab_xfrm_snapshot "$node"; done
 
 marker=$(lab_marker k8s)
@@ -129,10 +121,7 @@ lab_assert_only_esp "$(lab_pcap svc)" node1-a node2-a
 lab_assert_marker_absent "$(lab_pcap svc)" "$marker"
 
 # --- a restart of every agent ---------------------------------------------------------------
-add_times() {
-	lab_exec "$1" ip -s xfrm state list | awk '/^src/ { s = $0 } /add [0-9]/ { print s, $0 }' | sort
-}
-before=$(add_times node1)
+before=$(lab_xfrm_add_times node1)
 lab_exec node2-a busybox ping -4 -q -i 0.02 -c 250 "$(lab_ip node1-a 4)" >"$LAB_DIR/ping-restart" 2>&1 &
 flood=$!
 sleep 1
@@ -141,7 +130,7 @@ sleep 1
 wait "$flood" || true
 lost=$(awk '/packets transmitted/ { print $1 - $4 }' "$LAB_DIR/ping-restart")
 lab_check "a restart of every agent loses no ping ($lost lost)" test "$lost" = 0
-lab_check "the restart re-created no state (add times unchanged)" test "$before" = "$(add_times node1)"
+lab_check "the restart re-created no state (add times unchanged)" test "$before" = "$(lab_xfrm_add_times node1)"
 
 # --- rotation through the key Secret -----------------------------------------------------------
 spi_count() { lab_exec "$1" ip xfrm "$2" list | grep -c "spi $3 reqid $REQID" || true; }
@@ -163,9 +152,9 @@ sleep 1
 printf '2 rfc4106(gcm(aes)) %s 128\n' "$(od -An -tx1 -N36 /dev/urandom | tr -d ' \n')" >>"$LAB_KEY_FILE"
 control apply "{\"object\": $(secret)}" >/dev/null
 lab_check "rotation: every node publishes generation 2 once its inbound side is installed" \
-	wait_until 10 published 2
-lab_check "rotation: every out policy switches to generation 2" wait_until 10 switched
-lab_check "rotation: the in states of generation 1 go after the grace period" wait_until 15 old_gone
+	lab_wait_until 10 published 2
+lab_check "rotation: every out policy switches to generation 2" lab_wait_until 10 switched
+lab_check "rotation: the in states of generation 1 go after the grace period" lab_wait_until 15 old_gone
 wait "$flood" || true
 lost=$(awk '/packets transmitted/ { print $1 - $4 }' "$LAB_DIR/ping")
 lab_check "rotation: a ping flood node1-a -> node2-a lost nothing ($lost lost)" test "$lost" = 0

@@ -36,27 +36,8 @@ for node in "${LAB_NODES[@]}"; do
 	echo "rotation_grace = ${GRACE}s" >>"$LAB_DIR/nodes/$node/meshcryptd.conf"
 done
 
-in_node() {
-	local node=$1 pid
-	shift
-	read -r pid _ <"$LAB_DIR/nodes/$node/bpffs.pid"
-	nsenter -t "$pid" -m -n -- "$@"
-}
-agent_pid() { read -r pid _ <"$LAB_DIR/nodes/$1/meshcryptd.pid" && echo "$pid"; }
-counter() {
-	"$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/$1/run" status |
-		awk -v n="$2_total" '$1 == "bpf:" && $2 == n { print $3 }'
-}
 ours() { lab_exec "$1" ip xfrm "$2" list | grep -c "reqid $REQID" || true; }
-# wait_until SECONDS CMD...: polls CMD every 50 ms.
-wait_until() {
-	local end=$(($(date +%s%N) + $1 * 1000000000))
-	shift
-	until "$@"; do
-		(($(date +%s%N) < end)) || return 1
-		sleep 0.05
-	done
-}
+# lab_wait_until SECONDS CMD...: polls CMD every 50 ms.
 # Per node: 2 peers x 2 families x (in + out) states; 2 peers x 2 prefixes out policies plus
 # in and fwd for each family.
 converged() {
@@ -65,21 +46,12 @@ converged() {
 		[[ $(ours "$node" state) == 8 && $(ours "$node" policy) == 8 ]] || return 1
 	done
 }
-# The states' add times: a state deleted and re-created gets a new one.
-add_times() {
-	lab_exec "$1" ip -s xfrm state list | awk '/^src/ { s = $0 } /add [0-9]/ { print s, $0 }' | sort
-}
 key_of() { # NODE SRC DST SPI: the key of that state as ip(8) shows it
 	lab_exec "$1" ip xfrm state list src "$2" dst "$3" | awk -v spi="$4" '
 		$1 == "proto" && $2 == "esp" { on = ($4 == spi) } on && $1 == "aead" { print $3; exit }'
 }
 boot_id() { jq -r --arg n "$1" '.items[] | select(.kind == "MeshcryptNode" and .metadata.name == $n) | .spec.bootID' "$LAB_CLUSTER_FILE"; }
-# edit_cluster JQ-FILTER: rewrites the cluster file by rename (the static source reloads it).
-edit_cluster() {
-	jq "$1" "$LAB_CLUSTER_FILE" >"$LAB_CLUSTER_FILE.new"
-	mv "$LAB_CLUSTER_FILE.new" "$LAB_CLUSTER_FILE"
-}
-sighup_all() { local n; for n in "${LAB_NODES[@]}"; do kill -HUP "$(agent_pid "$n")"; done; }
+sighup_all() { local n; for n in "${LAB_NODES[@]}"; do kill -HUP "$(lab_agent_pid "$n")"; done; }
 
 # --- foreign objects, before any agent runs --------------------------------------------------
 FOREIGN_KEY=0x$(printf 'ab%.0s' $(seq 36))
@@ -93,7 +65,7 @@ foreign_present() {
 }
 
 "$LAB_TOPOLOGY" start-agents "$LAB_DIR"
-lab_check "every node installs its 8 states and 8 policies within 10 s" wait_until 10 converged
+lab_check "every node installs its 8 states and 8 policies within 10 s" lab_wait_until 10 converged
 for node in "${LAB_NODES[@]}"; do lab_xfrm_snapshot "$node"; done
 lab_check "a foreign state and policy survive the start" foreign_present
 
@@ -173,13 +145,9 @@ tcp_stream() { # FROM TO SECONDS
 	kill "$server" 2>/dev/null || true
 	return "$rc"
 }
-ping_flood() { # FROM TO SECONDS OUT
-	lab_exec "$1" busybox ping -4 -q -i 0.02 -c $(($3 * 50)) "$(lab_ip "$2" 4)" >"$4" 2>&1 || true
-}
-lost() { awk '/packets transmitted/ { print $1 - $4 }' "$1"; }
-before=$(add_times node1)
+before=$(lab_xfrm_add_times node1)
 log_lines=$(wc -l <"$LAB_DIR/nodes/node1/meshcryptd.log")
-ping_flood node2-a node1-a 6 "$LAB_DIR/ping-restart" &
+lab_ping_flood node2-a node1-a 6 "$LAB_DIR/ping-restart" &
 flood=$!
 tcp_stream node1-a node3-a 6 >/dev/null 2>&1 &
 stream=$!
@@ -188,37 +156,37 @@ sleep 1
 "$LAB_TOPOLOGY" start-agents "$LAB_DIR"
 wait "$flood"
 lab_check "a TCP stream node1-a -> node3-a runs through a restart of every agent" wait "$stream"
-lab_check "a ping flood node2-a -> node1-a loses nothing across the restart ($(lost "$LAB_DIR/ping-restart") lost)" \
-	test "$(lost "$LAB_DIR/ping-restart")" = 0
+lab_check "a ping flood node2-a -> node1-a loses nothing across the restart ($(lab_ping_lost "$LAB_DIR/ping-restart") lost)" \
+	test "$(lab_ping_lost "$LAB_DIR/ping-restart")" = 0
 lab_check "the restart deleted and re-created no state (add times unchanged)" \
-	test "$before" = "$(add_times node1)"
+	test "$before" = "$(lab_xfrm_add_times node1)"
 lab_check "a foreign state and policy survive a stop and a start" foreign_present
 lab_check "after the restart node1 changed nothing and nothing failed" lab_not grep -q \
 	"re-keyed\|updated in place\|apply failed" <(tail -n +$((log_lines + 1)) "$LAB_DIR/nodes/node1/meshcryptd.log")
 
 # --- 7. faults: objects deleted or changed behind our back --------------------------------------
 policy_v4() { lab_exec node1 ip xfrm policy list dir out | grep -q "dst 10.1.2.0/24"; }
-leaks_before=$(counter node1 leak_dropped)
+leaks_before=$(lab_bpf_counter node1 leak_dropped)
 marker=$(lab_marker fault)
 lab_capture_start fault
-ping_flood node1-a node2-a 3 "$LAB_DIR/ping-fault" &
+lab_ping_flood node1-a node2-a 3 "$LAB_DIR/ping-fault" &
 flood=$!
 sleep 0.5
 start=$(date +%s%N)
 lab_exec node1 ip xfrm policy delete src 0.0.0.0/0 dst 10.1.2.0/24 dir out mark 0xe0 mask 0xf0
-wait_until 1 policy_v4 && took=$((($(date +%s%N) - start) / 1000000)) || took=never
+lab_wait_until 1 policy_v4 && took=$((($(date +%s%N) - start) / 1000000)) || took=never
 lab_check "a deleted out policy is restored within 1 s ($took ms)" test "$took" != never
 wait "$flood"
 lab_capture_stop fault
 lab_check "no plaintext node1-a -> node2-a on the wire meanwhile" \
 	test "$(lab_pcap_count "$(lab_pcap fault)" "$(lab_filter_between_pods node1-a node2-a)")" = 0
-lab_check "the leak guard dropped what the missing policy let through ($leaks_before -> $(counter node1 leak_dropped))" \
-	test "$(counter node1 leak_dropped)" -gt "$leaks_before"
+lab_check "the leak guard dropped what the missing policy let through ($leaks_before -> $(lab_bpf_counter node1 leak_dropped))" \
+	test "$(lab_bpf_counter node1 leak_dropped)" -gt "$leaks_before"
 
 out_state() { lab_exec node1 ip xfrm state list src 192.168.100.1 dst 192.168.100.2 | grep -q 'spi 0x00000101'; }
 start=$(date +%s%N)
 lab_exec node1 ip xfrm state delete src 192.168.100.1 dst 192.168.100.2 proto esp spi 0x101
-wait_until 1 out_state && took=$((($(date +%s%N) - start) / 1000000)) || took=never
+lab_wait_until 1 out_state && took=$((($(date +%s%N) - start) / 1000000)) || took=never
 lab_check "a deleted out state is restored within 1 s ($took ms)" test "$took" != never
 lab_check "node1-a -> node2-a works again" lab_ping node1-a node2-a 4
 
@@ -230,7 +198,7 @@ infinite() {
 	lab_exec node1 ip -s xfrm state list src 192.168.100.1 dst 192.168.100.2 |
 		grep -q 'expire add: soft 0(sec), hard 0(sec)'
 }
-lab_check "a lifetime set behind our back is lifted again (the state never expires)" wait_until 2 infinite
+lab_check "a lifetime set behind our back is lifted again (the state never expires)" lab_wait_until 2 infinite
 sleep 3
 lab_check "the state is still there after its hard lifetime would have passed" out_state
 
@@ -241,7 +209,7 @@ received() { # NODE-POD PORT: starts a capture in the pod for one UDP datagram t
 spoof() { # FAMILY PORT: node3 forges a datagram from node2-a to node1-a
 	lab_exec node3 python3 "$LIB/spoof.py" "$(lab_ip node2-a "$1")" "$(lab_ip node1-a "$1")" "$2" spoofed
 }
-drops_before=$(counter node1 strict_drop)
+drops_before=$(lab_bpf_counter node1 strict_drop)
 for f in 4 6; do
 	received node1-a "900$f"
 	sleep 1
@@ -250,10 +218,10 @@ for f in 4 6; do
 	lab_check "inbound = require: spoofed IPv$f plaintext from managed node2-a is not delivered" \
 		lab_not grep -q "UDP" "$LAB_DIR/recv-900$f"
 done
-lab_check "inbound = require: node1 counted the drops ($drops_before -> $(counter node1 strict_drop))" \
-	test "$(counter node1 strict_drop)" -ge $((drops_before + 2))
+lab_check "inbound = require: node1 counted the drops ($drops_before -> $(lab_bpf_counter node1 strict_drop))" \
+	test "$(lab_bpf_counter node1 strict_drop)" -ge $((drops_before + 2))
 sed -i 's/^inbound = require/inbound = permit/' "$LAB_DIR/nodes/node1/meshcryptd.conf"
-kill -HUP "$(agent_pid node1)"
+kill -HUP "$(lab_agent_pid node1)"
 sleep 2
 for f in 4 6; do
 	received node1-a "901$f"
@@ -263,7 +231,7 @@ for f in 4 6; do
 	lab_check "inbound = permit: the same IPv$f plaintext is delivered" grep -q "UDP" "$LAB_DIR/recv-901$f"
 done
 sed -i 's/^inbound = permit/inbound = require/' "$LAB_DIR/nodes/node1/meshcryptd.conf"
-kill -HUP "$(agent_pid node1)"
+kill -HUP "$(lab_agent_pid node1)"
 
 # --- 9. rotation 1 -> 2 during traffic ------------------------------------------------------------
 in_states() { # GEN: every node holds in states of GEN for both peers and families
@@ -288,28 +256,28 @@ no_in_states() { # GEN: no node holds states of GEN any more
 	done
 	return 0
 }
-ping_flood node1-a node2-a 12 "$LAB_DIR/ping-rotation" &
+lab_ping_flood node1-a node2-a 12 "$LAB_DIR/ping-rotation" &
 flood=$!
 printf '2 rfc4106(gcm(aes)) %s 128\n' "$(od -An -tx1 -N36 /dev/urandom | tr -d ' \n')" >>"$LAB_KEY_FILE"
 sighup_all
-lab_check "rotation: every node installs in states of generation 2 for all peers" wait_until 5 in_states 2
+lab_check "rotation: every node installs in states of generation 2 for all peers" lab_wait_until 5 in_states 2
 lab_check "rotation: the senders still use generation 1 until the peers advertise 2" out_policies_use 1
-edit_cluster '(.items[] | select(.kind == "MeshcryptNode") | .spec.keyGeneration) = 2'
-lab_check "rotation: every out policy switches to generation 2" wait_until 5 out_policies_use 2
+lab_edit_cluster '(.items[] | select(.kind == "MeshcryptNode") | .spec.keyGeneration) = 2'
+lab_check "rotation: every out policy switches to generation 2" lab_wait_until 5 out_policies_use 2
 check_key node1 node1 node2 4 2
 lab_check "rotation: the in states of generation 1 go after the grace period ($GRACE s)" \
-	wait_until $((GRACE + 8)) no_in_states 1
+	lab_wait_until $((GRACE + 8)) no_in_states 1
 wait "$flood"
-lab_check "rotation: a ping flood node1-a -> node2-a lost nothing ($(lost "$LAB_DIR/ping-rotation") lost)" \
-	test "$(lost "$LAB_DIR/ping-rotation")" = 0
+lab_check "rotation: a ping flood node1-a -> node2-a lost nothing ($(lab_ping_lost "$LAB_DIR/ping-rotation") lost)" \
+	test "$(lab_ping_lost "$LAB_DIR/ping-rotation")" = 0
 
 # --- 10. a node reboots (new boot ID) --------------------------------------------------------------
 old_key=$(key_of node1 "$(lab_ip node2 4)" "$(lab_ip node1 4)" 0x00000102)
 new_boot=$(cat /proc/sys/kernel/random/uuid)
-edit_cluster "(.items[] | select(.metadata.name == \"node2\") | (.spec.bootID // empty)) = \"$new_boot\" |
+lab_edit_cluster "(.items[] | select(.metadata.name == \"node2\") | (.spec.bootID // empty)) = \"$new_boot\" |
 	(.items[] | select(.kind == \"Node\" and .metadata.name == \"node2\") | .status.nodeInfo.bootID) = \"$new_boot\""
 rekeyed() { [[ $(key_of node1 "$(lab_ip node2 4)" "$(lab_ip node1 4)" 0x00000102) != "$old_key" ]]; }
-lab_check "a new boot ID of node2 re-keys node1's states with node2" wait_until 5 rekeyed
+lab_check "a new boot ID of node2 re-keys node1's states with node2" lab_wait_until 5 rekeyed
 check_key node1 node2 node1 4 2
 check_key node3 node3 node2 6 2
 sleep 1
@@ -321,25 +289,25 @@ done
 # --- 11. keys from the Secret; a peer leaves ------------------------------------------------------
 secret=$(jq -n --arg keys "$(base64 -w0 "$LAB_KEY_FILE")" '{apiVersion: "v1", kind: "Secret",
 	metadata: {namespace: "meshcrypt-system", name: "meshcrypt-ipsec-keys"}, data: {keys: $keys}}')
-edit_cluster ".items += [$secret]"
-before=$(add_times node1)
+lab_edit_cluster ".items += [$secret]"
+before=$(lab_xfrm_add_times node1)
 for node in "${LAB_NODES[@]}"; do sed -i '/^key_file = /d' "$LAB_DIR/nodes/$node/meshcryptd.conf"; done
 sighup_all
 secret_in_use() { grep -q "keys from Secret meshcrypt-system/meshcrypt-ipsec-keys" "$LAB_DIR/nodes/node1/meshcryptd.log"; }
-lab_check "without key_file, node1 takes the keys from the Secret in the cluster file" wait_until 10 secret_in_use
+lab_check "without key_file, node1 takes the keys from the Secret in the cluster file" lab_wait_until 10 secret_in_use
 sleep 2
 lab_check "the same keys from the Secret change no state (add times unchanged)" \
-	test "$before" = "$(add_times node1)"
+	test "$before" = "$(lab_xfrm_add_times node1)"
 lab_check "node1-a -> node2-a still works" lab_ping node1-a node2-a 4
-edit_cluster 'del(.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node3"))'
+lab_edit_cluster 'del(.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node3"))'
 node3_gone() { [[ $(ours node1 state) == 4 && $(ours node1 policy) == 6 ]]; }
-lab_check "node3 stops participating: node1 removes its states and out policies" wait_until 5 node3_gone
+lab_check "node3 stops participating: node1 removes its states and out policies" lab_wait_until 5 node3_gone
 lab_check "node1 keeps node2's objects and traffic" lab_ping node1-a node2-a 6
 
 # --- 5. stop and --cleanup ------------------------------------------------------------------------
 "$LAB_TOPOLOGY" stop-agents "$LAB_DIR"
 lab_check "stopped, node1 keeps its states and policies" test "$(ours node1 state)" = 4
-lab_check "meshcryptd --cleanup succeeds on node1" in_node node1 "$MESHCRYPTD" --cleanup \
+lab_check "meshcryptd --cleanup succeeds on node1" lab_in_node node1 "$MESHCRYPTD" --cleanup \
 	--config "$LAB_DIR/nodes/node1/meshcryptd.conf"
 lab_check "after --cleanup node1 holds no state or policy of ours" \
 	test "$(ours node1 state)$(ours node1 policy)" = 00

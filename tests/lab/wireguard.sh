@@ -24,25 +24,6 @@ lab_require_kernel veth bridge clsact wireguard esp
 
 lab_up --nodes 3 --backend wireguard --attach tc --rp-filter "$RP"
 
-in_node() {
-	local node=$1 pid
-	shift
-	read -r pid _ <"$LAB_DIR/nodes/$node/bpffs.pid"
-	nsenter -t "$pid" -m -n -- "$@"
-}
-agent_pid() { read -r pid _ <"$LAB_DIR/nodes/$1/meshcryptd.pid" && echo "$pid"; }
-counter() {
-	"$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/$1/run" status |
-		awk -v n="$2_total" '$1 == "bpf:" && $2 == n { print $3 }'
-}
-wait_until() {
-	local end=$(($(date +%s%N) + $1 * 1000000000))
-	shift
-	until "$@"; do
-		(($(date +%s%N) < end)) || return 1
-		sleep 0.05
-	done
-}
 peers_of() { lab_exec "$1" wg show mcwg0 peers 2>/dev/null | wc -l; }
 routes_of() { { lab_exec "$1" ip route show table 28003; lab_exec "$1" ip -6 route show table 28003; } | grep -c mcwg0 || true; }
 converged() {
@@ -51,20 +32,12 @@ converged() {
 		[[ $(peers_of "$node") == 2 && $(routes_of "$node") == 4 ]] || return 1
 	done
 }
-edit_cluster() {
-	jq "$1" "$LAB_CLUSTER_FILE" >"$LAB_CLUSTER_FILE.new"
-	mv "$LAB_CLUSTER_FILE.new" "$LAB_CLUSTER_FILE"
-}
-ping_flood() { # FROM TO SECONDS OUT
-	lab_exec "$1" busybox ping -4 -q -i 0.02 -c $(($3 * 50)) "$(lab_ip "$2" 4)" >"$4" 2>&1 || true
-}
-lost() { awk '/packets transmitted/ { print $1 - $4 }' "$1"; }
 handshakes() { lab_exec "$1" wg show mcwg0 latest-handshakes | sort; }
 xfrm_objects() { lab_exec "$1" ip xfrm state list | grep -c "reqid 28003" || true; }
 
 "$LAB_TOPOLOGY" start-agents "$LAB_DIR"
 lab_check "rp_filter $RP: every node has mcwg0 with both peers and their 4 routes within 10 s" \
-	wait_until 10 converged
+	lab_wait_until 10 converged
 key1=$(jq -r '.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node1") | .spec.wireguardPublicKey' "$LAB_CLUSTER_FILE")
 lab_check "meshcryptctl wireguard-key prints node1's public key" test \
 	"$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" wireguard-key)" = "$key1"
@@ -110,11 +83,11 @@ if [[ $MODE == basic ]]; then
 fi
 
 # --- inbound = require ---------------------------------------------------------------------------
-drops=$(counter node1 strict_drop)
+drops=$(lab_bpf_counter node1 strict_drop)
 lab_exec node3 python3 "$LIB/spoof.py" "$(lab_ip node2-a 4)" "$(lab_ip node1-a 4)" 9004 spoofed
 sleep 0.5
-lab_check "inbound = require: spoofed plaintext from managed node2-a is dropped on node1 ($drops -> $(counter node1 strict_drop))" \
-	test "$(counter node1 strict_drop)" -gt "$drops"
+lab_check "inbound = require: spoofed plaintext from managed node2-a is dropped on node1 ($drops -> $(lab_bpf_counter node1 strict_drop))" \
+	test "$(lab_bpf_counter node1 strict_drop)" -gt "$drops"
 
 # --- MTU: 50 MB over TCP --------------------------------------------------------------------------
 transfer() {
@@ -132,13 +105,13 @@ lab_check "a 50 MB TCP transfer node1-a -> node2-a completes (mcwg0 MTU $(lab_ex
 # --- restart ----------------------------------------------------------------------------------------
 before=$(handshakes node1)
 peers_before=$(lab_exec node1 wg show mcwg0 dump | cut -f1,3,4 | sort)
-ping_flood node2-a node1-a 5 "$LAB_DIR/ping-restart" &
+lab_ping_flood node2-a node1-a 5 "$LAB_DIR/ping-restart" &
 flood=$!
 sleep 1
 "$LAB_TOPOLOGY" stop-agents "$LAB_DIR"
 "$LAB_TOPOLOGY" start-agents "$LAB_DIR"
 wait "$flood"
-lab_check "a restart loses no ping ($(lost "$LAB_DIR/ping-restart") lost)" test "$(lost "$LAB_DIR/ping-restart")" = 0
+lab_check "a restart loses no ping ($(lab_ping_lost "$LAB_DIR/ping-restart") lost)" test "$(lab_ping_lost "$LAB_DIR/ping-restart")" = 0
 lab_check "a restart starts no handshake (latest handshakes unchanged)" test "$before" = "$(handshakes node1)"
 lab_check "a restart leaves the peers as they were (keys, endpoints, allowed IPs)" \
 	test "$peers_before" = "$(lab_exec node1 wg show mcwg0 dump | cut -f1,3,4 | sort)"
@@ -149,17 +122,17 @@ node3=$(jq -c '.items[] | select(.kind == "MeshcryptNode" and .metadata.name == 
 hs_node2() { lab_exec node1 wg show mcwg0 latest-handshakes | awk -v k="$node2_key" '$1 == k { print $2 }'; }
 lab_ping node1-a node2-a 4 || true
 hs=$(hs_node2)
-ping_flood node1-a node2-a 6 "$LAB_DIR/ping-churn" &
+lab_ping_flood node1-a node2-a 6 "$LAB_DIR/ping-churn" &
 flood=$!
-edit_cluster 'del(.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node3"))'
+lab_edit_cluster 'del(.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node3"))'
 gone() { [[ $(peers_of node1) == 1 && $(routes_of node1) == 2 ]]; }
-lab_check "node3 leaves: node1 removes its peer and routes" wait_until 5 gone
-edit_cluster ".items += [$node3]"
-lab_check "node3 comes back: node1 has both peers and 4 routes again" wait_until 5 converged
+lab_check "node3 leaves: node1 removes its peer and routes" lab_wait_until 5 gone
+lab_edit_cluster ".items += [$node3]"
+lab_check "node3 comes back: node1 has both peers and 4 routes again" lab_wait_until 5 converged
 wait "$flood"
-lab_check "meanwhile node1-a -> node2-a lost nothing ($(lost "$LAB_DIR/ping-churn") lost)" test "$(lost "$LAB_DIR/ping-churn")" = 0
+lab_check "meanwhile node1-a -> node2-a lost nothing ($(lab_ping_lost "$LAB_DIR/ping-churn") lost)" test "$(lab_ping_lost "$LAB_DIR/ping-churn")" = 0
 lab_check "and node2's session was not restarted (same latest handshake)" test "$hs" = "$(hs_node2)"
-lab_check "node1-a -> node3-a works again" wait_until 5 lab_ping node1-a node3-a 4
+lab_check "node1-a -> node3-a works again" lab_wait_until 5 lab_ping node1-a node3-a 4
 
 # --- switching to xfrm and back by SIGHUP ------------------------------------------------------------
 switch_to() { # BACKEND
@@ -171,7 +144,7 @@ switch_to() { # BACKEND
 			printf '[plugin.xfrm]\nkey_file = %s\n' "$LAB_KEY_FILE" >>"$conf"
 		fi
 		if [[ $1 == wireguard ]]; then sed -i '/^\[plugin.xfrm\]/,$d' "$conf"; fi
-		kill -HUP "$(agent_pid "$node")"
+		kill -HUP "$(lab_agent_pid "$node")"
 	done
 }
 reaches() { lab_ping node1-a node2-a 4 && lab_ping node2-a node3-a 6; }
@@ -190,9 +163,9 @@ no_xfrm() {
 }
 switch_to xfrm
 start=$(date +%s%N)
-LAB_PING_WAIT=1 wait_until 10 reaches && took=$((($(date +%s%N) - start) / 1000000)) || took=never
+LAB_PING_WAIT=1 lab_wait_until 10 reaches && took=$((($(date +%s%N) - start) / 1000000)) || took=never
 lab_check "switched to xfrm: traffic resumes within 2 s of the last SIGHUP ($took ms)" test "$took" != never -a "${took/never/99999}" -le 2000
-lab_check "switched to xfrm: nothing of WireGuard is left (device, rules, table)" wait_until 5 no_wireguard
+lab_check "switched to xfrm: nothing of WireGuard is left (device, rules, table)" lab_wait_until 5 no_wireguard
 lab_check "switched to xfrm: node1 holds its 8 states" test "$(xfrm_objects node1)" = 8
 marker=$(lab_marker switched)
 lab_capture_start xfrm
@@ -201,15 +174,15 @@ lab_capture_stop xfrm
 lab_assert_only_esp "$(lab_pcap xfrm)" node1-a node2-a
 switch_to wireguard
 start=$(date +%s%N)
-LAB_PING_WAIT=1 wait_until 10 reaches && took=$((($(date +%s%N) - start) / 1000000)) || took=never
+LAB_PING_WAIT=1 lab_wait_until 10 reaches && took=$((($(date +%s%N) - start) / 1000000)) || took=never
 lab_check "switched back to wireguard: traffic resumes within 2 s of the last SIGHUP ($took ms)" test "$took" != never -a "${took/never/99999}" -le 2000
-lab_check "switched back: nothing of xfrm is left" wait_until 5 no_xfrm
-lab_check "switched back: WireGuard converged" wait_until 5 converged
+lab_check "switched back: nothing of xfrm is left" lab_wait_until 5 no_xfrm
+lab_check "switched back: WireGuard converged" lab_wait_until 5 converged
 
 # --- stop and --cleanup ----------------------------------------------------------------------------
 "$LAB_TOPOLOGY" stop-agents "$LAB_DIR"
 lab_check "stopped, node1 keeps mcwg0 and its peers" test "$(peers_of node1)" = 2
-lab_check "meshcryptd --cleanup succeeds on node1" in_node node1 "$MESHCRYPTD" --cleanup \
+lab_check "meshcryptd --cleanup succeeds on node1" lab_in_node node1 "$MESHCRYPTD" --cleanup \
 	--config "$LAB_DIR/nodes/node1/meshcryptd.conf"
 lab_check "after --cleanup node1 has no mcwg0, no rule and no route of table 28003" \
 	test -z "$(lab_exec node1 ip link show mcwg0 2>/dev/null)$(lab_exec node1 ip rule | grep 28003)$(lab_exec node1 ip route show table 28003)"

@@ -157,6 +157,47 @@ lab_marker() {
 	echo "MCLAB-MARK-$1-$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')"
 }
 
+# --- agents ----------------------------------------------------------------------------------
+
+# lab_in_node NODE CMD...: runs CMD in the node's network namespace and in the mount namespace
+# that holds its bpffs (the one its agents run in).
+lab_in_node() {
+	local node=$1 pid
+	shift
+	read -r pid _ <"$LAB_DIR/nodes/$node/bpffs.pid"
+	nsenter -t "$pid" -m -n -- "$@"
+}
+
+# lab_agent_pid NODE: the pid of the node's meshcryptd.
+lab_agent_pid() {
+	local pid
+	read -r pid _ <"$LAB_DIR/nodes/$1/meshcryptd.pid" && echo "$pid"
+}
+
+# lab_bpf_counter NODE NAME: a BPF counter of the node's agent (marked, strict_drop,
+# leak_dropped, ...), as meshcryptctl status shows it.
+lab_bpf_counter() {
+	"$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/$1/run" status |
+		awk -v n="$2_total" '$1 == "bpf:" && $2 == n { print $3 }'
+}
+
+# lab_wait_until SECONDS CMD...: polls CMD every 50 ms until it succeeds or time runs out.
+lab_wait_until() {
+	local end=$(($(date +%s%N) + $1 * 1000000000))
+	shift
+	until "$@"; do
+		(($(date +%s%N) < end)) || return 1
+		sleep 0.05
+	done
+}
+
+# lab_edit_cluster JQ-FILTER: rewrites the static source's cluster file by rename (the source
+# reloads it).
+lab_edit_cluster() {
+	jq "$1" "$LAB_CLUSTER_FILE" >"$LAB_CLUSTER_FILE.new"
+	mv "$LAB_CLUSTER_FILE.new" "$LAB_CLUSTER_FILE"
+}
+
 # --- traffic ----------------------------------------------------------------------------------
 
 # lab_ping FROM TO 4|6: one echo request from pod FROM to pod (or node) TO; the payload is the
@@ -188,6 +229,13 @@ lab_tcp() {
 	wait "$server" 2>/dev/null || true
 	return "$rc"
 }
+
+# lab_ping_flood FROM TO SECONDS OUT: IPv4 echo requests every 20 ms for SECONDS, the summary
+# into OUT; lab_ping_lost OUT: how many got no reply.
+lab_ping_flood() {
+	lab_exec "$1" busybox ping -4 -q -i 0.02 -c $(($3 * 50)) "$(lab_ip "$2" 4)" >"$4" 2>&1 || true
+}
+lab_ping_lost() { awk '/packets transmitted/ { print $1 - $4 }' "$1"; }
 
 # lab_assert_reach A B MARKER: ICMP and TCP (carrying MARKER), A -> B and B -> A, IPv4 and IPv6.
 lab_assert_reach() {
@@ -336,6 +384,12 @@ lab_assert_xfrm_increased() {
 	before=$(awk -v k="$counter" '$1 == k { print $2 }' "$LAB_DIR/xfrm_stat-$node")
 	after=$(lab_xfrm_stat "$node" "$counter")
 	lab_check "$node: $counter increased ($before -> $after)" test "${after:-0}" -gt "${before:-0}"
+}
+
+# lab_xfrm_add_times NODE: each state with its add time: a state deleted and re-created gets a
+# new one.
+lab_xfrm_add_times() {
+	lab_exec "$1" ip -s xfrm state list | awk '/^src/ { s = $0 } /add [0-9]/ { print s, $0 }' | sort
 }
 
 # lab_xfrm_list NODE: the node's SAs and policies, as iproute2 shows them (for logs and greps).
