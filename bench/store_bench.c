@@ -3,11 +3,14 @@
  * Cluster-model benchmark: generates a Kubernetes List of N nodes (each with a MeshcryptNode)
  * and 30 pods per node in memory, then times parsing it and loading it into a store, and
  * measures what the store keeps resident. Usage: store_bench [nodes] (default 5000).
+ * store_bench --fixture [nodes] prints the document instead: the test API server serves it for
+ * bench/k8s-sync (the same cluster, through the k8s source).
  * Results: docs/performance.md, "Cluster model".
  */
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,7 +133,8 @@ static void count_key(void *ctx, const struct mc_key *key) {
 }
 
 int main(int argc, char **argv) {
-	unsigned nodes = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 5000;
+	bool fixture = argc > 1 && strcmp(argv[1], "--fixture") == 0;
+	unsigned nodes = argc > 1 + fixture ? (unsigned)strtoul(argv[1 + fixture], NULL, 10) : 5000;
 	struct mc_store_config cfg = { .local_node = "node-00000", .enqueue = count_key };
 	struct mc_object_list *list;
 	struct mc_store_stats st;
@@ -142,13 +146,15 @@ int main(int argc, char **argv) {
 	int r;
 
 	if (nodes == 0 || nodes > 16384) {
-		fprintf(stderr, "usage: %s [nodes, 1..16384]\n", argv[0]);
+		fprintf(stderr, "usage: %s [--fixture] [nodes, 1..16384]\n", argv[0]);
 		return 2;
 	}
 	rss_base = rss();
 	doc = generate(nodes, &len);
 	if (!doc)
 		return 1;
+	if (fixture)
+		return fwrite(doc, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 1;
 
 	t0 = now();
 	r = mc_object_list_parse(doc, len, &list, &err);

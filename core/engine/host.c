@@ -241,6 +241,12 @@ static const struct mc_dataplane_config *host_dataplane_config(struct mc_plugin_
 	return &mc_instance(ctx)->engine->cfg->dataplane;
 }
 
+static int host_store_relist(struct mc_plugin_ctx *ctx, unsigned kinds,
+			     struct mc_object_list *page, unsigned flags)
+{
+	return mc_store_relist(mc_instance(ctx)->engine->store, kinds, page, flags);
+}
+
 static int host_store_replace_kinds(struct mc_plugin_ctx *ctx, unsigned kinds,
 				    struct mc_object_list *list)
 {
@@ -321,6 +327,7 @@ const struct mc_host mc_host_v1 = {
 	.pod_state_size = sizeof(struct mc_pod_state),
 	.dataplane_config = host_dataplane_config,
 	.store_replace_kinds = host_store_replace_kinds,
+	.store_relist = host_store_relist,
 	.secret_get = host_secret_get,
 	.pod_state = host_pod_state,
 	.requeue = host_requeue,

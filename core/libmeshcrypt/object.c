@@ -313,34 +313,6 @@ static void arena_free(struct mci_arena *a)
 	a->left = 0;
 }
 
-int mc_object_list_concat(struct mc_object_list *dst, struct mc_object_list *src)
-{
-	struct mc_object **v;
-	struct mci_arena_block **tail;
-
-	if (!dst || !src)
-		return -EINVAL;
-	if (src->n_objects) {
-		v = realloc(dst->objects, (dst->n_objects + src->n_objects) * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		dst->objects = v;
-		memcpy(dst->objects + dst->n_objects, src->objects, src->n_objects * sizeof(*v));
-		dst->n_objects += src->n_objects;
-	}
-	/* src's arena blocks now belong to dst (dst keeps allocating from its own newest). */
-	for (tail = &dst->arena.blocks; *tail; tail = &(*tail)->next)
-		;
-	*tail = src->arena.blocks;
-	if (src->resource_version) {
-		free(dst->resource_version);
-		dst->resource_version = src->resource_version;
-	}
-	free(src->objects);
-	free(src);
-	return 0;
-}
-
 void mc_object_list_free(struct mc_object_list *list)
 {
 	if (!list)

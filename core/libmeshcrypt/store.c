@@ -202,6 +202,9 @@ struct mc_store {
 	bool *secret_seen;
 	size_t n_secrets;
 
+	/* kinds whose relist in pages lost a page (ENOMEM): their last page deletes nothing */
+	unsigned relist_failed;
+
 	/* every node's effective pod CIDRs, sorted, for "one IP in two nodes' CIDRs" */
 	struct cidr_entry {
 		struct mc_prefix prefix;
@@ -1342,30 +1345,72 @@ int mc_store_delete(struct mc_store *s, enum mc_object_kind kind, const char *ns
 	return r < 0 ? r : c;
 }
 
-int mc_store_replace_kinds(struct mc_store *s, unsigned kinds, struct mc_object_list *list)
+/* Forgets which objects of kinds the relist has seen: the first page of a relist. */
+static void relist_clear_seen(struct mc_store *s, unsigned kinds)
 {
-	bool pods = kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_POD);
-	struct txn t;
+	if (kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_POD))
+		for (uint32_t slot = 1; slot < s->n_slots; slot++)
+			if (s->pods[slot])
+				s->pods[slot]->flags &= (uint8_t)~POD_SEEN;
+	if (kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_NAMESPACE))
+		for (uint32_t id = 1; id < s->ns_names.n; id++)
+			s->nss[id].seen = false;
+	for (uint32_t id = 1; id < s->node_names.n; id++) {
+		if (kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_NODE))
+			s->nodes[id].node_seen = false;
+		if (kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_MESHCRYPT_NODE))
+			s->nodes[id].mcnode_seen = false;
+	}
+	if (kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_SECRET))
+		for (size_t i = 0; i < s->n_secrets; i++)
+			s->secret_seen[i] = false;
+}
 
-	if (!s || !list) {
-		mc_object_list_free(list);
+/* Deletes the objects of kinds that the relist has not seen: its last page. */
+static void relist_remove_unseen(struct mc_store *s, struct txn *t, unsigned kinds)
+{
+	if (kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_POD))
+		for (uint32_t slot = 1; slot < s->n_slots; slot++)
+			if (s->pods[slot] && !(s->pods[slot]->flags & POD_SEEN))
+				remove_pod(s, t, slot);
+	for (uint32_t id = 1; id < s->ns_names.n; id++)
+		if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_NAMESPACE)) && s->nss[id].present &&
+		    !s->nss[id].seen && set_namespace(s, t, id, false, false) < 0)
+			txn_oom(t);
+	for (uint32_t id = 1; id < s->node_names.n; id++) {
+		struct node *n = &s->nodes[id];
+
+		if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_NODE)) && n->node && !n->node_seen)
+			set_node_obj(s, t, id, MC_OBJECT_NODE, NULL);
+		if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_MESHCRYPT_NODE)) && n->mcnode &&
+		    !n->mcnode_seen)
+			set_node_obj(s, t, id, MC_OBJECT_MESHCRYPT_NODE, NULL);
+	}
+	for (size_t i = s->n_secrets; i-- > 0;)
+		if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_SECRET)) && !s->secret_seen[i])
+			remove_secret(s, t, i);
+}
+
+int mc_store_relist(struct mc_store *s, unsigned kinds, struct mc_object_list *page,
+		    unsigned flags)
+{
+	struct txn t;
+	int r = 0;
+
+	if (!s || !page) {
+		mc_object_list_free(page);
 		return -EINVAL;
 	}
 	write_lock(s, &t);
-	for (uint32_t slot = 1; pods && slot < s->n_slots; slot++)
-		if (s->pods[slot])
-			s->pods[slot]->flags &= (uint8_t)~POD_SEEN;
-	for (uint32_t id = 1; id < s->ns_names.n; id++)
-		s->nss[id].seen = false;
-	for (uint32_t id = 1; id < s->node_names.n; id++)
-		s->nodes[id].node_seen = s->nodes[id].mcnode_seen = false;
-	for (size_t i = 0; i < s->n_secrets; i++)
-		s->secret_seen[i] = false;
-
-	for (size_t i = 0; i < list->n_objects && !t.error; i++) {
-		const struct mc_object *o = mc_object_list_get(list, i);
+	if (flags & MC_RELIST_FIRST) {
+		relist_clear_seen(s, kinds);
+		s->relist_failed &= ~kinds;
+	}
+	if (s->relist_failed & kinds)
+		r = -ECANCELED; /* an earlier page was lost: this relist cannot be completed */
+	for (size_t i = 0; i < page->n_objects && !r && !t.error; i++) {
+		const struct mc_object *o = mc_object_list_get(page, i);
 		struct mc_object *own;
-		int r;
 
 		if (!o || !(kinds & MC_OBJECT_KIND_BIT(o->kind)))
 			continue;
@@ -1373,34 +1418,24 @@ int mc_store_replace_kinds(struct mc_store *s, unsigned kinds, struct mc_object_
 		if (o->kind == MC_OBJECT_POD || o->kind == MC_OBJECT_NAMESPACE)
 			r = apply_copied(s, &t, o);
 		else
-			r = (own = mci_object_list_steal(list, i)) ? apply(s, &t, own) : -ENOMEM;
+			r = (own = mci_object_list_steal(page, i)) ? apply(s, &t, own) : -ENOMEM;
 		if (r < 0)
 			txn_oom(&t);
 	}
 	/* after a failure the seen marks are incomplete: deleting by them would be wrong */
-	if (!t.error) {
-		for (uint32_t slot = 1; pods && slot < s->n_slots; slot++)
-			if (s->pods[slot] && !(s->pods[slot]->flags & POD_SEEN))
-				remove_pod(s, &t, slot);
-		for (uint32_t id = 1; id < s->ns_names.n; id++)
-			if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_NAMESPACE)) && s->nss[id].present &&
-			    !s->nss[id].seen && set_namespace(s, &t, id, false, false) < 0)
-				txn_oom(&t);
-		for (uint32_t id = 1; id < s->node_names.n; id++) {
-			struct node *n = &s->nodes[id];
+	if (t.error)
+		s->relist_failed |= kinds;
+	else if (!r && (flags & MC_RELIST_LAST))
+		relist_remove_unseen(s, &t, kinds);
+	mc_object_list_free(page);
+	int c = txn_commit(s, &t);
 
-			if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_NODE)) && n->node && !n->node_seen)
-				set_node_obj(s, &t, id, MC_OBJECT_NODE, NULL);
-			if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_MESHCRYPT_NODE)) && n->mcnode &&
-			    !n->mcnode_seen)
-				set_node_obj(s, &t, id, MC_OBJECT_MESHCRYPT_NODE, NULL);
-		}
-		for (size_t i = s->n_secrets; i-- > 0;)
-			if ((kinds & MC_OBJECT_KIND_BIT(MC_OBJECT_SECRET)) && !s->secret_seen[i])
-				remove_secret(s, &t, i);
-	}
-	mc_object_list_free(list);
-	return txn_commit(s, &t);
+	return r == -ECANCELED ? r : c;
+}
+
+int mc_store_replace_kinds(struct mc_store *s, unsigned kinds, struct mc_object_list *list)
+{
+	return mc_store_relist(s, kinds, list, MC_RELIST_FIRST | MC_RELIST_LAST);
 }
 
 int mc_store_replace_all(struct mc_store *s, struct mc_object_list *list)

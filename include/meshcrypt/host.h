@@ -173,6 +173,17 @@ struct mc_host {
 	/* Backends: what this node must publish (plugin.h, struct mc_publication); the fields
 	 * set are merged into the node's publication, which goes to the source. Any thread. */
 	int (*publish)(struct mc_plugin_ctx *ctx, const struct mc_publication *p);
+
+	/* ---- ABI 1.4 ---- */
+
+	/*
+	 * A relist of some kinds handed over page by page as the pages are parsed, so that a
+	 * source never holds the whole list (mc_store_relist() in store.h: MC_RELIST_FIRST on the
+	 * first page, MC_RELIST_LAST on the last, both for a list of one page). After an error,
+	 * relist again from the first page. Takes ownership of page on success and on failure.
+	 */
+	int (*store_relist)(struct mc_plugin_ctx *ctx, unsigned kinds, struct mc_object_list *page,
+			    unsigned flags);
 };
 
 #define mc_plugin_log(ctx, level, ...) ((ctx)->host->log((ctx), (level), __VA_ARGS__))

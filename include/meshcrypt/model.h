@@ -116,13 +116,6 @@ const char *mc_object_list_resource_version(const struct mc_object_list *list);
 void mc_object_list_free(struct mc_object_list *list);
 
 /*
- * Moves every object of src to the end of dst (dst takes the later resourceVersion) and frees
- * src: a paginated list, parsed page by page, becomes one list without a copy. On success src
- * is gone; on failure (-EINVAL, -ENOMEM) both stay as they were.
- */
-int mc_object_list_concat(struct mc_object_list *dst, struct mc_object_list *src);
-
-/*
  * Where and why a parse failed. line and column are 1-based positions in the document (0 when
  * unknown, e.g. a file that could not be read); message names the object and the field, e.g.
  *   Pod default/web-1: status.podIPs[0].ip: "10.0.0.300" is not an IP address

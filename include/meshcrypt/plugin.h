@@ -20,6 +20,7 @@
  * ABI 1.2 appended: the host call requeue.
  * ABI 1.3 appended: struct mc_publication, the host call publish (backends) and the
  * descriptor's publish (sources).
+ * ABI 1.4 appended: the host call store_relist (a relist handed over page by page).
  */
 #ifndef MESHCRYPT_PLUGIN_H
 #define MESHCRYPT_PLUGIN_H
@@ -33,7 +34,7 @@ extern "C" {
 #endif
 
 #define MC_PLUGIN_ABI_MAJOR 1
-#define MC_PLUGIN_ABI_MINOR 3
+#define MC_PLUGIN_ABI_MINOR 4
 #define MC_PLUGIN_ABI(major, minor) ((uint32_t)(((uint32_t)(major) << 16) | (uint32_t)(minor)))
 #define MC_PLUGIN_ABI_VERSION MC_PLUGIN_ABI(MC_PLUGIN_ABI_MAJOR, MC_PLUGIN_ABI_MINOR)
 #define MC_PLUGIN_ABI_GET_MAJOR(v) ((uint32_t)(v) >> 16)

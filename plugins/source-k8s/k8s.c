@@ -339,15 +339,16 @@ static int page_metadata(struct informer *inf, char *cont, size_t cont_size)
 
 /*
  * Lists the collection page by page and replaces the store's objects of this kind. Each page
- * is parsed as it arrives and its objects join the list (mc_object_list_concat): the memory
- * of a large list is its parsed objects and one page of JSON, never the whole list's JSON.
- * 0 or -errno.
+ * is parsed as it arrives and handed to the store at once (host store_relist): the memory of a
+ * large list is one page of JSON and its parsed objects, never the whole list. 0 or -errno.
  */
 static int list(struct informer *inf)
 {
+	const unsigned kind = MC_OBJECT_KIND_BIT(inf->kind);
 	struct k8s *k = inf->k;
 	char url[2048], cont[1024] = "";
-	struct mc_object_list *all = NULL;
+	unsigned flags = MC_RELIST_FIRST;
+	size_t listed = 0;
 	long status;
 	int r;
 
@@ -364,9 +365,9 @@ static int list(struct informer *inf)
 			r = status == 401 ? -EACCES : status == 410 ? -ESTALE : -EIO;
 		if (r == -ESTALE && cont[0] && restarts++ < 3) {
 			/* the continue token expired: the list starts again from the first page */
-			mc_object_list_free(all);
-			all = NULL;
 			cont[0] = '\0';
+			flags = MC_RELIST_FIRST;
+			listed = 0;
 			continue;
 		}
 		if (r == 0)
@@ -377,27 +378,20 @@ static int list(struct informer *inf)
 				mc_plugin_log(k->ctx, LOG_ERR, "%s: a page of the list is malformed: %s",
 					      inf->name, err.message);
 		}
-		if (r == 0 && all && (r = mc_object_list_concat(all, page)) < 0)
-			mc_object_list_free(page);
-		if (r == 0 && !all)
-			all = page;
+		if (r == 0) {
+			listed += mc_object_list_count(page);
+			r = k->ctx->host->store_relist(k->ctx, kind, page,
+						       flags | (cont[0] ? 0 : MC_RELIST_LAST));
+			flags = 0;
+		}
 		if (r < 0 || !cont[0])
 			break;
 	}
 	free(inf->page);
 	inf->page = NULL;
-	if (r < 0) {
-		mc_object_list_free(all);
-		return r;
-	}
-	{
-		size_t n = mc_object_list_count(all);
-
-		r = k->ctx->host->store_replace_kinds(k->ctx, MC_OBJECT_KIND_BIT(inf->kind), all);
-		if (r == 0)
-			mc_plugin_log(k->ctx, LOG_INFO, "%s: listed %zu at resourceVersion %s",
-				      inf->name, n, inf->rv);
-	}
+	if (r == 0)
+		mc_plugin_log(k->ctx, LOG_INFO, "%s: listed %zu at resourceVersion %s", inf->name,
+			      listed, inf->rv);
 	return r;
 }
 
@@ -801,8 +795,8 @@ static int k8s_init(struct mc_plugin_ctx *ctx)
 	const char *slash;
 	struct k8s *k;
 
-	if (!MC_HOST_HAS(h, store_replace_kinds)) {
-		h->log(ctx, LOG_ERR, "this meshcryptd is too old: the k8s source needs ABI 1.1");
+	if (!MC_HOST_HAS(h, store_relist)) {
+		h->log(ctx, LOG_ERR, "this meshcryptd is too old: the k8s source needs ABI 1.4");
 		return -EPROTO;
 	}
 	k = calloc(1, sizeof(*k));

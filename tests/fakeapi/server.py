@@ -86,11 +86,24 @@ class Cluster:
         self.stats = {"lists": 0, "watches": 0}
         self.generation = 0    # bumped to cut every open watch
         self.latest_watch = {}  # kind -> id of its newest watch
-        self.snapshot = (None, [])  # the last list's items, by (kind, ns, selector, rv)
+        # the encoded items of recent lists, by (kind, ns, selector, rv): the pages of a list
+        # all come from one snapshot, taken (and sorted) once, however lists interleave
+        self.snapshots = {}
+        self.encoded = {}      # (kind, ns, name) -> (resourceVersion, the object as a list item)
 
     def key(self, obj):
         m = obj["metadata"]
         return (obj["kind"], m.get("namespace", ""), m["name"])
+
+    def list_item(self, obj):
+        """The object as a list item (no kind or apiVersion) in JSON, encoded once per
+        resourceVersion: a list of 150,000 pods then costs a join, not 150,000 encodings."""
+        k, rv = self.key(obj), obj["metadata"]["resourceVersion"]
+        hit = self.encoded.get(k)
+        if hit is None or hit[0] != rv:
+            item = {f: v for f, v in obj.items() if f not in ("kind", "apiVersion")}
+            hit = self.encoded[k] = (rv, json.dumps(item).encode())
+        return hit[1]
 
     def apply(self, obj, record=True):
         with self.lock:
@@ -160,7 +173,9 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, code, body):
-        data = json.dumps(body).encode()
+        self.send_encoded(code, json.dumps(body).encode())
+
+    def send_encoded(self, code, data):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -276,26 +291,20 @@ class Handler(BaseHTTPRequestHandler):
                     return
             else:
                 rv, offset = str(CLUSTER.rv), 0
-            # one snapshot per list: the pages of a list all come from it (and it is not
-            # sorted again for every page)
             key = (kind, ns, query.get("fieldSelector", [""])[0], rv)
-            if CLUSTER.snapshot[0] != key:
+            items = CLUSTER.snapshots.get(key)
+            if items is None:
                 items = sorted((o for o in CLUSTER.objects.values() if matches(o, kind, query, ns)),
                                key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
-                CLUSTER.snapshot = (key, items)
-            items = CLUSTER.snapshot[1]
+                items = CLUSTER.snapshots[key] = [CLUSTER.list_item(o) for o in items]
+                while len(CLUSTER.snapshots) > 16:
+                    del CLUSTER.snapshots[next(iter(CLUSTER.snapshots))]
         page = items[offset:offset + limit] if limit else items[offset:]
         meta = {"resourceVersion": rv}
         if limit and offset + limit < len(items):
             meta["continue"] = f"{rv}:{offset + limit}"
-        out = []
-        for o in page:
-            o = copy.deepcopy(o)
-            o.pop("kind", None)        # the API's list items carry no kind
-            o.pop("apiVersion", None)
-            out.append(o)
-        self.send_json(200, {"kind": kind + "List", "apiVersion": API_VERSION[kind],
-                             "metadata": meta, "items": out})
+        head = json.dumps({"kind": kind + "List", "apiVersion": API_VERSION[kind], "metadata": meta})
+        self.send_encoded(200, head[:-1].encode() + b', "items": [' + b", ".join(page) + b"]}")
 
     def chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -438,6 +447,8 @@ def main():
             for obj in json.load(f)["items"]:
                 CLUSTER.apply(obj, record=False)
         CLUSTER.oldest = CLUSTER.rv
+    for obj in CLUSTER.objects.values():
+        CLUSTER.list_item(obj)  # encoded before "ready": the first list is as fast as the next
     api = ThreadingHTTPServer((args.address, args.port), Handler)
     api.daemon_threads = True
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -315,13 +315,18 @@ static int fh_store_delete(struct mc_plugin_ctx *ctx, enum mc_object_kind kind, 
 	return fh->store_result;
 }
 
-static void record_list(struct fake_host *fh, unsigned kinds, struct mc_object_list *list)
+/* Records list's objects, after those recorded so far unless first. */
+static void record_list(struct fake_host *fh, unsigned kinds, struct mc_object_list *list,
+			bool first)
 {
 	size_t n = list ? mc_object_list_count(list) : 0;
 
-	fh->store.replace_count = n;
+	if (first) {
+		fh->store.replace_count = 0;
+		memset(fh->store.replace_kind_counts, 0, sizeof(fh->store.replace_kind_counts));
+	}
+	fh->store.replace_count += n;
 	fh->store.replace_kinds_mask = kinds;
-	memset(fh->store.replace_kind_counts, 0, sizeof(fh->store.replace_kind_counts));
 	for (size_t i = 0; i < n; i++) {
 		enum mc_object_kind k = mc_object_kind(mc_object_list_get(list, i));
 
@@ -337,7 +342,7 @@ static int fh_store_replace_all(struct mc_plugin_ctx *ctx, struct mc_object_list
 	bool ok = list != NULL;
 
 	fh->store.replace_alls++;
-	record_list(fh, MC_OBJECT_KINDS_ALL, list);
+	record_list(fh, MC_OBJECT_KINDS_ALL, list, true);
 	return ok ? fh->store_result : -EINVAL;
 }
 
@@ -348,7 +353,18 @@ static int fh_store_replace_kinds(struct mc_plugin_ctx *ctx, unsigned kinds,
 	bool ok = list != NULL;
 
 	fh->store.replace_kinds++;
-	record_list(fh, kinds, list);
+	record_list(fh, kinds, list, true);
+	return ok ? fh->store_result : -EINVAL;
+}
+
+static int fh_store_relist(struct mc_plugin_ctx *ctx, unsigned kinds, struct mc_object_list *page,
+			   unsigned flags)
+{
+	struct fake_host *fh = fake_host_of(ctx);
+	bool ok = page != NULL;
+
+	fh->store.relist_pages++;
+	record_list(fh, kinds, page, flags & MC_RELIST_FIRST);
 	return ok ? fh->store_result : -EINVAL;
 }
 
@@ -580,6 +596,7 @@ struct fake_host *fake_host_new(void)
 		.pod_state_size = sizeof(struct mc_pod_state),
 		.dataplane_config = fh_dataplane_config,
 		.store_replace_kinds = fh_store_replace_kinds,
+		.store_relist = fh_store_relist,
 		.secret_get = fh_secret_get,
 		.pod_state = fh_pod_state,
 		.requeue = fh_requeue,

@@ -18,7 +18,7 @@
  *   requeue        records the keys (fake_host_requeued); thread-safe
  *   publish        merges what plugins publish (fake_host_published); thread-safe
  *
- * Everything is ABI 1.3 with struct_size = sizeof(struct mc_host); a test may shrink the
+ * Everything is ABI 1.4 with struct_size = sizeof(struct mc_host); a test may shrink the
  * sizes through fake_host_host() to play an older core. Not thread-safe apart from log and
  * the config/data getters, like the real host's rules for plugins.
  */
@@ -95,14 +95,17 @@ void fake_host_set_run_dir(struct fake_host *fh, const char *dir);
 
 struct fake_store_record {
 	unsigned upserts, deletes, replace_alls, replace_kinds; /* calls of each */
+	unsigned relist_pages; /* store_relist calls */
 	/* The last call of each: */
 	enum mc_object_kind upsert_kind;
 	char upsert_name[256];
 	enum mc_object_kind delete_kind;
 	char delete_ns[256], delete_name[256];
-	size_t replace_count; /* objects in the list of the last replace_all or replace_kinds */
+	/* The objects of the last replace_all or replace_kinds, or of the pages of the last
+	 * store_relist from its MC_RELIST_FIRST page on: */
+	size_t replace_count;
 	unsigned replace_kinds_mask; /* its kinds (MC_OBJECT_KINDS_ALL for replace_all) */
-	size_t replace_kind_counts[MC_OBJECT_SECRET + 1]; /* objects per kind in that list */
+	size_t replace_kind_counts[MC_OBJECT_SECRET + 1]; /* objects per kind */
 };
 
 const struct fake_store_record *fake_host_store(struct fake_host *fh);

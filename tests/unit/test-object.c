@@ -719,32 +719,6 @@ static void test_missing_file(void **state) {
 	assert_non_null(strstr(err.message, "no-such-file.json"));
 }
 
-/* Pages of a paginated list become one list: objects in order, the later resourceVersion, the
- * arenas of both freed with the result (ASan sees any block lost or freed twice). */
-static void test_concat(void **state)
-{
-	static const char page1[] = "{\"kind\": \"PodList\", \"metadata\": {\"resourceVersion\": \"5\"}, "
-		"\"items\": [{\"metadata\": {\"namespace\": \"a\", \"name\": \"p1\"}, \"spec\": {\"nodeName\": \"n\"}, "
-		"\"status\": {\"podIP\": \"10.0.0.1\"}}]}";
-	static const char page2[] = "{\"kind\": \"PodList\", \"metadata\": {\"resourceVersion\": \"6\"}, "
-		"\"items\": [{\"metadata\": {\"namespace\": \"a\", \"name\": \"p2\"}, \"spec\": {\"nodeName\": \"n\"}, "
-		"\"status\": {\"podIP\": \"10.0.0.2\"}}, {\"metadata\": {\"namespace\": \"a\", \"name\": \"p3\"}, "
-		"\"spec\": {\"nodeName\": \"n\"}, \"status\": {\"podIP\": \"10.0.0.3\"}}]}";
-	struct mc_object_list *a, *b;
-	struct mc_parse_error err;
-
-	(void)state;
-	assert_int_equal(mc_object_list_parse(page1, sizeof(page1) - 1, &a, &err), 0);
-	assert_int_equal(mc_object_list_parse(page2, sizeof(page2) - 1, &b, &err), 0);
-	assert_int_equal(mc_object_list_concat(a, NULL), -EINVAL);
-	assert_int_equal(mc_object_list_concat(a, b), 0);
-	assert_int_equal(mc_object_list_count(a), 3);
-	assert_string_equal(mc_object_name(mc_object_list_get(a, 0)), "p1");
-	assert_string_equal(mc_object_name(mc_object_list_get(a, 2)), "p3");
-	assert_string_equal(mc_object_list_resource_version(a), "6");
-	mc_object_list_free(a);
-}
-
 int main(void) {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ip_prefix),
@@ -764,7 +738,6 @@ int main(void) {
 		cmocka_unit_test(test_steal),
 		cmocka_unit_test(test_huge_inputs),
 		cmocka_unit_test(test_missing_file),
-		cmocka_unit_test(test_concat),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

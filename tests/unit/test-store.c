@@ -324,6 +324,41 @@ static void test_relist_deletes(void **state) {
 	mc_store_free(s);
 }
 
+/* A relist in pages: each page is applied at once, deletions wait for the last page, and a
+ * relist of another kind in between does not disturb it. */
+static void test_relist_pages(void **state) {
+	static const char *const first_half[] = { "Pod web-b", "Pod v6-b", "Pod db-b", "Pod labelled-b",
+	                                          "Pod wrong-value-b", "Pod out-b", "Pod out-b2" };
+	static const char *const second_half[] = { "Pod web-a", "Pod web-b", "Pod host-b", "Pod done-b",
+	                                           "Pod web-c", "Pod pending" };
+	const unsigned pods = MC_OBJECT_KIND_BIT(MC_OBJECT_POD);
+	struct rec r;
+	struct mc_store *s = load_basic(&r);
+	struct mc_store_stats st;
+
+	reset(&r);
+	/* page 1: web-a, host-b, done-b, web-c, pending (web-b is in no page) */
+	assert_int_equal(mc_store_relist(s, pods, basic_without(first_half, 7), MC_RELIST_FIRST), 0);
+	assert_int_equal(r.n_keys, 0);
+	assert_pod(s, "10.244.1.7", MC_POD_REMOTE_MANAGED, mc_store_peer_id(s, "node-b"));
+	/* another kind's whole relist meanwhile */
+	assert_int_equal(mc_store_replace_kinds(s, MC_OBJECT_KIND_BIT(MC_OBJECT_NAMESPACE),
+	                                        load_file(CLUSTER "basic.json")),
+	                 0);
+	assert_int_equal(r.n_keys, 0);
+	/* page 2, the last: the rest but web-b, which goes now (both its IPs), and only it */
+	assert_int_equal(mc_store_relist(s, pods, basic_without(second_half, 6), MC_RELIST_LAST), 0);
+	assert_int_equal(r.n_keys, 2);
+	assert_true(has_pod_key(&r, "10.244.1.7"));
+	assert_true(has_pod_key(&r, "fd00:244:1::7"));
+	assert_int_equal(mc_store_delete(s, MC_OBJECT_POD, "secure", "web-b"), -ENOENT);
+	mc_store_stats(s, &st);
+	assert_int_equal(st.pods, 11);
+	assert_int_equal(st.namespaces, 2);
+	assert_int_equal(mc_store_relist(NULL, pods, NULL, MC_RELIST_FIRST), -EINVAL);
+	mc_store_free(s);
+}
+
 static void test_namespace_label(void **state) {
 	struct rec r;
 	struct mc_store *s = load_basic(&r);
@@ -803,6 +838,7 @@ int main(void) {
 		cmocka_unit_test(test_load_basic),
 		cmocka_unit_test(test_relist_identical),
 		cmocka_unit_test(test_relist_deletes),
+		cmocka_unit_test(test_relist_pages),
 		cmocka_unit_test(test_namespace_label),
 		cmocka_unit_test(test_pod_label_and_liveness),
 		cmocka_unit_test(test_participation),
