@@ -67,6 +67,13 @@ struct mc_engine {
 	pthread_rwlock_t apply_lock;
 	sd_event_source *resync_timer;
 	bool synced_once; /* the first full resync after the source was ready has been queued */
+	/* The workers wait for the source's first complete view (client-go's WaitForCacheSync):
+	 * in a view still filling in, with the Nodes listed but not yet the MeshcryptNodes, the
+	 * local node has its Node's boot ID instead of its published one, and a restart re-keys
+	 * its in states twice, dropping traffic meanwhile. */
+	pthread_mutex_t gate_lock;
+	pthread_cond_t gate_cond;
+	bool gate_open, gate_closing;
 };
 
 static inline struct mc_plugin_instance *mc_instance(struct mc_plugin_ctx *ctx)
@@ -80,6 +87,8 @@ void mc_host_release_handles(struct mc_plugin_instance *inst);
 
 /* reconciler.c */
 int mc_reconciler_start(struct mc_engine *e);
+/* Lets the workers take keys: the source's view is complete for the first time. */
+void mc_reconciler_open(struct mc_engine *e);
 void mc_reconciler_drain(struct mc_engine *e);
 /* The store's enqueue callback. */
 void mc_reconciler_enqueue(void *engine, const struct mc_key *key);

@@ -145,6 +145,8 @@ int mc_engine_new(struct mc_config *cfg, sd_event *event, struct mc_engine **out
 	pthread_mutex_init(&e->status_lock, NULL);
 	pthread_mutex_init(&e->index_lock, NULL);
 	pthread_mutex_init(&e->publication_lock, NULL);
+	pthread_mutex_init(&e->gate_lock, NULL);
+	pthread_cond_init(&e->gate_cond, NULL);
 	e->publication.struct_size = sizeof(e->publication);
 
 	r = mc_config_check_plugin_sections(cfg, &cerr);
@@ -239,6 +241,7 @@ void mc_engine_source_ready(struct mc_engine *e)
 	r = mc_reconciler_resync(e);
 	if (r < 0)
 		mc_log_errno(LOG_WARNING, r, "first full resync: %m (trying again at the next one)");
+	mc_reconciler_open(e);
 	if (e->resync_timer || !e->cfg->dataplane.resync_interval_ns)
 		return;
 	r = sd_event_add_time_relative(e->event, &e->resync_timer, CLOCK_MONOTONIC,
@@ -276,6 +279,7 @@ int mc_engine_start(struct mc_engine *e)
 	keyq_free(e->queue);
 	e->queue = NULL;
 	e->synced_once = false;
+	e->gate_open = e->gate_closing = false; /* no worker runs yet: no lock needed */
 	pthread_mutex_lock(&e->status_lock);
 	e->ready = false;
 	snprintf(e->status, sizeof(e->status), "starting");
@@ -444,6 +448,8 @@ void mc_engine_free(struct mc_engine *e)
 	pthread_mutex_destroy(&e->status_lock);
 	pthread_mutex_destroy(&e->index_lock);
 	pthread_mutex_destroy(&e->publication_lock);
+	pthread_mutex_destroy(&e->gate_lock);
+	pthread_cond_destroy(&e->gate_cond);
 	free(e);
 }
 

@@ -349,12 +349,43 @@ int mc_reconciler_resync(struct mc_engine *e)
 /* A plugin's "not yet" (-EAGAIN) is normal for a moment at start (plugin.h). */
 #define EAGAIN_QUIET_ATTEMPTS 5
 
+/* Waits until the workers may run; false: the engine stops before the first complete view. */
+static bool wait_for_gate(struct mc_engine *e)
+{
+	bool open;
+
+	pthread_mutex_lock(&e->gate_lock);
+	while (!e->gate_open && !e->gate_closing)
+		pthread_cond_wait(&e->gate_cond, &e->gate_lock);
+	open = e->gate_open;
+	pthread_mutex_unlock(&e->gate_lock);
+	return open;
+}
+
+static void set_gate(struct mc_engine *e, bool open)
+{
+	pthread_mutex_lock(&e->gate_lock);
+	if (open)
+		e->gate_open = true;
+	else
+		e->gate_closing = true;
+	pthread_cond_broadcast(&e->gate_cond);
+	pthread_mutex_unlock(&e->gate_lock);
+}
+
+void mc_reconciler_open(struct mc_engine *e)
+{
+	set_gate(e, true);
+}
+
 static void *worker(void *arg)
 {
 	struct mc_engine *e = arg;
 	struct mc_key key;
 	char what[64];
 
+	if (!wait_for_gate(e))
+		return NULL; /* what is queued was seen in a partial view: the next start redoes it */
 	while (keyq_get(e->queue, &key)) {
 		int r = reconcile(e, &key);
 
@@ -409,6 +440,7 @@ void mc_reconciler_drain(struct mc_engine *e)
 {
 	if (!e->workers)
 		return;
+	set_gate(e, false);
 	keyq_shutdown_with_drain(e->queue);
 	for (unsigned i = 0; i < e->n_workers; i++)
 		pthread_join(e->workers[i], NULL);

@@ -163,6 +163,19 @@ plan_has 10.2.206.1 || fail "after an API server restart no event arrives"
 [ "$(grep -c ": listed " "$tmp/log")" = "$lists_before" ] || fail "an API server restart made the source relist"
 echo "API server restart: watches resumed without a relist"
 
+# a restart of the daemon while the MeshcryptNodes come 3 s after the rest: nothing is applied
+# from the partial view (there the local node has its Node's boot ID, not the one it published),
+# so a restart with nothing changed changes nothing
+post mode '{"slow_kinds": {"MeshcryptNode": 3}}'
+stop_daemon
+start_daemon
+until_ok ready || fail "not ready after a restart with slow MeshcryptNodes"
+sleep 0.5
+! grep -E "dryrun: (local|peer [^:]*|pod [^:]*): " "$tmp/log" ||
+	fail "a restart with nothing changed applied a change (from the partial view)"
+post mode '{"slow_kinds": {}}'
+echo "restart with MeshcryptNodes listed late: nothing applied from the partial view"
+
 # a slow API server (every request stalls 3 s) blocks nothing: the daemon answers at once
 post mode '{"slow": 3, "cut": true}'
 t0=$(date +%s%N)

@@ -25,6 +25,7 @@ The control port (plain HTTP on 127.0.0.1) takes JSON posts from the test:
 The API also takes GET, POST (create, 409 when it exists) and PUT (update, 409 when the
 resourceVersion is not the stored one) of MeshcryptNodes.
   POST /mode    {"slow": SECONDS}            every list and watch waits that long first
+  POST /mode    {"slow_kinds": {KIND: SECONDS}}  lists and watches of KIND wait that long
   POST /mode    {"conflict": N}               the next N MeshcryptNode updates lose a race (409)
 The fixture is a Kubernetes List (the lab's cluster.json) loaded at start. With --state the
 objects and the resourceVersion are saved on SIGTERM and loaded at the next start (a restart
@@ -273,6 +274,10 @@ class Handler(BaseHTTPRequestHandler):
         if kind is None:
             self.status(404, "NotFound", "the server could not find the requested resource")
             return
+        with CLUSTER.lock:
+            slow = CLUSTER.mode.get("slow_kinds", {}).get(kind, 0)
+        if slow:
+            time.sleep(slow)
         if query.get("watch", ["0"])[0] in ("1", "true"):
             self.watch(kind, ns, query)
         else:

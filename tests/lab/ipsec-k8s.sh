@@ -13,7 +13,6 @@ set -euo pipefail
 
 # shellcheck source=SCRIPTDIR/lib/lab.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
-SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 lab_require_root
 lab_require_cmds jq tcpdump openssl python3 curl
@@ -21,60 +20,11 @@ lab_require_kernel veth bridge clsact esp
 : "${MESHCRYPTD:?set MESHCRYPTD}"
 
 REQID=28003
-API=192.168.100.254
 lab_up --nodes 3 --backend xfrm --attach tc
-
-# --- the API server ---------------------------------------------------------------------------
-ip -n "$LAB_HUB" addr add "$API/24" dev br0
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=lab-ca \
-	-keyout "$LAB_DIR/ca.key" -out "$LAB_DIR/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$API" \
-	-keyout "$LAB_DIR/api.key" -out "$LAB_DIR/api.csr" 2>/dev/null
-printf 'subjectAltName=IP:%s\n' "$API" >"$LAB_DIR/san"
-openssl x509 -req -in "$LAB_DIR/api.csr" -CA "$LAB_DIR/ca.pem" -CAkey "$LAB_DIR/ca.key" \
-	-CAcreateserial -days 1 -extfile "$LAB_DIR/san" -out "$LAB_DIR/api.pem" 2>/dev/null
-(umask 077 && echo lab-token >"$LAB_DIR/token")
-secret() { # the key Secret with the key file's lines
-	jq -n --arg keys "$(base64 -w0 "$LAB_KEY_FILE")" '{kind: "Secret", apiVersion: "v1",
-		metadata: {namespace: "meshcrypt-system", name: "meshcrypt-ipsec-keys"}, data: {keys: $keys}}'
-}
-jq --argjson secret "$(secret)" \
-	'.items |= map(select(.kind != "MeshcryptNode")) | .items += [$secret]' \
-	"$LAB_CLUSTER_FILE" >"$LAB_DIR/fixture.json"
-ip netns exec "$LAB_HUB" python3 "$SRC/tests/fakeapi/server.py" --address "$API" --port 6443 \
-	--control 6444 --cert "$LAB_DIR/api.pem" --key "$LAB_DIR/api.key" \
-	--token-file "$LAB_DIR/token" "$LAB_DIR/fixture.json" >"$LAB_DIR/api.log" 2>&1 &
-API_PID=$!
-trap 'kill $API_PID 2>/dev/null || true; lab_cleanup' EXIT
-for _ in $(seq 100); do grep -q ready "$LAB_DIR/api.log" && break; sleep 0.1; done
-control() { ip netns exec "$LAB_HUB" curl -sf "http://127.0.0.1:6444/$1" ${2:+-X POST -d "$2"}; }
-
-cat >"$LAB_DIR/kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- cluster:
-    certificate-authority: $LAB_DIR/ca.pem
-    server: https://$API:6443
-  name: lab
-contexts:
-- context:
-    cluster: lab
-    user: agent
-  name: lab
-current-context: lab
-users:
-- name: agent
-  user:
-    tokenFile: $LAB_DIR/token
-EOF
 for node in "${LAB_NODES[@]}"; do
-	conf=$LAB_DIR/nodes/$node/meshcryptd.conf
-	sed -i -e 's/^plugin = static$/plugin = k8s/' -e '/^\[plugin.static\]$/d' -e '/^file = /d' \
-		-e '/^key_file = /d' "$conf"
-	printf 'rotation_grace = 3s\n[plugin.k8s]\nkubeconfig = %s\nwatch_timeout = 30s\n' \
-		"$LAB_DIR/kubeconfig" >>"$conf"
+	echo "rotation_grace = 3s" >>"$LAB_DIR/nodes/$node/meshcryptd.conf"
 done
+lab_k8s_source --key-secret
 
 ours() { lab_exec "$1" ip xfrm "$2" list | grep -c "reqid $REQID" || true; }
 converged() {
@@ -83,15 +33,9 @@ converged() {
 		[[ $(ours "$node" state) -ge 8 && $(ours "$node" policy) == 8 ]] || return 1
 	done
 }
-published() { # GEN: every node's MeshcryptNode advertises GEN
-	local node
-	for node in "${LAB_NODES[@]}"; do
-		[[ $(control "object/MeshcryptNode/$node" | jq -r '.spec.keyGeneration // 0') == "$1" ]] || return 1
-	done
-}
 
 "$LAB_TOPOLOGY" start-agents "$LAB_DIR"
-lab_check "every node publishes its MeshcryptNode with generation 1" lab_wait_until 20 published 1
+lab_check "every node publishes its MeshcryptNode with generation 1" lab_wait_until 20 lab_published 1
 lab_check "every node then installs its 8 states and 8 policies" lab_wait_until 20 converged
 for node in "${LAB_NODES[@]}"; do lab_xfrm_snapshot "$node"; done
 
@@ -150,9 +94,9 @@ lab_exec node1-a busybox ping -4 -q -i 0.02 -c 750 "$(lab_ip node2-a 4)" >"$LAB_
 flood=$!
 sleep 1
 printf '2 rfc4106(gcm(aes)) %s 128\n' "$(od -An -tx1 -N36 /dev/urandom | tr -d ' \n')" >>"$LAB_KEY_FILE"
-control apply "{\"object\": $(secret)}" >/dev/null
+lab_api apply "{\"object\": $(lab_key_secret)}" >/dev/null
 lab_check "rotation: every node publishes generation 2 once its inbound side is installed" \
-	lab_wait_until 10 published 2
+	lab_wait_until 10 lab_published 2
 lab_check "rotation: every out policy switches to generation 2" lab_wait_until 10 switched
 lab_check "rotation: the in states of generation 1 go after the grace period" lab_wait_until 15 old_gone
 wait "$flood" || true

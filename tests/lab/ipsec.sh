@@ -17,6 +17,12 @@
 #  10. a node "reboot" (new boot ID) re-keys that peer's states, traffic continues;
 #  11. the same keys from the key Secret in the cluster file instead of the key file: nothing
 #      changes; a peer that stops participating loses its objects.
+#
+#   ipsec.sh [static|k8s]
+# With k8s the agents learn the cluster from the test API server instead of the cluster file
+# (lab_k8s_source) and the same scenarios run: each agent publishes its own MeshcryptNode, so in
+# 9 the nodes advertise generation 2 themselves, and in 10 node2 really goes through a reboot
+# (agent stopped, its SAs and policies gone, a new boot ID, agent started) and publishes it.
 set -euo pipefail
 
 # shellcheck source=SCRIPTDIR/lib/lab.sh
@@ -24,7 +30,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/lab.sh"
 LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")/lib" && pwd)
 
 lab_require_root
+SOURCE=${1:-static}
+[[ $SOURCE == static || $SOURCE == k8s ]] || { echo "usage: ipsec.sh [static|k8s]" >&2; exit 2; }
 lab_require_cmds jq tcpdump nft python3 nsenter
+[[ $SOURCE == static ]] || lab_require_cmds openssl curl
 lab_require_kernel veth bridge clsact esp
 : "${MESHCRYPTD:?set MESHCRYPTD}" "${MESHCRYPTCTL:?set MESHCRYPTCTL}"
 
@@ -35,6 +44,13 @@ lab_up --nodes 3 --backend xfrm --attach tc
 for node in "${LAB_NODES[@]}"; do
 	echo "rotation_grace = ${GRACE}s" >>"$LAB_DIR/nodes/$node/meshcryptd.conf"
 done
+# with the k8s source the nodes publish their MeshcryptNodes first: more time to converge
+converge=10
+if [[ $SOURCE == k8s ]]; then
+	# shellcheck disable=SC2119 # no --key-secret: the keys come from the key file
+	lab_k8s_source
+	converge=20
+fi
 
 ours() { lab_exec "$1" ip xfrm "$2" list | grep -c "reqid $REQID" || true; }
 # lab_wait_until SECONDS CMD...: polls CMD every 50 ms.
@@ -50,7 +66,6 @@ key_of() { # NODE SRC DST SPI: the key of that state as ip(8) shows it
 	lab_exec "$1" ip xfrm state list src "$2" dst "$3" | awk -v spi="$4" '
 		$1 == "proto" && $2 == "esp" { on = ($4 == spi) } on && $1 == "aead" { print $3; exit }'
 }
-boot_id() { jq -r --arg n "$1" '.items[] | select(.kind == "MeshcryptNode" and .metadata.name == $n) | .spec.bootID' "$LAB_CLUSTER_FILE"; }
 sighup_all() { local n; for n in "${LAB_NODES[@]}"; do kill -HUP "$(lab_agent_pid "$n")"; done; }
 
 # --- foreign objects, before any agent runs --------------------------------------------------
@@ -65,7 +80,7 @@ foreign_present() {
 }
 
 "$LAB_TOPOLOGY" start-agents "$LAB_DIR"
-lab_check "every node installs its 8 states and 8 policies within 10 s" lab_wait_until 10 converged
+lab_check "every node installs its 8 states and 8 policies within $converge s" lab_wait_until "$converge" converged
 for node in "${LAB_NODES[@]}"; do lab_xfrm_snapshot "$node"; done
 lab_check "a foreign state and policy survive the start" foreign_present
 
@@ -117,7 +132,7 @@ done
 check_key() { # NODE SRC-NODE DST-NODE FAMILY
 	local src dst want have
 	src=$(lab_ip "$2" "$4") dst=$(lab_ip "$3" "$4")
-	want=$(python3 "$LIB/hkdf.py" "$LAB_KEY_FILE" "${5:-1}" "$src" "$dst" "$(boot_id "$2")" "$(boot_id "$3")")
+	want=$(python3 "$LIB/hkdf.py" "$LAB_KEY_FILE" "${5:-1}" "$src" "$dst" "$(lab_boot_id "$2")" "$(lab_boot_id "$3")")
 	have=$(key_of "$1" "$src" "$dst" "0x$(printf '%08x' $((256 + ${5:-1})))")
 	lab_check "$1: the key of $2 -> $3 (IPv$4, generation ${5:-1}) is HKDF's" test "$want" = "$have"
 }
@@ -205,6 +220,7 @@ lab_check "the state is still there after its hard lifetime would have passed" o
 # --- 8. inbound = require / permit ---------------------------------------------------------------
 received() { # NODE-POD PORT: starts a capture in the pod for one UDP datagram to PORT
 	timeout 4 ip netns exec "${LAB_NS[$1]}" tcpdump -c 1 -n -i eth0 "udp port $2" >"$LAB_DIR/recv-$2" 2>&1 &
+	capture=$!
 }
 spoof() { # FAMILY PORT: node3 forges a datagram from node2-a to node1-a
 	lab_exec node3 python3 "$LIB/spoof.py" "$(lab_ip node2-a "$1")" "$(lab_ip node1-a "$1")" "$2" spoofed
@@ -214,7 +230,7 @@ for f in 4 6; do
 	received node1-a "900$f"
 	sleep 1
 	spoof "$f" "900$f"
-	wait
+	wait "$capture" || true
 	lab_check "inbound = require: spoofed IPv$f plaintext from managed node2-a is not delivered" \
 		lab_not grep -q "UDP" "$LAB_DIR/recv-900$f"
 done
@@ -227,7 +243,7 @@ for f in 4 6; do
 	received node1-a "901$f"
 	sleep 1
 	spoof "$f" "901$f"
-	wait
+	wait "$capture" || true
 	lab_check "inbound = permit: the same IPv$f plaintext is delivered" grep -q "UDP" "$LAB_DIR/recv-901$f"
 done
 sed -i 's/^inbound = permit/inbound = require/' "$LAB_DIR/nodes/node1/meshcryptd.conf"
@@ -261,8 +277,13 @@ flood=$!
 printf '2 rfc4106(gcm(aes)) %s 128\n' "$(od -An -tx1 -N36 /dev/urandom | tr -d ' \n')" >>"$LAB_KEY_FILE"
 sighup_all
 lab_check "rotation: every node installs in states of generation 2 for all peers" lab_wait_until 5 in_states 2
-lab_check "rotation: the senders still use generation 1 until the peers advertise 2" out_policies_use 1
-lab_edit_cluster '(.items[] | select(.kind == "MeshcryptNode") | .spec.keyGeneration) = 2'
+if [[ $SOURCE == k8s ]]; then
+	lab_check "rotation: every node publishes generation 2 once its in states are installed" \
+		lab_wait_until 5 lab_published 2
+else
+	lab_check "rotation: the senders still use generation 1 until the peers advertise 2" out_policies_use 1
+	lab_edit_cluster '(.items[] | select(.kind == "MeshcryptNode") | .spec.keyGeneration) = 2'
+fi
 lab_check "rotation: every out policy switches to generation 2" lab_wait_until 5 out_policies_use 2
 check_key node1 node1 node2 4 2
 lab_check "rotation: the in states of generation 1 go after the grace period ($GRACE s)" \
@@ -274,8 +295,21 @@ lab_check "rotation: a ping flood node1-a -> node2-a lost nothing ($(lab_ping_lo
 # --- 10. a node reboots (new boot ID) --------------------------------------------------------------
 old_key=$(key_of node1 "$(lab_ip node2 4)" "$(lab_ip node1 4)" 0x00000102)
 new_boot=$(cat /proc/sys/kernel/random/uuid)
-lab_edit_cluster "(.items[] | select(.metadata.name == \"node2\") | (.spec.bootID // empty)) = \"$new_boot\" |
-	(.items[] | select(.kind == \"Node\" and .metadata.name == \"node2\") | .status.nodeInfo.bootID) = \"$new_boot\""
+if [[ $SOURCE == k8s ]]; then
+	# node2 goes down, its kernel forgets every SA and policy, it comes back with a new boot
+	# ID (bound over /proc's in the agent's mount namespace) and publishes it
+	"$LAB_TOPOLOGY" stop-agents "$LAB_DIR" --node node2
+	lab_exec node2 ip xfrm state flush
+	lab_exec node2 ip xfrm policy flush
+	echo "$new_boot" >"$LAB_DIR/nodes/node2/boot_id"
+	lab_in_node node2 mount --bind "$LAB_DIR/nodes/node2/boot_id" /proc/sys/kernel/random/boot_id
+	"$LAB_TOPOLOGY" start-agents "$LAB_DIR" --node node2
+	boot_published() { [[ $(lab_boot_id node2) == "$new_boot" ]]; }
+	lab_check "node2 publishes its new boot ID" lab_wait_until 10 boot_published
+else
+	lab_edit_cluster "(.items[] | select(.metadata.name == \"node2\") | (.spec.bootID // empty)) = \"$new_boot\" |
+		(.items[] | select(.kind == \"Node\" and .metadata.name == \"node2\") | .status.nodeInfo.bootID) = \"$new_boot\""
+fi
 rekeyed() { [[ $(key_of node1 "$(lab_ip node2 4)" "$(lab_ip node1 4)" 0x00000102) != "$old_key" ]]; }
 lab_check "a new boot ID of node2 re-keys node1's states with node2" lab_wait_until 5 rekeyed
 check_key node1 node2 node1 4 2

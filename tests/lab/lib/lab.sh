@@ -126,6 +126,7 @@ lab_cleanup() {
 	for name in "${!LAB_CAPTURE_PID[@]}"; do
 		kill "${LAB_CAPTURE_PID[$name]}" 2>/dev/null || true
 	done
+	[[ -z $LAB_API_PID ]] || kill "$LAB_API_PID" 2>/dev/null || true
 	if [[ -f $LAB_RUN_DIR/lab.env ]]; then
 		if [[ ${LAB_KEEP:-0} == 1 ]]; then
 			"$LAB_TOPOLOGY" down "$LAB_RUN_DIR" || rc=1
@@ -192,10 +193,106 @@ lab_wait_until() {
 }
 
 # lab_edit_cluster JQ-FILTER: rewrites the static source's cluster file by rename (the source
-# reloads it).
+# reloads it); with the k8s source, the changed objects also go to the test API server.
 lab_edit_cluster() {
 	jq "$1" "$LAB_CLUSTER_FILE" >"$LAB_CLUSTER_FILE.new"
+	if [[ $LAB_SOURCE == k8s ]]; then
+		ip netns exec "$LAB_HUB" python3 "$LAB_LIB_DIR/../../fakeapi/apply-diff.py" \
+			"$LAB_CLUSTER_FILE" "$LAB_CLUSTER_FILE.new" | sed 's/^/# api: /'
+	fi
 	mv "$LAB_CLUSTER_FILE.new" "$LAB_CLUSTER_FILE"
+}
+
+# --- the Kubernetes source ---------------------------------------------------------------------
+
+LAB_SOURCE=static # or k8s, after lab_k8s_source
+LAB_API=192.168.100.254
+LAB_API_PID=
+
+# lab_k8s_source [--key-secret]: the agents learn the cluster from the test API server
+# (tests/fakeapi/server.py, TLS with a test CA, a bearer token) in the hub at $LAB_API instead of
+# the cluster file. It serves the file's objects but no MeshcryptNode: each agent publishes its
+# own once its inbound side is installed. With --key-secret the IPsec keys come from the key
+# Secret (lab_key_secret), not from the key file. From then on lab_edit_cluster also brings
+# each change to the server. Call it after lab_up and before the agents start.
+lab_k8s_source() {
+	local src node conf extra='.'
+	src=$(cd "$LAB_LIB_DIR/../../.." && pwd)
+	[[ ${1:-} == --key-secret ]] && extra=".items += [$(lab_key_secret)]"
+	ip -n "$LAB_HUB" addr add "$LAB_API/24" dev "$LAB_BRIDGE"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=lab-ca \
+		-keyout "$LAB_DIR/ca.key" -out "$LAB_DIR/ca.pem" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$LAB_API" \
+		-keyout "$LAB_DIR/api.key" -out "$LAB_DIR/api.csr" 2>/dev/null
+	printf 'subjectAltName=IP:%s\n' "$LAB_API" >"$LAB_DIR/san"
+	openssl x509 -req -in "$LAB_DIR/api.csr" -CA "$LAB_DIR/ca.pem" -CAkey "$LAB_DIR/ca.key" \
+		-CAcreateserial -days 1 -extfile "$LAB_DIR/san" -out "$LAB_DIR/api.pem" 2>/dev/null
+	(umask 077 && echo lab-token >"$LAB_DIR/token")
+	jq '.items |= map(select(.kind != "MeshcryptNode"))' "$LAB_CLUSTER_FILE" | jq "$extra" \
+		>"$LAB_DIR/fixture.json"
+	ip netns exec "$LAB_HUB" python3 "$src/tests/fakeapi/server.py" --address "$LAB_API" \
+		--port 6443 --control 6444 --cert "$LAB_DIR/api.pem" --key "$LAB_DIR/api.key" \
+		--token-file "$LAB_DIR/token" "$LAB_DIR/fixture.json" >"$LAB_DIR/api.log" 2>&1 &
+	LAB_API_PID=$!
+	lab_wait_until 10 grep -q ready "$LAB_DIR/api.log" || {
+		lab_fail "the test API server did not start: $(cat "$LAB_DIR/api.log")"
+		lab_finish
+	}
+	cat >"$LAB_DIR/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority: $LAB_DIR/ca.pem
+    server: https://$LAB_API:6443
+  name: lab
+contexts:
+- context:
+    cluster: lab
+    user: agent
+  name: lab
+current-context: lab
+users:
+- name: agent
+  user:
+    tokenFile: $LAB_DIR/token
+KUBECONFIG
+	for node in "${LAB_NODES[@]}"; do
+		conf=$LAB_DIR/nodes/$node/meshcryptd.conf
+		sed -i -e 's/^plugin = static$/plugin = k8s/' -e '/^\[plugin.static\]$/d' -e '/^file = /d' "$conf"
+		[[ $extra == . ]] || sed -i '/^key_file = /d' "$conf"
+		printf '[plugin.k8s]\nkubeconfig = %s\nwatch_timeout = 30s\n' "$LAB_DIR/kubeconfig" >>"$conf"
+	done
+	LAB_SOURCE=k8s
+}
+
+# lab_api PATH [JSON]: a GET (or, with JSON, a POST) on the test API server's control port.
+lab_api() {
+	ip netns exec "$LAB_HUB" curl -sf "http://127.0.0.1:6444/$1" ${2:+-X POST -d "$2"}
+}
+
+# lab_key_secret: the key Secret (meshcrypt-system/meshcrypt-ipsec-keys) with the key file's lines.
+lab_key_secret() {
+	jq -n --arg keys "$(base64 -w0 "$LAB_KEY_FILE")" '{apiVersion: "v1", kind: "Secret",
+		metadata: {namespace: "meshcrypt-system", name: "meshcrypt-ipsec-keys"}, data: {keys: $keys}}'
+}
+
+# lab_published GEN: every node's MeshcryptNode on the test API server advertises generation GEN.
+lab_published() {
+	local node
+	for node in "${LAB_NODES[@]}"; do
+		[[ $(lab_api "object/MeshcryptNode/$node" | jq -r '.spec.keyGeneration // 0') == "$1" ]] || return 1
+	done
+}
+
+# lab_boot_id NODE: the boot ID the node's peers know it by (its MeshcryptNode's).
+lab_boot_id() {
+	if [[ $LAB_SOURCE == k8s ]]; then
+		lab_api "object/MeshcryptNode/$1" | jq -r '.spec.bootID'
+	else
+		jq -r --arg n "$1" '.items[] | select(.kind == "MeshcryptNode" and .metadata.name == $n) |
+			.spec.bootID' "$LAB_CLUSTER_FILE"
+	fi
 }
 
 # --- traffic ----------------------------------------------------------------------------------
