@@ -46,6 +46,8 @@ struct mc_engine {
 	struct mc_metrics *metrics;
 	pthread_t *workers;
 	unsigned n_workers;
+	/* per worker: CLOCK_MONOTONIC ns when its current reconcile began, 0 while it waits */
+	_Atomic uint64_t *busy_since;
 	bool started;
 
 	pthread_mutex_t status_lock;
@@ -60,6 +62,7 @@ struct mc_engine {
 	struct mc_peer_index *peer_index;
 	pthread_mutex_t publication_lock;
 	struct mc_publication publication; /* merged from the backend's host->publish */
+	bool source_hears_publication;     /* the source is started and has a publish */
 	pthread_mutex_t index_lock;
 	uint16_t *index_by_peer_id;
 	size_t index_cap;
@@ -86,6 +89,10 @@ extern const struct mc_host mc_host_v1;
 void mc_host_release_handles(struct mc_plugin_instance *inst);
 
 /* reconciler.c */
+/* With publication_lock held: hands the publication to the source if it hears them and there
+ * is something to publish. Under the lock, so that the source never gets an older one last. */
+void mc_engine_deliver_publication_locked(struct mc_engine *e);
+
 int mc_reconciler_start(struct mc_engine *e);
 /* Lets the workers take keys: the source's view is complete for the first time. */
 void mc_reconciler_open(struct mc_engine *e);

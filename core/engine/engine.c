@@ -251,6 +251,26 @@ void mc_engine_source_ready(struct mc_engine *e)
 		mc_log_errno(LOG_WARNING, r, "resync timer: %m (no periodic resync)");
 }
 
+void mc_engine_deliver_publication_locked(struct mc_engine *e)
+{
+	struct mc_plugin_instance *source = &e->plugins[MC_SLOT_SOURCE];
+
+	if (e->source_hears_publication &&
+	    (e->publication.inbound_generation || e->publication.wireguard_public_key[0]))
+		source->desc->publish(&source->ctx, &e->publication);
+}
+
+/* The source starts or stops hearing publications; the workers may be publishing meanwhile. */
+static void source_hears_publication(struct mc_engine *e, bool on)
+{
+	struct mc_plugin_instance *source = &e->plugins[MC_SLOT_SOURCE];
+
+	pthread_mutex_lock(&e->publication_lock);
+	e->source_hears_publication = on && source->started && source->desc->publish;
+	mc_engine_deliver_publication_locked(e);
+	pthread_mutex_unlock(&e->publication_lock);
+}
+
 int mc_engine_start(struct mc_engine *e)
 {
 	struct mc_store_config scfg = {
@@ -320,18 +340,8 @@ int mc_engine_start(struct mc_engine *e)
 		inst->started = inst->initialized;
 	}
 	e->started = true;
-	/* What a backend published during its init, before the source was there to hear it. */
-	{
-		struct mc_plugin_instance *source = &e->plugins[MC_SLOT_SOURCE];
-		struct mc_publication now;
-
-		pthread_mutex_lock(&e->publication_lock);
-		now = e->publication;
-		pthread_mutex_unlock(&e->publication_lock);
-		if (source->started && source->desc->publish &&
-		    (now.inbound_generation || now.wireguard_public_key[0]))
-			source->desc->publish(&source->ctx, &now);
-	}
+	/* With what a backend published before the source was there to hear it. */
+	source_hears_publication(e, true);
 	return 0;
 fail:
 	e->started = true;
@@ -348,6 +358,7 @@ void mc_engine_stop(struct mc_engine *e)
 {
 	if (!e->started)
 		return;
+	source_hears_publication(e, false);
 	/* The source first, so no new keys arrive while the queue drains. */
 	for (int slot = MC_SLOT_COUNT - 1; slot >= 0; slot--) {
 		struct mc_plugin_instance *inst = &e->plugins[slot];

@@ -22,6 +22,7 @@
 #define MC_ENGINE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <systemd/sd-event.h>
 
@@ -49,6 +50,12 @@ void mc_engine_free(struct mc_engine *e);
 const struct mc_config *mc_engine_config(const struct mc_engine *e);
 /* The engine's metrics registry (the work queue's, the plugins'); the engine owns it. */
 struct mc_metrics *mc_engine_metrics(const struct mc_engine *e);
+/*
+ * Whether every reconcile worker is waiting for a key or has been on its current one for at
+ * most max_busy_ns (the systemd watchdog's test: a worker stuck in a plugin must get the agent
+ * restarted as a hung main loop would). false: *stuck (if not NULL) is a stuck worker's number.
+ */
+bool mc_engine_workers_alive(struct mc_engine *e, uint64_t max_busy_ns, unsigned *stuck);
 /* The source's last word: whether it holds a complete view, and a short status. */
 bool mc_engine_ready(struct mc_engine *e);
 const char *mc_engine_status(struct mc_engine *e, char *buf, size_t size);

@@ -268,8 +268,6 @@ static int host_pod_state(struct mc_plugin_ctx *ctx, const struct mc_ip *ip,
 static int host_publish(struct mc_plugin_ctx *ctx, const struct mc_publication *p)
 {
 	struct mc_engine *e = mc_instance(ctx)->engine;
-	struct mc_plugin_instance *source = &e->plugins[MC_SLOT_SOURCE];
-	struct mc_publication now;
 	bool changed = false;
 
 	if (!p || p->struct_size < offsetof(struct mc_publication, wireguard_public_key))
@@ -286,10 +284,9 @@ static int host_publish(struct mc_plugin_ctx *ctx, const struct mc_publication *
 		e->publication.wireguard_public_key[sizeof(p->wireguard_public_key) - 1] = '\0';
 		changed = true;
 	}
-	now = e->publication;
+	if (changed)
+		mc_engine_deliver_publication_locked(e);
 	pthread_mutex_unlock(&e->publication_lock);
-	if (changed && source->started && source->desc->publish)
-		source->desc->publish(&source->ctx, &now);
 	return 0;
 }
 

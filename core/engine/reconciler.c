@@ -8,8 +8,11 @@
  * the peers that exist and releases the indices of the others.
  */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine-internal.h"
 #include "log.h"
@@ -378,16 +381,35 @@ void mc_reconciler_open(struct mc_engine *e)
 	set_gate(e, true);
 }
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+struct worker_arg {
+	struct mc_engine *e;
+	_Atomic uint64_t *busy_since;
+};
+
 static void *worker(void *arg)
 {
-	struct mc_engine *e = arg;
+	struct mc_engine *e = ((struct worker_arg *)arg)->e;
+	_Atomic uint64_t *busy_since = ((struct worker_arg *)arg)->busy_since;
 	struct mc_key key;
 	char what[64];
 
+	free(arg);
 	if (!wait_for_gate(e))
 		return NULL; /* what is queued was seen in a partial view: the next start redoes it */
 	while (keyq_get(e->queue, &key)) {
-		int r = reconcile(e, &key);
+		int r;
+
+		atomic_store(busy_since, monotonic_ns());
+		r = reconcile(e, &key);
+		atomic_store(busy_since, 0);
 
 		if (r == 0) {
 			atomic_fetch_add(&e->reconciled, 1);
@@ -419,15 +441,29 @@ int mc_reconciler_start(struct mc_engine *e)
 	int r;
 
 	e->workers = calloc(e->cfg->workers, sizeof(*e->workers));
-	if (!e->workers)
+	e->busy_since = calloc(e->cfg->workers, sizeof(*e->busy_since));
+	if (!e->workers || !e->busy_since) {
+		free(e->workers);
+		free(e->busy_since);
+		e->workers = NULL;
+		e->busy_since = NULL;
 		return -ENOMEM;
+	}
 	/* Writer first: a gc must not wait behind a stream of applies. */
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&e->apply_lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	for (e->n_workers = 0; e->n_workers < e->cfg->workers; e->n_workers++) {
-		r = -pthread_create(&e->workers[e->n_workers], NULL, worker, e);
+		struct worker_arg *wa = malloc(sizeof(*wa));
+
+		r = wa ? 0 : -ENOMEM;
+		if (wa) {
+			*wa = (struct worker_arg){ e, &e->busy_since[e->n_workers] };
+			r = -pthread_create(&e->workers[e->n_workers], NULL, worker, wa);
+			if (r < 0)
+				free(wa);
+		}
 		if (r < 0) {
 			mc_reconciler_drain(e);
 			return r;
@@ -446,6 +482,24 @@ void mc_reconciler_drain(struct mc_engine *e)
 		pthread_join(e->workers[i], NULL);
 	pthread_rwlock_destroy(&e->apply_lock);
 	free(e->workers);
+	free(e->busy_since);
 	e->workers = NULL;
+	e->busy_since = NULL;
 	e->n_workers = 0;
+}
+
+bool mc_engine_workers_alive(struct mc_engine *e, uint64_t max_busy_ns, unsigned *stuck)
+{
+	uint64_t now = monotonic_ns();
+
+	for (unsigned i = 0; e && i < e->n_workers; i++) {
+		uint64_t since = atomic_load(&e->busy_since[i]);
+
+		if (since && now - since > max_busy_ns) {
+			if (stuck)
+				*stuck = i;
+			return false;
+		}
+	}
+	return true;
 }

@@ -26,8 +26,36 @@ struct daemon {
 	struct mc_engine *engine;
 	struct mc_control *control;
 	struct mc_metrics_http *metrics;
+	uint64_t watchdog_usec; /* WatchdogSec= as systemd passed it; 0: no watchdog */
+	bool watchdog_starved;  /* a worker is stuck: pings withheld (logged once) */
 	int exit_code;
 };
+
+/*
+ * Every half watchdog interval: WATCHDOG=1, but only while the loop runs (this is the loop)
+ * and no worker has spent a whole interval on one key. A stuck worker gets the agent restarted
+ * by systemd, which leaves the dataplane in place.
+ */
+static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct daemon *d = userdata;
+	unsigned stuck = 0;
+
+	if (mc_engine_workers_alive(d->engine, d->watchdog_usec * 1000, &stuck)) {
+		if (d->watchdog_starved)
+			mc_log_notice("the reconcile workers are moving again: systemd watchdog pings "
+				      "resume");
+		d->watchdog_starved = false;
+		sd_notify(false, "WATCHDOG=1");
+	} else if (!d->watchdog_starved) {
+		d->watchdog_starved = true;
+		mc_log_error("reconcile worker %u has been on one key for more than %llu ms: no "
+			     "systemd watchdog pings until it moves (systemd restarts a hung agent)",
+			     stuck, (unsigned long long)(d->watchdog_usec / 1000));
+	}
+	(void)sd_event_source_set_time(s, usec + d->watchdog_usec / 2);
+	return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
 
 static void help(void)
 {
@@ -250,10 +278,10 @@ static int run(struct daemon *d, bool check_only)
 	r = sd_event_default(&d->event);
 	if (r < 0)
 		return mc_log_error_errno(r, "sd-event: %m"), EXIT_FAILURE;
-	/* Under WatchdogSec=, the loop itself sends WATCHDOG=1: a loop that hangs is restarted,
-	 * and a restart leaves the dataplane in place. */
-	r = sd_event_set_watchdog(d->event, true);
-	if (r < 0)
+	/* Under WatchdogSec=, the loop itself sends WATCHDOG=1 (on_watchdog). */
+	if (sd_watchdog_enabled(false, &d->watchdog_usec) > 0 &&
+	    (r = sd_event_add_time_relative(d->event, NULL, CLOCK_MONOTONIC, d->watchdog_usec / 2,
+					    d->watchdog_usec / 20, on_watchdog, d)) < 0)
 		mc_log_errno(LOG_WARNING, r, "systemd watchdog: %m (not kept alive)");
 
 	if (prepare_engine(d, &e) < 0)

@@ -54,19 +54,26 @@ bool mci_prog_is(__u32 prog_id, int prog_fd)
 {
 	__u32 ids_have[16], ids_want[16];
 	struct bpf_prog_info have, want;
-	int fd = bpf_prog_get_fd_by_id(prog_id);
 	bool same;
+	int fd;
 
+	/* Our own pinned program: known by its id, which needs no CAP_SYS_ADMIN (the unit does
+	 * not grant it). */
+	if (prog_info(prog_fd, &want, ids_want, 16) < 0)
+		return false;
+	if (want.id == prog_id)
+		return true;
+	/* Another instance of the same program: opening it by id needs CAP_SYS_ADMIN; without,
+	 * it is taken for foreign and replaced by ours, which is correct, only not needed. */
+	fd = bpf_prog_get_fd_by_id(prog_id);
 	if (fd < 0)
 		return false;
 	/* The tag hashes the instructions with the map references blanked: same code. The map
 	 * ids tell whether it uses the maps we fill. */
 	same = prog_info(fd, &have, ids_have, 16) == 0 &&
-	       prog_info(prog_fd, &want, ids_want, 16) == 0 &&
-	       (have.id == want.id ||
-		(memcmp(have.tag, want.tag, sizeof(have.tag)) == 0 &&
-		 have.nr_map_ids == want.nr_map_ids && have.nr_map_ids <= 16 &&
-		 memcmp(ids_have, ids_want, have.nr_map_ids * sizeof(__u32)) == 0));
+	       memcmp(have.tag, want.tag, sizeof(have.tag)) == 0 &&
+	       have.nr_map_ids == want.nr_map_ids && have.nr_map_ids <= 16 &&
+	       memcmp(ids_have, ids_want, have.nr_map_ids * sizeof(__u32)) == 0;
 	close(fd);
 	return same;
 }

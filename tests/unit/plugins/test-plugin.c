@@ -14,7 +14,7 @@
  * Dataplane calls trace "<name> peer NODE index I", "<name> pod IP role R index I",
  * "<name> local NODE", "<name> gc N" and "<name> cleanup"; fail_apply = N makes the first N
  * applies of each key fail with -EIO (retried), permanent = yes makes peer applies fail with
- * -MC_EPERMANENT.
+ * -MC_EPERMANENT, hang_apply = D makes every peer apply take D (a worker that hangs).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <meshcrypt/host.h>
 #include <meshcrypt/plugin.h>
@@ -136,6 +137,14 @@ static int test_peer(struct mc_plugin_ctx *ctx, const struct mc_peer_state *s)
 	int r;
 
 	snprintf(key, sizeof(key), "peer %s", s->name);
+	{
+		uint64_t hang = ctx->host->config_duration_ns(ctx, "hang_apply");
+		struct timespec ts = { .tv_sec = (time_t)(hang / 1000000000),
+				       .tv_nsec = (long)(hang % 1000000000) };
+
+		while (hang && nanosleep(&ts, &ts) < 0)
+			;
+	}
 	r = maybe_fail(ctx, key);
 	if (r == 0 && ctx->host->config_bool(ctx, "permanent"))
 		r = -MC_EPERMANENT;
@@ -206,6 +215,7 @@ static const struct mc_option test_options[] = {
 	{ .name = "period", .type = MC_OPTION_DURATION, .default_value = "5s" },
 	{ .name = "fail_apply", .type = MC_OPTION_INT, .default_value = "0", .min = 0, .max = 100 },
 	{ .name = "permanent", .type = MC_OPTION_BOOL, .default_value = "no" },
+	{ .name = "hang_apply", .type = MC_OPTION_DURATION, .default_value = "0s" },
 	{ 0 }
 };
 
