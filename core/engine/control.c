@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "log.h"
 #include "util.h"
+#include "xfrm-errors.h"
 
 /* The loop must never wait for a client: a slow, silent or vanished one only costs its slot
  * until one of these limits drops it. */
@@ -75,6 +76,22 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 
 /* The answer is rendered at once, so the client sees one consistent snapshot however slowly it
  * reads, and the engine's writers keep their FILE* interface. */
+/* The daemon's own network namespace's counters: those of the node it programs. */
+static void write_xfrm_errors(FILE *out)
+{
+	_cleanup_fclose_ FILE *in = fopen("/proc/net/xfrm_stat", "re");
+	int r;
+
+	if (!in) {
+		fprintf(out, "error: /proc/net/xfrm_stat: %s (is xfrm in this kernel?)\n",
+			strerror(errno));
+		return;
+	}
+	r = mc_xfrm_errors_write(in, out);
+	if (r < 0)
+		fprintf(out, "error: /proc/net/xfrm_stat: %s\n", strerror(-r));
+}
+
 static int render(struct mc_client *cl)
 {
 	struct mc_engine *e = *cl->control->engine;
@@ -93,8 +110,11 @@ static int render(struct mc_client *cl)
 		mc_engine_write_plan(e, out);
 	else if (strcmp(cl->cmd, "wireguard-key") == 0)
 		mc_engine_write_wireguard_key(e, out);
+	else if (strcmp(cl->cmd, "xfrm-errors") == 0)
+		write_xfrm_errors(out);
 	else
-		fprintf(out, "error: unknown command \"%s\" (status, plan, wireguard-key)\n", cl->cmd);
+		fprintf(out, "error: unknown command \"%s\" (status, plan, wireguard-key, "
+			"xfrm-errors)\n", cl->cmd);
 	if (fclose(out) != 0) {
 		free(buf);
 		return -ENOMEM;

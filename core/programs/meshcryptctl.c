@@ -19,10 +19,15 @@ static void help(void)
 	printf("Usage: meshcryptctl [--run-dir DIR] COMMAND\n"
 	       "Commands:\n"
 	       "  status   readiness, plugins, object counts, reconciler counters\n"
+	       "           (exit status 3 while meshcryptd is not ready)\n"
 	       "  plan     the desired dataplane state (peers, prefixes, managed pods)\n"
 	       "  wireguard-key  this node's WireGuard public key, for the cluster file\n"
+	       "  xfrm-errors    the non-zero xfrm error counters, what they count and the "
+	       "likely cause\n"
 	       "Options:\n"
-	       "  --run-dir DIR   meshcryptd's [core] run_dir [/run/meshcrypt]\n");
+	       "  --run-dir DIR   meshcryptd's [core] run_dir [/run/meshcrypt]\n"
+	       "Exit status: 0, 1 on an error (meshcryptd not running, a command it refused), 3\n"
+	       "for status while not ready.\n");
 }
 
 /* Writes all of buf; -EPIPE when the reader of stdout has gone (`| head`). */
@@ -52,7 +57,9 @@ int main(int argc, char **argv)
 	/* A daemon that accepts and then says nothing must not hang a script forever. */
 	const struct timeval timeout = { .tv_sec = 10 };
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	bool first = true, error = false;
+	bool first = true, error = false, not_ready = false;
+	char head[4096]; /* the answer's beginning, where status says whether it is ready */
+	size_t head_len = 0;
 	const char *run_dir = "/run/meshcrypt";
 	char buf[65536];
 	ssize_t n;
@@ -77,8 +84,12 @@ int main(int argc, char **argv)
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) < 0 ||
 	    connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		fprintf(stderr, "meshcryptctl: cannot reach meshcryptd at %s: %s\n", addr.sun_path,
-			strerror(errno));
+		if (errno == ENOENT || errno == ECONNREFUSED)
+			fprintf(stderr, "meshcryptctl: meshcryptd is not running (no daemon answers "
+				"at %s)\n", addr.sun_path);
+		else
+			fprintf(stderr, "meshcryptctl: cannot reach meshcryptd at %s: %s\n",
+				addr.sun_path, strerror(errno));
 		return EXIT_FAILURE;
 	}
 	n = snprintf(buf, sizeof(buf), "%s\n", argv[optind]);
@@ -101,6 +112,15 @@ int main(int argc, char **argv)
 		if (first)
 			error = n >= 6 && strncmp(buf, "error:", 6) == 0;
 		first = false;
+		if (head_len < sizeof(head) - 1) {
+			size_t take = (size_t)n < sizeof(head) - 1 - head_len ? (size_t)n :
+										sizeof(head) - 1 - head_len;
+
+			memcpy(head + head_len, buf, take);
+			head_len += take;
+			head[head_len] = '\0';
+			not_ready = strstr(head, "\nready: no\n") != NULL;
+		}
 		c = write_all(STDOUT_FILENO, buf, (size_t)n);
 		if (c == -EPIPE)
 			return error ? EXIT_FAILURE : EXIT_SUCCESS; /* the reader had enough */
@@ -114,5 +134,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "meshcryptctl: meshcryptd closed without answering\n");
 		return EXIT_FAILURE;
 	}
-	return error ? EXIT_FAILURE : EXIT_SUCCESS;
+	if (error)
+		return EXIT_FAILURE;
+	/* a script's `meshcryptctl status` tells a node that is not ready yet */
+	return strcmp(argv[optind], "status") == 0 && not_ready ? 3 : EXIT_SUCCESS;
 }

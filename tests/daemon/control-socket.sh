@@ -82,7 +82,7 @@ for _ in $(seq 100); do grep -q "control socket" "$tmp/log2" && break; sleep 0.0
 grep -q "control socket.*in use" "$tmp/log2" || fail "second daemon: $(cat "$tmp/log2")"
 kill "$second"; wait "$second" || true
 [ -S "$sock" ] || fail "the second daemon removed the first one's socket"
-ctl status > /dev/null || fail "the first daemon stopped answering"
+status > /dev/null || fail "the first daemon stopped answering"
 alive
 
 # Nothing alarming in the log for all this.
@@ -95,13 +95,21 @@ stop_daemon
 
 # A killed daemon's stale socket is replaced by the next one.
 start_daemon
-until_ok ctl status || fail "no answer"
+until_ok status || fail "no answer"
 kill -9 "$pid"; wait "$pid" 2>/dev/null || true
 pid=
 [ -S "$sock" ] || fail "kill -9 should leave the socket behind"
 start_daemon
-until_ok ctl status || fail "the stale socket was not replaced"
+until_ok status || fail "the stale socket was not replaced"
 grep -qi "in use" "$tmp/log" && fail "stale socket taken for a live daemon"
 stop_daemon
 [ ! -e "$sock" ] || fail "socket left behind after SIGTERM"
+# with the daemon down: one clear line on stderr, nothing on stdout, exit 1
+rc=0
+ctl status >"$tmp/down.out" 2>"$tmp/down.err" || rc=$?
+[ "$rc" = 1 ] || fail "meshcryptctl with the daemon down exits $rc"
+[ ! -s "$tmp/down.out" ] && [ "$(wc -l <"$tmp/down.err")" = 1 ] &&
+	grep -q "^meshcryptctl: meshcryptd is not running" "$tmp/down.err" ||
+	fail "meshcryptctl with the daemon down: $(cat "$tmp/down.err")"
+echo "daemon down: $(cat "$tmp/down.err")"
 echo ok

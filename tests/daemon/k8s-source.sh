@@ -71,13 +71,13 @@ users:
     tokenFile: token
 KC
 start_daemon
-ready() { ctl status | grep -q '^ready: yes'; }
-until_ok ready || fail "not ready: $(ctl status)"
+ready() { status | grep -q '^ready: yes'; }
+until_ok ready || fail "not ready: $(status)"
 plan() { ctl plan; }
 plan_has() { plan | grep -q -- "$1"; }
 plan_lacks() { ! plan | grep -q -- "$1"; }
 until_ok plan_has "10.2.1.44" || fail "the initial sync lacks a pod of the third page"
-echo "initial sync: $(ctl status | grep '^status:')"
+echo "initial sync: $(status | grep '^status:')"
 grep -q "pods: listed 1200" "$tmp/log" || fail "pods not listed in full: $(grep pods: "$tmp/log")"
 
 # publication: once the backend reports its inbound side (dryrun: generation 1), node-1's
@@ -179,13 +179,13 @@ echo "restart with MeshcryptNodes listed late: nothing applied from the partial 
 # a slow API server (every request stalls 3 s) blocks nothing: the daemon answers at once
 post mode '{"slow": 3, "cut": true}'
 t0=$(date +%s%N)
-ctl status >/dev/null || fail "status fails while the API server is slow"
+status >/dev/null || fail "status fails while the API server is slow"
 t1=$(date +%s%N)
 [ $(((t1 - t0) / 1000000)) -lt 1000 ] || fail "status took $(((t1 - t0) / 1000000)) ms while the API server is slow"
 kill -HUP "$pid"
 sleep 1
 t0=$(date +%s%N)
-ctl status | grep -q "^ready: no" || fail "during a reload on a slow API server the source claims to be ready"
+status | grep -q "^ready: no" || fail "during a reload on a slow API server the source claims to be ready"
 t1=$(date +%s%N)
 [ $(((t1 - t0) / 1000000)) -lt 1000 ] || fail "status took $(((t1 - t0) / 1000000)) ms during the reload"
 post mode '{"slow": 0}'

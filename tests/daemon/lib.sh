@@ -13,6 +13,8 @@ cleanup() {
 trap cleanup EXIT
 
 ctl() { "$build/core/programs/meshcryptctl" --run-dir "$tmp/run" "$@"; }
+# status: meshcryptctl status, succeeding whenever the daemon answers (ready or not: exit 3)
+status() { ctl status || [ $? = 3 ]; }
 
 fail() {
 	echo "FAIL: $*" >&2

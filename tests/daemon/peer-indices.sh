@@ -29,7 +29,7 @@ wait_synced() { until_ok grep -q "$1" "$tmp/log" || fail "never saw: $1"; }
 
 start_daemon
 wait_synced 'peer node-3: index'
-until_ok ctl status || fail "daemon not answering"
+until_ok status || fail "daemon not answering"
 stop_daemon
 i2=$(index_of node-2) i3=$(index_of node-3)
 [ -n "$i2" ] && [ -n "$i3" ] && [ "$i2" != "$i3" ] || fail "indices node-2=$i2 node-3=$i3"
@@ -41,14 +41,14 @@ echo "first start: node-2=$i2 node-3=$i3"
 reorder
 start_daemon
 wait_synced 'loaded 22 objects'
-until_ok ctl status || fail "daemon not answering after restart"
+until_ok status || fail "daemon not answering after restart"
 [ "$(index_of node-2)" = "$i2" ] && [ "$(index_of node-3)" = "$i3" ] || fail "restart changed indices"
 # SIGHUP reload, items back in the original order
 reorder
 kill -HUP "$pid"
 until_ok grep -q 'reloading' "$tmp/log" || fail "no reload"
 sleep 0.5
-until_ok ctl status || fail "daemon not answering after reload"
+until_ok status || fail "daemon not answering after reload"
 [ "$(index_of node-2)" = "$i2" ] && [ "$(index_of node-3)" = "$i3" ] || fail "reload changed indices"
 grep -q 'peer node-[23]: index' <(sed -n '/reloading/,$p' "$tmp/log") &&
 	fail "the reload re-applied an unchanged peer: $(sed -n '/reloading/,$p' "$tmp/log")"

@@ -53,15 +53,18 @@ json.dump(doc, sys.stdout, indent=1)
 PY
 }
 
-not_ready() { ctl status 2>/dev/null | grep -q '^ready: no'; }
+not_ready() { status 2>/dev/null | grep -q '^ready: no'; }
 for _ in $(seq 250); do not_ready && break; sleep 0.02; done
 not_ready || fail "a daemon on a broken file does not report not-ready"
-ctl status | grep -q '^status: .*cluster.json:[0-9]*:[0-9]*: JSON' || fail "status does not say why: $(ctl status)"
-echo "broken first file: running, $(ctl status | grep '^status:')"
+status | grep -q '^status: .*cluster.json:[0-9]*:[0-9]*: JSON' || fail "status does not say why: $(status)"
+rc=0
+ctl status >/dev/null || rc=$?
+[ "$rc" = 3 ] || fail "meshcryptctl status exits $rc while not ready, not 3"
+echo "broken first file: running, $(status | grep '^status:'), meshcryptctl status exits 3"
 cp "$src/examples/cluster-3node.json" "$tmp/next.json"
 mv "$tmp/next.json" "$tmp/cluster.json"
 wait_plan 'node-2' present 5000 >/dev/null
-ctl status | grep -q '^ready: yes' || fail "not ready after the file was fixed"
+status | grep -q '^ready: yes' || fail "not ready after the file was fixed"
 echo "fixed: ready, plan has peer node-2"
 
 # 1. written in place: a new managed pod on node-2
@@ -86,7 +89,7 @@ after=$(ctl plan)
 grep -q "cluster.json:[0-9]*:[0-9]*: .*keeping the last good state" "$tmp/log" ||
 	fail "no precise error for the broken file"
 echo "broken edit rejected: $(grep 'keeping the last good state' "$tmp/log" | tail -1)"
-ctl status | grep -q '^ready: yes' || fail "not ready after a broken edit"
+status | grep -q '^ready: yes' || fail "not ready after a broken edit"
 
 # 4. repaired: the original file again
 cp "$src/examples/cluster-3node.json" "$tmp/next.json"

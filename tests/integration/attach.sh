@@ -26,7 +26,7 @@ FOREIGN="bytecode '1,6 0 0 0'"
 
 
 pins() { echo "$LAB_DIR/nodes/$1/bpffs/meshcrypt"; }
-status_of() { "$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/$1/run" status; }
+status_of() { "$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/$1/run" status || [ $? = 3 ]; }
 counter() { status_of "$1" | awk -v n="$2" '$1 == "bpf:" && $2 == n { print $3 }'; }
 
 # ours NODE DEV ingress|egress: "NAME ID" of the program of ours on that hook, nothing if none;

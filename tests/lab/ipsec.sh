@@ -127,6 +127,15 @@ for node in "${LAB_NODES[@]}"; do
 	lab_check "$node: XfrmInTmplMismatch, XfrmInNoStates and XfrmOutNoStates are 0" test \
 		"$(lab_xfrm_stat "$node" XfrmInTmplMismatch)$(lab_xfrm_stat "$node" XfrmInNoStates)$(lab_xfrm_stat "$node" XfrmOutNoStates)" = 000
 done
+# meshcryptctl xfrm-errors reads the counters of the agent's node (node1's): the three above
+# are 0, so absent; anything it shows comes with its cause
+xfrm_errors=$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" xfrm-errors)
+explained() {
+	[[ $xfrm_errors == "no xfrm errors (every counter of /proc/net/xfrm_stat is 0)" ]] ||
+		! grep -v "; likely: " <<<"$xfrm_errors" | grep -q . &&
+		! grep -q "XfrmInTmplMismatch\|XfrmInNoStates\|XfrmOutNoStates" <<<"$xfrm_errors"
+}
+lab_check "meshcryptctl xfrm-errors on node1 explains what it shows: $(head -c 300 <<<"$xfrm_errors")" explained
 
 # --- 4. the keys, computed independently -------------------------------------------------------
 check_key() { # NODE SRC-NODE DST-NODE FAMILY

@@ -108,6 +108,18 @@ plan=$("$meshcryptd" --config "$tmp/example.conf" --plugin-dir "$tmp/plugins" \
 grep -q 'node-2' <<< "$plan" || fail "plan lacks peer node-2: $plan"
 grep -q 'peer node-3: index [0-9]*, addresses' "$tmp/log" || fail "dryrun did not log peer node-3: $(cat "$tmp/log")"
 
+# bash completion: the commands meshcryptctl's help lists, nothing after a command
+completions=$(bash -c 'source "$1"; COMP_WORDS=(meshcryptctl ""); COMP_CWORD=1; _meshcryptctl
+	printf "%s\n" "${COMPREPLY[@]}"' sh "$src/packaging/bash-completion/meshcryptctl" | sort | tr '\n' ' ')
+listed=$("$build/core/programs/meshcryptctl" --help | awk '/^Commands:/ { on = 1; next } /^Options:/ { on = 0 }
+	on && /^  [a-z]/ { print $1 }' | sort | tr '\n' ' ')
+if [ "$completions" = "$listed" ]; then
+	echo "ok: bash completion offers $completions"
+else
+	echo "FAIL: bash completion offers '$completions', meshcryptctl --help lists '$listed'"
+	failures=$((failures + 1))
+fi
+
 if [ "$failures" != 0 ]; then
 	echo "$failures failed"
 	exit 1
