@@ -2,6 +2,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,16 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 
 /* The answer is rendered at once, so the client sees one consistent snapshot however slowly it
  * reads, and the engine's writers keep their FILE* interface. */
+/* The same path as systemctl reload: SIGHUP to ourselves, handled by the loop once this answer
+ * is rendered (the new configuration is validated before anything stops). */
+static void request_reload(FILE *out)
+{
+	if (kill(getpid(), SIGHUP) < 0)
+		fprintf(out, "error: cannot reload: %s\n", strerror(errno));
+	else
+		fputs("reload requested: the log and `meshcryptctl status` tell how it went\n", out);
+}
+
 /* The daemon's own network namespace's counters: those of the node it programs. */
 static void write_xfrm_errors(FILE *out)
 {
@@ -112,9 +123,11 @@ static int render(struct mc_client *cl)
 		mc_engine_write_wireguard_key(e, out);
 	else if (strcmp(cl->cmd, "xfrm-errors") == 0)
 		write_xfrm_errors(out);
+	else if (strcmp(cl->cmd, "reload") == 0)
+		request_reload(out);
 	else
 		fprintf(out, "error: unknown command \"%s\" (status, plan, wireguard-key, "
-			"xfrm-errors)\n", cl->cmd);
+			"xfrm-errors, reload)\n", cl->cmd);
 	if (fclose(out) != 0) {
 		free(buf);
 		return -ENOMEM;

@@ -24,6 +24,7 @@ static void help(void)
 	       "  wireguard-key  this node's WireGuard public key, for the cluster file\n"
 	       "  xfrm-errors    the non-zero xfrm error counters, what they count and the "
 	       "likely cause\n"
+	       "  reload   re-read the configuration (as SIGHUP or systemctl reload)\n"
 	       "Options:\n"
 	       "  --run-dir DIR   meshcryptd's [core] run_dir [/run/meshcrypt]\n"
 	       "Exit status: 0, 1 on an error (meshcryptd not running, a command it refused), 3\n"

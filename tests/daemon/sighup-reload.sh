@@ -44,10 +44,10 @@ ctl plan | grep -q '^local node-1' || fail "the running configuration did not st
 echo "bad configuration rejected, node-1 still in force"
 
 write_config node-2 ""
-kill -HUP "$pid"
+ctl reload | grep -q '^reload requested' || fail "meshcryptctl reload was not taken"
 until_ok sh -c "'$build/core/programs/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-2'" ||
 	fail "good configuration not applied"
-echo "good configuration applied: now node-2"
+echo "good configuration applied by meshcryptctl reload: now node-2"
 
 write_config node-3 "" tbackend $'[plugin.tbackend]\nfail_init = yes'
 kill -HUP "$pid"
