@@ -39,7 +39,8 @@ echo "lintian: no errors ($(grep -c '^W:' "$tmp/lintian.log" || true) warnings)"
 dpkg -i "${debs[@]}" >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "dpkg -i failed"; }
 unit=/lib/systemd/system/meshcryptd.service
 for f in /usr/sbin/meshcryptd /usr/bin/meshcryptctl "$unit" /usr/lib/modules-load.d/meshcrypt.conf \
-	/usr/include/meshcrypt/plugin.h /usr/share/bash-completion/completions/meshcryptctl; do
+	/usr/include/meshcrypt/plugin.h /usr/share/bash-completion/completions/meshcryptctl \
+	/usr/share/man/man8/meshcryptd.8.gz /usr/share/man/man5/meshcrypt.ini.5.gz; do
 	[[ -e $f ]] || fail "$f is not installed"
 done
 ls /usr/lib/*/meshcrypt/plugins-*/backend-dryrun.so >/dev/null || fail "no plugins installed"
