@@ -57,6 +57,8 @@ struct mc_engine {
 	void *ready_userdata;
 
 	atomic_ulong reconciled, failed, permanent_failures, resyncs;
+	atomic_ulong apply_errors[MC_SLOT_COUNT]; /* a dataplane plugin's apply returned < 0 */
+	struct mc_metrics_collector *metrics_collector; /* engine-metrics.c */
 
 	/* Peer indices, and a cache of them by the store's peer id for pod keys. */
 	struct mc_peer_index *peer_index;
@@ -92,6 +94,9 @@ void mc_host_release_handles(struct mc_plugin_instance *inst);
 /* With publication_lock held: hands the publication to the source if it hears them and there
  * is something to publish. Under the lock, so that the source never gets an older one last. */
 void mc_engine_deliver_publication_locked(struct mc_engine *e);
+
+/* Registers the engine's own metrics in its registry (engine-metrics.c). 0 or -errno. */
+int mc_engine_metrics_register(struct mc_engine *e);
 
 int mc_reconciler_start(struct mc_engine *e);
 /* Lets the workers take keys: the source's view is complete for the first time. */

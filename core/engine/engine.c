@@ -148,6 +148,9 @@ int mc_engine_new(struct mc_config *cfg, sd_event *event, struct mc_engine **out
 	pthread_mutex_init(&e->gate_lock, NULL);
 	pthread_cond_init(&e->gate_cond, NULL);
 	e->publication.struct_size = sizeof(e->publication);
+	r = mc_engine_metrics_register(e);
+	if (r < 0)
+		goto fail;
 
 	r = mc_config_check_plugin_sections(cfg, &cerr);
 	if (r < 0) {

@@ -117,6 +117,8 @@ static int apply(struct mc_engine *e, const struct mc_key *key, const void *stat
 			r = ops->secret_changed ? ops->secret_changed(&inst->ctx) : 0;
 			break;
 		}
+		if (r < 0)
+			atomic_fetch_add(&e->apply_errors[order[i]], 1);
 		if (r < 0 && !guard_first)
 			return r;
 		if (r < 0 && !first_error)

@@ -23,6 +23,27 @@ for family in workqueue_depth workqueue_queue_duration_seconds_bucket \
 done
 echo "GET /metrics serves the work queue metrics"
 
+# A real Prometheus text-format parser (Debian's python3-prometheus-client, so Debian's python3)
+# reads all of it, and the engine's own families are there.
+/usr/bin/python3 - "$body" <<'PY' || fail "the Prometheus parser rejects /metrics or families are missing"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+
+families = {f.name: f for f in text_string_to_metric_families(sys.argv[1])}
+want = {"meshcrypt_ready": "gauge", "meshcrypt_reconcile": "counter",
+        "meshcrypt_store_objects": "gauge", "meshcrypt_plugin_apply": "counter",
+        "meshcrypt_key_generation_published": "gauge", "meshcrypt_xfrm_errors": "counter",
+        "workqueue_adds": "counter", "workqueue_queue_duration_seconds": "histogram"}
+for name, kind in want.items():
+    if name not in families or families[name].type != kind:
+        sys.exit(f"{name} ({kind}) missing: {sorted(families)}")
+pods = [s.value for s in families["meshcrypt_store_objects"].samples if s.labels["kind"] == "pod"]
+ready = families["meshcrypt_ready"].samples[0].value
+if pods != [pods[0]] or pods[0] < 1 or ready != 1:
+    sys.exit(f"store objects {pods}, ready {ready}")
+print(f"prometheus_client parsed {len(families)} families, {sum(len(f.samples) for f in families.values())} samples")
+PY
+
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" = 404 ] || fail "/ not 404"
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$url")" = 405 ] || fail "POST not 405"
 echo "other paths and methods refused"
