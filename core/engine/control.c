@@ -75,8 +75,6 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-/* The answer is rendered at once, so the client sees one consistent snapshot however slowly it
- * reads, and the engine's writers keep their FILE* interface. */
 /* The same path as systemctl reload: SIGHUP to ourselves, handled by the loop once this answer
  * is rendered (the new configuration is validated before anything stops). */
 static void request_reload(FILE *out)
@@ -103,6 +101,8 @@ static void write_xfrm_errors(FILE *out)
 		fprintf(out, "error: /proc/net/xfrm_stat: %s\n", strerror(-r));
 }
 
+/* The answer is rendered at once, so the client sees one consistent snapshot however slowly it
+ * reads, and the engine's writers keep their FILE* interface. */
 static int render(struct mc_client *cl)
 {
 	struct mc_engine *e = *cl->control->engine;
@@ -117,6 +117,8 @@ static int render(struct mc_client *cl)
 		fputs("error: no engine running\n", out);
 	else if (strcmp(cl->cmd, "status") == 0)
 		mc_engine_write_status(e, out);
+	else if (strcmp(cl->cmd, "status --json") == 0)
+		mc_engine_write_status_json(e, out);
 	else if (strcmp(cl->cmd, "plan") == 0)
 		mc_engine_write_plan(e, out);
 	else if (strcmp(cl->cmd, "wireguard-key") == 0)

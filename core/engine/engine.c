@@ -498,22 +498,56 @@ int mc_engine_write_plan(struct mc_engine *e, FILE *f)
 	return e->store ? mc_store_write_plan(e->store, f) : -ENODATA;
 }
 
-/* The attach plugin's BPF counters (meshcrypt_bpf_*), as "bpf: NAME VALUE" lines: what the
- * programs marked, saw and dropped (docs/attach.md). */
-static void write_dataplane_counters(struct mc_engine *e, FILE *f)
+/* Calls fn(name, value) for each of the attach plugin's BPF counters (meshcrypt_bpf_*): what
+ * the programs marked, saw and dropped (docs/attach.md). */
+static void each_dataplane_counter(struct mc_engine *e,
+				   void (*fn)(FILE *f, const char *name, const char *value, bool first),
+				   FILE *f)
 {
 	static const char prefix[] = "meshcrypt_bpf_";
 	_cleanup_free_ char *text = mc_metrics_render(e->metrics, NULL);
+	bool first = true;
 
 	for (char *line = text; line && *line;) {
-		char *end = strchr(line, '\n');
+		char *end = strchr(line, '\n'), *space;
 
 		if (end)
 			*end = '\0';
-		if (strncmp(line, prefix, sizeof(prefix) - 1) == 0)
-			fprintf(f, "bpf: %s\n", line + sizeof(prefix) - 1);
+		if (strncmp(line, prefix, sizeof(prefix) - 1) == 0 && (space = strchr(line, ' '))) {
+			*space = '\0';
+			fn(f, line + sizeof(prefix) - 1, space + 1, first);
+			first = false;
+		}
 		line = end ? end + 1 : NULL;
 	}
+}
+
+static void counter_as_text(FILE *f, const char *name, const char *value, bool first)
+{
+	(void)first;
+	fprintf(f, "bpf: %s %s\n", name, value);
+}
+
+static void counter_as_json(FILE *f, const char *name, const char *value, bool first)
+{
+	fprintf(f, "%s\"%s\": %s", first ? "" : ", ", name, value);
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
 }
 
 int mc_engine_write_wireguard_key(struct mc_engine *e, FILE *f)
@@ -554,6 +588,47 @@ int mc_engine_write_status(struct mc_engine *e, FILE *f)
 	fprintf(f, "queue: %zu waiting\nreconciled: %lu ok, %lu retried, %lu permanent failures\n",
 		e->queue ? keyq_len(e->queue) : 0, atomic_load(&e->reconciled),
 		atomic_load(&e->failed), atomic_load(&e->permanent_failures));
-	write_dataplane_counters(e, f);
+	each_dataplane_counter(e, counter_as_text, f);
+	return ferror(f) ? -EIO : 0;
+}
+
+int mc_engine_write_status_json(struct mc_engine *e, FILE *f)
+{
+	char status[sizeof(e->status)];
+	struct mc_store_stats st = { 0 };
+	unsigned generation;
+
+	if (e->store)
+		mc_store_stats(e->store, &st);
+	pthread_mutex_lock(&e->publication_lock);
+	generation = e->publication.inbound_generation;
+	pthread_mutex_unlock(&e->publication_lock);
+	fputs("{\"node\": ", f);
+	json_string(f, e->cfg->node_name);
+	fprintf(f, ", \"ready\": %s, \"status\": ", mc_engine_ready(e) ? "true" : "false");
+	json_string(f, mc_engine_status(e, status, sizeof(status)));
+	fputs(", \"plugins\": {", f);
+	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
+		const struct mc_plugin_instance *inst = &e->plugins[slot];
+
+		fprintf(f, "%s\"%s\": {\"configured\": ", slot ? ", " : "", mc_slot_name(slot));
+		json_string(f, e->cfg->slots[slot].plugin);
+		fputs(", \"running\": ", f);
+		if (inst->started)
+			json_string(f, inst->desc->name);
+		else
+			fputs("null", f);
+		fputc('}', f);
+	}
+	fprintf(f, "}, \"inbound\": \"%s\", \"key_generation_published\": %u",
+		e->cfg->dataplane.inbound == MC_INBOUND_PERMIT ? "permit" : "require", generation);
+	fprintf(f, ", \"objects\": {\"nodes\": %zu, \"meshcryptnodes\": %zu, \"namespaces\": %zu, "
+		"\"pods\": %zu}", st.nodes, st.meshcrypt_nodes, st.namespaces, st.pods);
+	fprintf(f, ", \"queue\": %zu, \"reconciled\": {\"ok\": %lu, \"retried\": %lu, "
+		"\"permanent_failures\": %lu}, \"bpf\": {",
+		e->queue ? keyq_len(e->queue) : 0, atomic_load(&e->reconciled),
+		atomic_load(&e->failed), atomic_load(&e->permanent_failures));
+	each_dataplane_counter(e, counter_as_json, f);
+	fputs("}}\n", f);
 	return ferror(f) ? -EIO : 0;
 }

@@ -66,6 +66,8 @@ void mc_engine_on_ready(struct mc_engine *e,
 /* Desired state as text (mc_store_write_plan), and a status summary for meshcryptctl. */
 int mc_engine_write_plan(struct mc_engine *e, FILE *f);
 int mc_engine_write_status(struct mc_engine *e, FILE *f);
+/* The same as one JSON object, for scripts (meshcryptctl --json status). */
+int mc_engine_write_status_json(struct mc_engine *e, FILE *f);
 /* This node's WireGuard public key, which the wireguard backend keeps in
  * <state_dir>/wireguard.pub, or an "error: ..." line. */
 int mc_engine_write_wireguard_key(struct mc_engine *e, FILE *f);

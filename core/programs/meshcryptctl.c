@@ -16,7 +16,7 @@
 
 static void help(void)
 {
-	printf("Usage: meshcryptctl [--run-dir DIR] COMMAND\n"
+	printf("Usage: meshcryptctl [--run-dir DIR] [--json] COMMAND\n"
 	       "Commands:\n"
 	       "  status   readiness, plugins, object counts, reconciler counters\n"
 	       "           (exit status 3 while meshcryptd is not ready)\n"
@@ -27,6 +27,7 @@ static void help(void)
 	       "  reload   re-read the configuration (as SIGHUP or systemctl reload)\n"
 	       "Options:\n"
 	       "  --run-dir DIR   meshcryptd's [core] run_dir [/run/meshcrypt]\n"
+	       "  --json          status as one JSON object, for scripts\n"
 	       "Exit status: 0, 1 on an error (meshcryptd not running, a command it refused), 3\n"
 	       "for status while not ready.\n");
 }
@@ -52,13 +53,14 @@ int main(int argc, char **argv)
 {
 	static const struct option options[] = {
 		{ "run-dir", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	/* A daemon that accepts and then says nothing must not hang a script forever. */
 	const struct timeval timeout = { .tv_sec = 10 };
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	bool first = true, error = false, not_ready = false;
+	bool first = true, error = false, not_ready = false, json = false;
 	char head[4096]; /* the answer's beginning, where status says whether it is ready */
 	size_t head_len = 0;
 	const char *run_dir = "/run/meshcrypt";
@@ -69,6 +71,8 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
 		if (c == 'r') {
 			run_dir = optarg;
+		} else if (c == 'j') {
+			json = true;
 		} else {
 			help();
 			return c == 'h' ? EXIT_SUCCESS : EXIT_FAILURE;
@@ -93,7 +97,7 @@ int main(int argc, char **argv)
 				addr.sun_path, strerror(errno));
 		return EXIT_FAILURE;
 	}
-	n = snprintf(buf, sizeof(buf), "%s\n", argv[optind]);
+	n = snprintf(buf, sizeof(buf), "%s%s\n", argv[optind], json ? " --json" : "");
 	if (n < 0 || (size_t)n >= sizeof(buf) || write_all(fd, buf, (size_t)n) < 0) {
 		fprintf(stderr, "meshcryptctl: cannot send the command: %s\n",
 			n < 0 || (size_t)n >= sizeof(buf) ? strerror(ENAMETOOLONG) : strerror(errno));
@@ -120,7 +124,7 @@ int main(int argc, char **argv)
 			memcpy(head + head_len, buf, take);
 			head_len += take;
 			head[head_len] = '\0';
-			not_ready = strstr(head, "\nready: no\n") != NULL;
+			not_ready = strstr(head, "\nready: no\n") || strstr(head, "\"ready\": false");
 		}
 		c = write_all(STDOUT_FILENO, buf, (size_t)n);
 		if (c == -EPIPE)

@@ -84,6 +84,19 @@ lab_check "every node installs its 8 states and 8 policies within $converge s" l
 for node in "${LAB_NODES[@]}"; do lab_xfrm_snapshot "$node"; done
 lab_check "a foreign state and policy survive the start" foreign_present
 
+# meshcryptctl --json status against the kernel: the plugins that run, the generation published
+# and the one node1's out policies use, the pods the store holds
+status_json=$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" --json status)
+json() { jq -r "$1" <<<"$status_json"; }
+policy_generation=$(lab_exec node1 ip xfrm policy list dir out | awk -v r="reqid $REQID" '
+	index($0, r) { sub(/.*spi 0x/, ""); print strtonum("0x" $1) - 256; exit }')
+lab_check "status --json: ready, xfrm and tc running ($(json '[.ready, .plugins.backend.running, .plugins.attach.running] | join(" ")'))" \
+	test "$(json '[.ready, .plugins.backend.running, .plugins.attach.running] | join(" ")')" = "true xfrm tc"
+lab_check "status --json: published generation $(json .key_generation_published) = the out policies' $policy_generation" \
+	test "$(json .key_generation_published)" = "$policy_generation"
+lab_check "status --json: $(json .objects.pods) pods = the cluster's" \
+	test "$(json .objects.pods)" = "$(jq '[.items[] | select(.kind == "Pod")] | length' "$LAB_CLUSTER_FILE")"
+
 # --- 1. all node pairs ----------------------------------------------------------------------
 marker=$(lab_marker ipsec)
 lab_capture_start wire
