@@ -88,8 +88,9 @@ lab_check "a foreign state and policy survive the start" foreign_present
 # and the one node1's out policies use, the pods the store holds
 status_json=$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" --json status)
 json() { jq -r "$1" <<<"$status_json"; }
-policy_generation=$(lab_exec node1 ip xfrm policy list dir out | awk -v r="reqid $REQID" '
-	index($0, r) { sub(/.*spi 0x/, ""); print strtonum("0x" $1) - 256; exit }')
+spi=$(lab_exec node1 ip xfrm policy list dir out | grep -o "spi 0x[0-9a-f]* reqid $REQID" | head -1)
+spi=${spi#spi 0x}
+policy_generation=$((16#${spi%% *} - 256)) # SPI 0x100 + generation (DESIGN.md §6)
 lab_check "status --json: ready, xfrm and tc running ($(json '[.ready, .plugins.backend.running, .plugins.attach.running] | join(" ")'))" \
 	test "$(json '[.ready, .plugins.backend.running, .plugins.attach.running] | join(" ")')" = "true xfrm tc"
 lab_check "status --json: published generation $(json .key_generation_published) = the out policies' $policy_generation" \
