@@ -97,6 +97,20 @@ lab_check "status --json: published generation $(json .key_generation_published)
 	test "$(json .key_generation_published)" = "$policy_generation"
 lab_check "status --json: $(json .objects.pods) pods = the cluster's" \
 	test "$(json .objects.pods)" = "$(jq '[.items[] | select(.kind == "Pod")] | length' "$LAB_CLUSTER_FILE")"
+# /metrics of node1's agent, read by a real Prometheus parser (Debian's python3-prometheus-client)
+# and compared with the kernel: node1's xfrm counters, the generation of its out policies
+scrape() {
+	lab_exec node1 curl -sf http://127.0.0.1:9474/metrics | /usr/bin/python3 -c '
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+f = {m.name: m for m in text_string_to_metric_families(sys.stdin.read())}
+xfrm = {s.labels["counter"]: int(s.value) for s in f["meshcrypt_xfrm_errors"].samples}
+print(int(f["meshcrypt_key_generation_published"].samples[0].value), int(f["meshcrypt_ready"].samples[0].value),
+      xfrm["XfrmInNoStates"], xfrm["XfrmOutNoStates"], "meshcrypt_bpf_marked" in f)'
+}
+want="$policy_generation 1 $(lab_xfrm_stat node1 XfrmInNoStates) $(lab_xfrm_stat node1 XfrmOutNoStates) True"
+lab_check "/metrics parses; generation, ready, XfrmInNoStates, XfrmOutNoStates as the kernel has them ($want)" \
+	test "$(scrape)" = "$want"
 
 # --- 1. all node pairs ----------------------------------------------------------------------
 marker=$(lab_marker ipsec)
