@@ -85,6 +85,17 @@ static void request_reload(FILE *out)
 		fputs("reload requested: the log and `meshcryptctl status` tell how it went\n", out);
 }
 
+/* "explain SRC DST" */
+static void explain(struct mc_engine *e, const char *args, FILE *out)
+{
+	char src[64], dst[64], extra;
+
+	if (sscanf(args, "%63s %63s %c", src, dst, &extra) != 2)
+		fputs("error: usage: explain SRC DST\n", out);
+	else
+		(void)mc_engine_explain(e, src, dst, out);
+}
+
 /* The daemon's own network namespace's counters: those of the node it programs. */
 static void write_xfrm_errors(FILE *out)
 {
@@ -127,9 +138,11 @@ static int render(struct mc_client *cl)
 		write_xfrm_errors(out);
 	else if (strcmp(cl->cmd, "reload") == 0)
 		request_reload(out);
+	else if (strncmp(cl->cmd, "explain ", 8) == 0)
+		explain(e, cl->cmd + 8, out);
 	else
 		fprintf(out, "error: unknown command \"%s\" (status, plan, wireguard-key, "
-			"xfrm-errors, reload)\n", cl->cmd);
+			"xfrm-errors, reload, explain SRC DST)\n", cl->cmd);
 	if (fclose(out) != 0) {
 		free(buf);
 		return -ENOMEM;

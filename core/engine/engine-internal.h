@@ -98,6 +98,9 @@ void mc_engine_deliver_publication_locked(struct mc_engine *e);
 /* Registers the engine's own metrics in its registry (engine-metrics.c). 0 or -errno. */
 int mc_engine_metrics_register(struct mc_engine *e);
 
+/* The index the reconciler handed out for the store's peer_id (0: none yet). */
+uint16_t mc_reconciler_peer_index(struct mc_engine *e, uint32_t peer_id);
+
 int mc_reconciler_start(struct mc_engine *e);
 /* Lets the workers take keys: the source's view is complete for the first time. */
 void mc_reconciler_open(struct mc_engine *e);

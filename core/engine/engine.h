@@ -66,6 +66,9 @@ void mc_engine_on_ready(struct mc_engine *e,
 /* Desired state as text (mc_store_write_plan), and a status summary for meshcryptctl. */
 int mc_engine_write_plan(struct mc_engine *e, FILE *f);
 int mc_engine_write_status(struct mc_engine *e, FILE *f);
+/* meshcryptctl explain SRC DST (explain.c): whether this node encrypts SRC -> DST and the
+ * reply, why and how, to f; 0 or -errno (an "error:" line is written too). */
+int mc_engine_explain(struct mc_engine *e, const char *src, const char *dst, FILE *f);
 /* The same as one JSON object, for scripts (meshcryptctl --json status). */
 int mc_engine_write_status_json(struct mc_engine *e, FILE *f);
 /* This node's WireGuard public key, which the wireguard backend keeps in

@@ -149,7 +149,7 @@ static void cache_index(struct mc_engine *e, uint32_t peer_id, uint16_t index)
 	pthread_mutex_unlock(&e->index_lock);
 }
 
-static uint16_t cached_index(struct mc_engine *e, uint32_t peer_id)
+uint16_t mc_reconciler_peer_index(struct mc_engine *e, uint32_t peer_id)
 {
 	uint16_t index = 0;
 
@@ -198,7 +198,7 @@ int mc_reconciler_pod_state(struct mc_engine *e, const struct mc_ip *ip, struct 
 	r = mc_store_get_pod(e->store, ip, out);
 	if (r < 0 || out->role != MC_POD_REMOTE_MANAGED)
 		return r;
-	out->peer_index = cached_index(e, out->peer_id);
+	out->peer_index = mc_reconciler_peer_index(e, out->peer_id);
 	if (out->peer_index)
 		return 0;
 	r = get_peer(e, out->peer_id, &peer);

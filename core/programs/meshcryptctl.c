@@ -25,6 +25,8 @@ static void help(void)
 	       "  xfrm-errors    the non-zero xfrm error counters, what they count and the "
 	       "likely cause\n"
 	       "  reload   re-read the configuration (as SIGHUP or systemctl reload)\n"
+	       "  explain  SRC DST: whether this node encrypts SRC -> DST, why, how, and the "
+	       "reply\n"
 	       "Options:\n"
 	       "  --run-dir DIR   meshcryptd's [core] run_dir [/run/meshcrypt]\n"
 	       "  --json          status as one JSON object, for scripts\n"
@@ -78,7 +80,8 @@ int main(int argc, char **argv)
 			return c == 'h' ? EXIT_SUCCESS : EXIT_FAILURE;
 		}
 	}
-	if (optind + 1 != argc) {
+	if (optind >= argc || (strcmp(argv[optind], "explain") == 0) != (argc - optind == 3) ||
+	    argc - optind > 3) {
 		help();
 		return EXIT_FAILURE;
 	}
@@ -97,7 +100,11 @@ int main(int argc, char **argv)
 				addr.sun_path, strerror(errno));
 		return EXIT_FAILURE;
 	}
-	n = snprintf(buf, sizeof(buf), "%s%s\n", argv[optind], json ? " --json" : "");
+	n = snprintf(buf, sizeof(buf), "%s%s%s%s%s\n", argv[optind], argc - optind == 3 ? " " : "",
+		     argc - optind == 3 ? argv[optind + 1] : "", argc - optind == 3 ? " " : "",
+		     argc - optind == 3 ? argv[optind + 2] : "");
+	if (json && n > 0 && (size_t)n < sizeof(buf) - 8)
+		n = snprintf(buf, sizeof(buf), "%s --json\n", argv[optind]);
 	if (n < 0 || (size_t)n >= sizeof(buf) || write_all(fd, buf, (size_t)n) < 0) {
 		fprintf(stderr, "meshcryptctl: cannot send the command: %s\n",
 			n < 0 || (size_t)n >= sizeof(buf) ? strerror(ENAMETOOLONG) : strerror(errno));

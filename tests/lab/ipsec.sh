@@ -108,6 +108,17 @@ xfrm = {s.labels["counter"]: int(s.value) for s in f["meshcrypt_xfrm_errors"].sa
 print(int(f["meshcrypt_key_generation_published"].samples[0].value), int(f["meshcrypt_ready"].samples[0].value),
       xfrm["XfrmInNoStates"], xfrm["XfrmOutNoStates"], "meshcrypt_bpf_marked" in f)'
 }
+# meshcryptctl explain: the SA it names for node1-a -> node2-a is in node1's kernel
+explain=$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" explain "$(lab_ip node1-a 4)" "$(lab_ip node2-a 4)")
+named_sa=$(grep -o "ESP SA spi 0x[0-9a-f]* (generation [0-9]*, the one node2 advertises) to [0-9.]*" <<<"$explain" || true)
+sa_in_kernel() {
+	local spi=${named_sa#ESP SA spi } to=${named_sa##* to }
+	lab_exec node1 ip xfrm state list src "$(lab_ip node1 4)" dst "$to" | grep -q "spi ${spi%% *} reqid $REQID"
+}
+lab_check "explain node1-a -> node2-a: encrypted, through an SA node1 has (${named_sa:-none named})" \
+	sa_in_kernel
+lab_check "explain node1-u -> node2-a: not encrypted, the source is not managed" grep -q \
+	"not encrypted: the source is not a managed pod" <<<"$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" explain "$(lab_ip node1-u 4)" "$(lab_ip node2-a 4)")"
 want="$policy_generation 1 $(lab_xfrm_stat node1 XfrmInNoStates) $(lab_xfrm_stat node1 XfrmOutNoStates) True"
 lab_check "/metrics parses; generation, ready, XfrmInNoStates, XfrmOutNoStates as the kernel has them ($want)" \
 	test "$(scrape)" = "$want"
