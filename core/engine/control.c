@@ -136,13 +136,15 @@ static int render(struct mc_client *cl)
 		mc_engine_write_wireguard_key(e, out);
 	else if (strcmp(cl->cmd, "xfrm-errors") == 0)
 		write_xfrm_errors(out);
+	else if (strcmp(cl->cmd, "bpf-stats") == 0)
+		mc_engine_write_bpf_stats(e, out);
 	else if (strcmp(cl->cmd, "reload") == 0)
 		request_reload(out);
 	else if (strncmp(cl->cmd, "explain ", 8) == 0)
 		explain(e, cl->cmd + 8, out);
 	else
 		fprintf(out, "error: unknown command \"%s\" (status, plan, wireguard-key, "
-			"xfrm-errors, reload, explain SRC DST)\n", cl->cmd);
+			"xfrm-errors, bpf-stats, reload, explain SRC DST)\n", cl->cmd);
 	if (fclose(out) != 0) {
 		free(buf);
 		return -ENOMEM;

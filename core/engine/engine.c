@@ -498,39 +498,59 @@ int mc_engine_write_plan(struct mc_engine *e, FILE *f)
 	return e->store ? mc_store_write_plan(e->store, f) : -ENODATA;
 }
 
-/* Calls fn(name, value) for each of the attach plugin's BPF counters (meshcrypt_bpf_*): what
- * the programs marked, saw and dropped (docs/attach.md). */
-static void each_dataplane_counter(struct mc_engine *e,
-				   void (*fn)(FILE *f, const char *name, const char *value, bool first),
-				   FILE *f)
+typedef void counter_fn(FILE *f, const char *name, const char *value, const char *help,
+			bool first);
+
+/* Calls fn for each of the attach plugin's BPF counters (meshcrypt_bpf_*, without the prefix):
+ * what the programs marked, saw and dropped (docs/attach.md), with the help line of its family.
+ * Returns how many there were. */
+static size_t each_dataplane_counter(struct mc_engine *e, counter_fn *fn, FILE *f)
 {
-	static const char prefix[] = "meshcrypt_bpf_";
+	static const char prefix[] = "meshcrypt_bpf_", help_prefix[] = "# HELP meshcrypt_bpf_";
 	_cleanup_free_ char *text = mc_metrics_render(e->metrics, NULL);
-	bool first = true;
+	const char *help = "";
+	size_t n = 0;
 
 	for (char *line = text; line && *line;) {
 		char *end = strchr(line, '\n'), *space;
 
 		if (end)
 			*end = '\0';
+		if (strncmp(line, help_prefix, sizeof(help_prefix) - 1) == 0 &&
+		    (space = strchr(line + sizeof(help_prefix) - 1, ' ')))
+			help = space + 1;
 		if (strncmp(line, prefix, sizeof(prefix) - 1) == 0 && (space = strchr(line, ' '))) {
 			*space = '\0';
-			fn(f, line + sizeof(prefix) - 1, space + 1, first);
-			first = false;
+			fn(f, line + sizeof(prefix) - 1, space + 1, help, n++ == 0);
 		}
 		line = end ? end + 1 : NULL;
 	}
+	return n;
 }
 
-static void counter_as_text(FILE *f, const char *name, const char *value, bool first)
+static void counter_as_text(FILE *f, const char *name, const char *value, const char *help,
+			    bool first)
 {
-	(void)first;
 	fprintf(f, "bpf: %s %s\n", name, value);
 }
 
-static void counter_as_json(FILE *f, const char *name, const char *value, bool first)
+static void counter_as_json(FILE *f, const char *name, const char *value, const char *help,
+			    bool first)
 {
 	fprintf(f, "%s\"%s\": %s", first ? "" : ", ", name, value);
+}
+
+static void counter_explained(FILE *f, const char *name, const char *value, const char *help,
+			      bool first)
+{
+	fprintf(f, "%s %s: %s\n", name, value, help);
+}
+
+int mc_engine_write_bpf_stats(struct mc_engine *e, FILE *f)
+{
+	if (!each_dataplane_counter(e, counter_explained, f))
+		fputs("no BPF counters: no attach plugin runs ([attach] plugin = none)\n", f);
+	return ferror(f) ? -EIO : 0;
 }
 
 /* A JSON string: quotes, backslashes and control characters escaped. */

@@ -69,6 +69,8 @@ int mc_engine_write_status(struct mc_engine *e, FILE *f);
 /* meshcryptctl explain SRC DST (explain.c): whether this node encrypts SRC -> DST and the
  * reply, why and how, to f; 0 or -errno (an "error:" line is written too). */
 int mc_engine_explain(struct mc_engine *e, const char *src, const char *dst, FILE *f);
+/* meshcryptctl bpf-stats: each BPF counter of the attach plugin with what it counts. */
+int mc_engine_write_bpf_stats(struct mc_engine *e, FILE *f);
 /* The same as one JSON object, for scripts (meshcryptctl --json status). */
 int mc_engine_write_status_json(struct mc_engine *e, FILE *f);
 /* This node's WireGuard public key, which the wireguard backend keeps in

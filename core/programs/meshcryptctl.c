@@ -24,6 +24,8 @@ static void help(void)
 	       "  wireguard-key  this node's WireGuard public key, for the cluster file\n"
 	       "  xfrm-errors    the non-zero xfrm error counters, what they count and the "
 	       "likely cause\n"
+	       "  bpf-stats      the BPF counters (marked, leak-guard drops, ...) and what "
+	       "they count\n"
 	       "  reload   re-read the configuration (as SIGHUP or systemctl reload)\n"
 	       "  explain  SRC DST: whether this node encrypts SRC -> DST, why, how, and the "
 	       "reply\n"

@@ -245,6 +245,9 @@ lab_check "no plaintext node1-a -> node2-a on the wire meanwhile" \
 	test "$(lab_pcap_count "$(lab_pcap fault)" "$(lab_filter_between_pods node1-a node2-a)")" = 0
 lab_check "the leak guard dropped what the missing policy let through ($leaks_before -> $(lab_bpf_counter node1 leak_dropped))" \
 	test "$(lab_bpf_counter node1 leak_dropped)" -gt "$leaks_before"
+lab_check "meshcryptctl bpf-stats says what leak_dropped counts" grep -q \
+	"^leak_dropped_total $(lab_bpf_counter node1 leak_dropped): plaintext from managed local pods to peer pods stopped by the leak guard" \
+	<<<"$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" bpf-stats)"
 
 out_state() { lab_exec node1 ip xfrm state list src 192.168.100.1 dst 192.168.100.2 | grep -q 'spi 0x00000101'; }
 start=$(date +%s%N)
