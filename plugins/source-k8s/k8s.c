@@ -27,6 +27,7 @@
 #include <curl/curl.h>
 
 #include <meshcrypt/host.h>
+#include <meshcrypt/metrics.h>
 #include <meshcrypt/model.h>
 #include <meshcrypt/plugin.h>
 
@@ -54,6 +55,7 @@ struct informer {
 	bool started;
 	char rv[128];         /* the resourceVersion to watch from */
 	atomic_bool synced;
+	atomic_ulong lists, events; /* complete lists, watch events applied: for /metrics */
 	/* one request's state */
 	struct mck_lines lines;
 	int watch_result;     /* 0, or -ESTALE after an in-stream 410 */
@@ -63,6 +65,7 @@ struct informer {
 
 struct k8s {
 	struct mc_plugin_ctx *ctx;
+	struct mc_metrics_collector *collector; /* the informers' metrics */
 	char server[512];
 	char ca_file[1024];
 	char token_file[1024];
@@ -389,9 +392,11 @@ static int list(struct informer *inf)
 	}
 	free(inf->page);
 	inf->page = NULL;
-	if (r == 0)
+	if (r == 0) {
+		atomic_fetch_add(&inf->lists, 1);
 		mc_plugin_log(k->ctx, LOG_INFO, "%s: listed %zu at resourceVersion %s", inf->name,
 			      listed, inf->rv);
+	}
 	return r;
 }
 
@@ -445,6 +450,7 @@ static int on_event(const char *line, size_t len, void *userdata)
 			      inf->name, err.message);
 		return 0; /* that event only */
 	}
+	atomic_fetch_add(&inf->events, 1);
 	if (type.len == 7 && memcmp(type.p, "DELETED", 7) == 0) {
 		r = h->store_delete(k->ctx, mc_object_kind(obj), mc_object_namespace(obj),
 				    mc_object_name(obj));
@@ -782,6 +788,31 @@ static int add_informer(struct k8s *k, enum mc_object_kind kind, const char *nam
 	return 0;
 }
 
+/* The informers' state for /metrics, by kind. */
+static int collect(struct mc_metrics_writer *w, void *userdata)
+{
+	struct k8s *k = userdata;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < k->n_informers; i++) {
+		struct informer *inf = &k->informers[i];
+		struct mc_metrics_label kind = { "kind", mc_object_kind_name(inf->kind) };
+
+		r = mc_metrics_write_gauge(w, "meshcrypt_k8s_informer_synced",
+					   "1 once the informer's list is complete and it watches",
+					   &kind, 1, atomic_load(&inf->synced));
+		if (r == 0)
+			r = mc_metrics_write_counter(w, "meshcrypt_k8s_lists_total",
+						     "complete lists (the first, and relists)", &kind,
+						     1, (double)atomic_load(&inf->lists));
+		if (r == 0)
+			r = mc_metrics_write_counter(w, "meshcrypt_k8s_watch_events_total",
+						     "watch events applied to the store", &kind, 1,
+						     (double)atomic_load(&inf->events));
+	}
+	return r;
+}
+
 static int k8s_init(struct mc_plugin_ctx *ctx)
 {
 	const struct mc_host *h = ctx->host;
@@ -872,6 +903,9 @@ static int k8s_init(struct mc_plugin_ctx *ctx)
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets?fieldSelector=metadata.name%%3D%s",
 		 ns, slash + 1);
 	add_informer(k, MC_OBJECT_SECRET, "the key Secret", "SecretList", path);
+	if (h->metrics(ctx) &&
+	    !(k->collector = mc_metrics_register(h->metrics(ctx), "source/k8s", collect, k)))
+		h->log(ctx, LOG_WARNING, "informer metrics: %s (not exported)", strerror(errno));
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -EIO;
 	return 0;
@@ -932,6 +966,7 @@ static void k8s_fini(struct mc_plugin_ctx *ctx)
 	if (!k)
 		return;
 	k8s_stop(ctx);
+	mc_metrics_unregister(k->collector);
 	if (k->notify_fd >= 0)
 		close(k->notify_fd);
 	explicit_bzero(k->token, sizeof(k->token));

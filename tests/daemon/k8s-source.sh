@@ -37,11 +37,13 @@ pod() { # NAME IP [LABEL]: a pod on node-2 in namespace enc
 		"$1" "${3:+, \"labels\": {\"meshcrypt.io/encryption\": \"$3\"\}}" "$2" "$2"
 }
 
+metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$tmp/meshcryptd.conf" <<CONF
 [core]
 node_name = node-1
 state_dir = state
 run_dir = run
+metrics_listen = 127.0.0.1:$metrics_port
 [source]
 plugin = k8s
 [backend]
@@ -78,6 +80,13 @@ plan_has() { plan | grep -q -- "$1"; }
 plan_lacks() { ! plan | grep -q -- "$1"; }
 until_ok plan_has "10.2.1.44" || fail "the initial sync lacks a pod of the third page"
 echo "initial sync: $(status | grep '^status:')"
+metrics=$(curl -sf "http://127.0.0.1:$metrics_port/metrics")
+for kind in Node Namespace Pod MeshcryptNode Secret; do
+	grep -qx "meshcrypt_k8s_informer_synced{kind=\"$kind\"} 1" <<<"$metrics" &&
+		grep -qx "meshcrypt_k8s_lists_total{kind=\"$kind\"} 1" <<<"$metrics" ||
+		fail "informer metrics of $kind: $(grep meshcrypt_k8s <<<"$metrics")"
+done
+echo "informer metrics: all five synced, listed once"
 grep -q "pods: listed 1200" "$tmp/log" || fail "pods not listed in full: $(grep pods: "$tmp/log")"
 
 # publication: once the backend reports its inbound side (dryrun: generation 1), node-1's
@@ -115,7 +124,10 @@ post apply "$(pod extra-1 10.2.200.1)"
 until_ok plan_has 10.2.200.1 || fail "an added pod does not reach the plan"
 post delete '{"kind": "Pod", "namespace": "enc", "name": "extra-1"}'
 until_ok plan_lacks 10.2.200.1 || fail "a deleted pod stays in the plan"
-echo "add and delete: ok"
+pod_events=$(curl -sf "http://127.0.0.1:$metrics_port/metrics" |
+	sed -n 's/^meshcrypt_k8s_watch_events_total{kind="Pod"} //p')
+[ "${pod_events:-0}" -ge 2 ] || fail "meshcrypt_k8s_watch_events_total{kind=\"Pod\"} is ${pod_events:-absent}"
+echo "add and delete: ok ($pod_events pod events counted)"
 
 # 410 Gone, both forms: the history is forgotten, a pod is deleted in the gap -> relist
 for form in http stream; do
