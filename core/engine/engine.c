@@ -546,13 +546,6 @@ static void counter_explained(FILE *f, const char *name, const char *value, cons
 	fprintf(f, "%s %s: %s\n", name, value, help);
 }
 
-int mc_engine_write_bpf_stats(struct mc_engine *e, FILE *f)
-{
-	if (!each_dataplane_counter(e, counter_explained, f))
-		fputs("no BPF counters: no attach plugin runs ([attach] plugin = none)\n", f);
-	return ferror(f) ? -EIO : 0;
-}
-
 /* A JSON string: quotes, backslashes and control characters escaped. */
 static void json_string(FILE *f, const char *s)
 {
@@ -569,6 +562,56 @@ static void json_string(FILE *f, const char *s)
 	}
 	fputc('"', f);
 }
+
+typedef void peer_fn(FILE *f, const char *name, uint16_t index, const char *text, bool first);
+
+/* Calls fn for each participating peer with what the backend has in place for it (its
+ * peer_status, ABI 1.5; "" from a backend without). */
+static void each_peer_status(struct mc_engine *e, peer_fn *fn, FILE *f)
+{
+	const struct mc_plugin_instance *backend = &e->plugins[MC_SLOT_BACKEND];
+	_cleanup_free_ uint32_t *ids = NULL;
+	size_t n = 0;
+
+	if (!e->store || mc_store_peer_ids(e->store, &ids, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint16_t index = mc_reconciler_peer_index(e, ids[i]);
+		struct mc_peer_state *p;
+		char text[512] = "";
+
+		if (mc_store_get_peer(e->store, ids[i], &p) < 0)
+			continue;
+		if (backend->started && backend->desc->dataplane->peer_status &&
+		    backend->desc->dataplane->peer_status((struct mc_plugin_ctx *)&backend->ctx, index,
+							  text, sizeof(text)) < 0)
+			snprintf(text, sizeof(text), "nothing in place yet");
+		fn(f, p->name, index, text, i == 0);
+		mc_peer_state_free(p);
+	}
+}
+
+static void peer_as_text(FILE *f, const char *name, uint16_t index, const char *text, bool first)
+{
+	fprintf(f, "peer: %s index %u%s%s\n", name, index, text[0] ? ": " : "", text);
+}
+
+static void peer_as_json(FILE *f, const char *name, uint16_t index, const char *text, bool first)
+{
+	fputs(first ? "{\"name\": " : ", {\"name\": ", f);
+	json_string(f, name);
+	fprintf(f, ", \"index\": %u, \"backend\": ", index);
+	json_string(f, text);
+	fputc('}', f);
+}
+
+int mc_engine_write_bpf_stats(struct mc_engine *e, FILE *f)
+{
+	if (!each_dataplane_counter(e, counter_explained, f))
+		fputs("no BPF counters: no attach plugin runs ([attach] plugin = none)\n", f);
+	return ferror(f) ? -EIO : 0;
+}
+
 
 int mc_engine_write_wireguard_key(struct mc_engine *e, FILE *f)
 {
@@ -608,6 +651,7 @@ int mc_engine_write_status(struct mc_engine *e, FILE *f)
 	fprintf(f, "queue: %zu waiting\nreconciled: %lu ok, %lu retried, %lu permanent failures\n",
 		e->queue ? keyq_len(e->queue) : 0, atomic_load(&e->reconciled),
 		atomic_load(&e->failed), atomic_load(&e->permanent_failures));
+	each_peer_status(e, peer_as_text, f);
 	each_dataplane_counter(e, counter_as_text, f);
 	return ferror(f) ? -EIO : 0;
 }
@@ -645,9 +689,11 @@ int mc_engine_write_status_json(struct mc_engine *e, FILE *f)
 	fprintf(f, ", \"objects\": {\"nodes\": %zu, \"meshcryptnodes\": %zu, \"namespaces\": %zu, "
 		"\"pods\": %zu}", st.nodes, st.meshcrypt_nodes, st.namespaces, st.pods);
 	fprintf(f, ", \"queue\": %zu, \"reconciled\": {\"ok\": %lu, \"retried\": %lu, "
-		"\"permanent_failures\": %lu}, \"bpf\": {",
+		"\"permanent_failures\": %lu}, \"peers\": [",
 		e->queue ? keyq_len(e->queue) : 0, atomic_load(&e->reconciled),
 		atomic_load(&e->failed), atomic_load(&e->permanent_failures));
+	each_peer_status(e, peer_as_json, f);
+	fputs("], \"bpf\": {", f);
 	each_dataplane_counter(e, counter_as_json, f);
 	fputs("}}\n", f);
 	return ferror(f) ? -EIO : 0;

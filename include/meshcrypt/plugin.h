@@ -21,6 +21,7 @@
  * ABI 1.3 appended: struct mc_publication, the host call publish (backends) and the
  * descriptor's publish (sources).
  * ABI 1.4 appended: the host call store_relist (a relist handed over page by page).
+ * ABI 1.5 appended: the dataplane op peer_status (meshcryptctl status).
  */
 #ifndef MESHCRYPT_PLUGIN_H
 #define MESHCRYPT_PLUGIN_H
@@ -34,7 +35,7 @@ extern "C" {
 #endif
 
 #define MC_PLUGIN_ABI_MAJOR 1
-#define MC_PLUGIN_ABI_MINOR 4
+#define MC_PLUGIN_ABI_MINOR 5
 #define MC_PLUGIN_ABI(major, minor) ((uint32_t)(((uint32_t)(major) << 16) | (uint32_t)(minor)))
 #define MC_PLUGIN_ABI_VERSION MC_PLUGIN_ABI(MC_PLUGIN_ABI_MAJOR, MC_PLUGIN_ABI_MINOR)
 #define MC_PLUGIN_ABI_GET_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -135,6 +136,14 @@ struct mc_dataplane_ops {
 	/* 1.1, optional. Some Secret the source reports changed or vanished: read the entries
 	 * this plugin uses again with host->secret_get(). Retried like an apply on failure. */
 	int (*secret_changed)(struct mc_plugin_ctx *ctx);
+	/*
+	 * 1.5, optional. What this plugin has in place for the peer of index peer_index, as one
+	 * line of text into buf (size bytes, NUL-terminated), for meshcryptctl status: the xfrm
+	 * backend its SAs and policies, the WireGuard backend its peer. From the main loop while
+	 * applies run on the workers; from the plugin's own model, no kernel round trip. 0, or
+	 * -ENOENT when it holds nothing for that index.
+	 */
+	int (*peer_status)(struct mc_plugin_ctx *ctx, uint16_t peer_index, char *buf, size_t size);
 };
 
 /*

@@ -725,11 +725,35 @@ static int wg_cleanup(struct mc_plugin_ctx *ctx)
 	return 0;
 }
 
+/* The peer as the model holds it, for meshcryptctl status (handshakes need a dump: not here). */
+static int wg_peer_status(struct mc_plugin_ctx *ctx, uint16_t index, char *buf, size_t size)
+{
+	struct wg *w = get(ctx);
+	char key[MCW_KEY_B64_LEN + 1], endpoint[MC_IP_STRLEN] = "none";
+	const struct mcw_peer *p;
+	int r = -ENOENT;
+
+	if (!w || !index)
+		return -ENOENT;
+	pthread_mutex_lock(&w->lock);
+	if (w->peers[index].installed && (p = dev_peer(w, w->peers[index].public_key))) {
+		mcw_key_to_base64(p->public_key, key);
+		if (p->endpoint.family)
+			mc_ip_to_string(&p->endpoint, endpoint);
+		snprintf(buf, size, "WireGuard peer %s, endpoint %s port %u, %zu allowed IPs on %s",
+			 key, endpoint, p->port, p->n_allowed, w->device);
+		r = 0;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
 static const struct mc_dataplane_ops wg_ops = MC_DATAPLANE_OPS(
 	.local_apply = wg_local_apply,
 	.peer_apply = wg_peer_apply,
 	.pod_apply = wg_pod_apply,
-	.gc = wg_gc);
+	.gc = wg_gc,
+	.peer_status = wg_peer_status);
 
 MC_PLUGIN_DEFINE(.name = "wireguard", .kind = MC_PLUGIN_BACKEND,
 		 .description = "kernel WireGuard tunnels between the nodes (DESIGN.md §7)",

@@ -1329,12 +1329,49 @@ static int xfrm_cleanup(struct mc_plugin_ctx *ctx)
 	return 0;
 }
 
+/* The peer's SAs and out policies as the model holds them, for meshcryptctl status. */
+static int xfrm_peer_status(struct mc_plugin_ctx *ctx, uint16_t index, char *buf, size_t size)
+{
+	struct xfrm *x = ctx->host->get_data(ctx);
+	char out[256] = "", in[128] = "", addr[MC_IP_STRLEN];
+	size_t n_policies = 0, o = 0, i = 0;
+	bool any = false;
+
+	if (!x || !index)
+		return -ENOENT;
+	pthread_mutex_lock(&x->lock);
+	for (size_t k = 0; k < x->n_sas; k++) {
+		const struct mcx_sa *sa = &x->sas[k].sa;
+
+		if (x->sas[k].owner != index)
+			continue;
+		any = true;
+		/* out states carry no mark; in states the decrypt mark */
+		if (!sa->mark_mask && o < sizeof(out))
+			o += (size_t)snprintf(out + o, sizeof(out) - o, "%sspi 0x%08x (generation %u) to %s",
+					      o ? ", " : "", sa->spi, sa->spi - mcx_spi(0),
+					      mc_ip_to_string(&sa->dst, addr));
+		else if (sa->mark_mask && i < sizeof(in))
+			i += (size_t)snprintf(in + i, sizeof(in) - i, "%s%u", i ? "," : "",
+					      sa->spi - mcx_spi(0));
+	}
+	for (size_t k = 0; k < x->n_sps; k++)
+		n_policies += x->sps[k].owner == index && x->sps[k].sp.dir == XFRM_POLICY_OUT;
+	if (any || x->peers[index].present)
+		snprintf(buf, size, "advertises generation %u; out SA %s; in SA generations %s; "
+			 "%zu out policies", x->peers[index].generation, o ? out : "none",
+			 i ? in : "none", n_policies);
+	pthread_mutex_unlock(&x->lock);
+	return any || x->peers[index].present ? 0 : -ENOENT;
+}
+
 static const struct mc_dataplane_ops xfrm_ops = MC_DATAPLANE_OPS(
 	.local_apply = xfrm_local_apply,
 	.peer_apply = xfrm_peer_apply,
 	.pod_apply = xfrm_pod_apply,
 	.gc = xfrm_gc,
-	.secret_changed = xfrm_secret_changed);
+	.secret_changed = xfrm_secret_changed,
+	.peer_status = xfrm_peer_status);
 
 MC_PLUGIN_DEFINE(.name = "xfrm", .kind = MC_PLUGIN_BACKEND,
 		 .description = "IPsec ESP tunnels through the kernel's xfrm (DESIGN.md §6)",

@@ -108,6 +108,20 @@ xfrm = {s.labels["counter"]: int(s.value) for s in f["meshcrypt_xfrm_errors"].sa
 print(int(f["meshcrypt_key_generation_published"].samples[0].value), int(f["meshcrypt_ready"].samples[0].value),
       xfrm["XfrmInNoStates"], xfrm["XfrmOutNoStates"], "meshcrypt_bpf_marked" in f)'
 }
+# status: node1's line for node2 names its out SAs (IPv4 and IPv6); each is in node1's kernel
+peer_line=$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" status | grep "^peer: node2 " || true)
+named_out_sas() {
+	local n=0 spi to
+	while read -r _ spi _ _ _ to; do
+		lab_exec node1 ip xfrm state list dst "$to" | grep -q "spi $spi reqid $REQID" || return 1
+		n=$((n + 1))
+	done < <(grep -o "spi 0x[0-9a-f]* (generation [0-9]*) to [0-9a-f.:]*" <<<"$peer_line")
+	((n == 2))
+}
+lab_check "status: node2's out SAs as the kernel has them ($peer_line)" named_out_sas
+lab_check "status --json: node1 has $(json '.peers | length') peers with what the backend holds" \
+	test "$(json '[.peers[] | select(.backend | test("out SA spi"))] | length')" = 2
+
 # meshcryptctl explain: the SA it names for node1-a -> node2-a is in node1's kernel
 explain=$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" explain "$(lab_ip node1-a 4)" "$(lab_ip node2-a 4)")
 named_sa=$(grep -o "ESP SA spi 0x[0-9a-f]* (generation [0-9]*, the one node2 advertises) to [0-9.]*" <<<"$explain" || true)

@@ -119,6 +119,11 @@ lab_check "a restart leaves the peers as they were (keys, endpoints, allowed IPs
 # --- a peer leaves and comes back -------------------------------------------------------------------
 node2_key=$(jq -r '.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node2") | .spec.wireguardPublicKey' "$LAB_CLUSTER_FILE")
 node3=$(jq -c '.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node3")' "$LAB_CLUSTER_FILE")
+# status names node2's WireGuard peer as the kernel has it on node1: key and endpoint
+peer_line=$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" status | grep "^peer: node2 " || true)
+endpoint=$(lab_exec node1 wg show mcwg0 endpoints | awk -v k="$node2_key" '$1 == k { print $2 }')
+lab_check "status: node2 is WireGuard peer $node2_key at $endpoint ($peer_line)" grep -qF \
+	"WireGuard peer $node2_key, endpoint ${endpoint%:*} port ${endpoint##*:}" <<<"$peer_line"
 hs_node2() { lab_exec node1 wg show mcwg0 latest-handshakes | awk -v k="$node2_key" '$1 == k { print $2 }'; }
 lab_ping node1-a node2-a 4 || true
 hs=$(hs_node2)

@@ -18,7 +18,7 @@
  *   requeue        records the keys (fake_host_requeued); thread-safe
  *   publish        merges what plugins publish (fake_host_published); thread-safe
  *
- * Everything is ABI 1.4 with struct_size = sizeof(struct mc_host); a test may shrink the
+ * Everything is ABI 1.5 with struct_size = sizeof(struct mc_host); a test may shrink the
  * sizes through fake_host_host() to play an older core. Not thread-safe apart from log and
  * the config/data getters, like the real host's rules for plugins.
  */
