@@ -136,6 +136,10 @@ static int render(struct mc_client *cl)
 		mc_engine_write_wireguard_key(e, out);
 	else if (strcmp(cl->cmd, "xfrm-errors") == 0)
 		write_xfrm_errors(out);
+	else if (strcmp(cl->cmd, "peers") == 0)
+		mc_engine_write_peers(e, out);
+	else if (strcmp(cl->cmd, "pods") == 0)
+		mc_engine_write_pods(e, out);
 	else if (strcmp(cl->cmd, "bpf-stats") == 0)
 		mc_engine_write_bpf_stats(e, out);
 	else if (strcmp(cl->cmd, "reload") == 0)
@@ -144,7 +148,7 @@ static int render(struct mc_client *cl)
 		explain(e, cl->cmd + 8, out);
 	else
 		fprintf(out, "error: unknown command \"%s\" (status, plan, wireguard-key, "
-			"xfrm-errors, bpf-stats, reload, explain SRC DST)\n", cl->cmd);
+			"peers, pods, xfrm-errors, bpf-stats, reload, explain SRC DST)\n", cl->cmd);
 	if (fclose(out) != 0) {
 		free(buf);
 		return -ENOMEM;

@@ -605,6 +605,47 @@ static void peer_as_json(FILE *f, const char *name, uint16_t index, const char *
 	fputc('}', f);
 }
 
+int mc_engine_write_peers(struct mc_engine *e, FILE *f)
+{
+	each_peer_status(e, peer_as_text, f);
+	return ferror(f) ? -EIO : 0;
+}
+
+/* The managed pods, local and on each peer, then the counts. Not in status: it walks every
+ * pod key, which a status polled every 20 ms during a 150,000-pod sync must not. */
+int mc_engine_write_pods(struct mc_engine *e, FILE *f)
+{
+	_cleanup_free_ struct mc_key *keys = NULL;
+	size_t n = 0, local = 0, remote = 0;
+
+	if (!e->store || mc_store_keys(e->store, &keys, &n) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct mc_peer_state *p = NULL;
+		struct mc_pod_state pod;
+		char ip[MC_IP_STRLEN];
+
+		if (keys[i].type != MC_KEY_POD || mc_store_get_pod(e->store, &keys[i].ip, &pod) < 0 ||
+		    pod.role == MC_POD_NONE)
+			continue;
+		if (pod.role == MC_POD_LOCAL_MANAGED)
+			local++;
+		else
+			remote++;
+		mc_ip_to_string(&pod.ip, ip);
+		if (pod.role == MC_POD_LOCAL_MANAGED) {
+			fprintf(f, "pod: %s managed, on this node\n", ip);
+			continue;
+		}
+		(void)mc_store_get_peer(e->store, pod.peer_id, &p);
+		fprintf(f, "pod: %s managed, on peer %s (index %u)\n", ip, p ? p->name : "?",
+			mc_reconciler_peer_index(e, pod.peer_id));
+		mc_peer_state_free(p);
+	}
+	fprintf(f, "managed pods: %zu on this node, %zu on peers\n", local, remote);
+	return ferror(f) ? -EIO : 0;
+}
+
 int mc_engine_write_bpf_stats(struct mc_engine *e, FILE *f)
 {
 	if (!each_dataplane_counter(e, counter_explained, f))

@@ -69,6 +69,10 @@ int mc_engine_write_status(struct mc_engine *e, FILE *f);
 /* meshcryptctl explain SRC DST (explain.c): whether this node encrypts SRC -> DST and the
  * reply, why and how, to f; 0 or -errno (an "error:" line is written too). */
 int mc_engine_explain(struct mc_engine *e, const char *src, const char *dst, FILE *f);
+/* meshcryptctl peers: each participating peer, its index and what the backend holds for it. */
+int mc_engine_write_peers(struct mc_engine *e, FILE *f);
+/* meshcryptctl pods: each managed pod, on this node or on which peer, then the counts. */
+int mc_engine_write_pods(struct mc_engine *e, FILE *f);
 /* meshcryptctl bpf-stats: each BPF counter of the attach plugin with what it counts. */
 int mc_engine_write_bpf_stats(struct mc_engine *e, FILE *f);
 /* The same as one JSON object, for scripts (meshcryptctl --json status). */

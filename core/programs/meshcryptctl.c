@@ -21,6 +21,8 @@ static void help(void)
 	       "  status   readiness, plugins, object counts, reconciler counters\n"
 	       "           (exit status 3 while meshcryptd is not ready)\n"
 	       "  plan     the desired dataplane state (peers, prefixes, managed pods)\n"
+	       "  peers    each peer, its index and what the backend holds for it\n"
+	       "  pods     each managed pod: on this node or on which peer\n"
 	       "  wireguard-key  this node's WireGuard public key, for the cluster file\n"
 	       "  xfrm-errors    the non-zero xfrm error counters, what they count and the "
 	       "likely cause\n"

@@ -33,6 +33,12 @@ start_daemon
 until_ok sh -c "'$build/core/programs/meshcryptctl' --run-dir '$tmp/run' plan | grep -q '^local node-1'" ||
 	fail "node-1 plan never appeared"
 echo "running as node-1"
+# the example cluster as node-1 sees it: two peers, its managed pods and theirs
+[ "$(ctl peers | grep -c '^peer: node-[23] index [0-9]')" = 2 ] || fail "peers: $(ctl peers)"
+ctl pods | grep -qx 'pod: 10.1.1.10 managed, on this node' &&
+	ctl pods | grep -q '^pod: 10.1.2.10 managed, on peer node-2 (index [0-9]*)$' &&
+	ctl pods | grep -qx 'managed pods: 2 on this node, 6 on peers' || fail "pods: $(ctl pods)"
+echo "meshcryptctl peers and pods: 2 peers, 2 + 6 managed pods"
 
 write_config node-2 "workers = lots"
 kill -HUP "$pid"
