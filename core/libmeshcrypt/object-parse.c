@@ -243,25 +243,29 @@ static void str_free(struct str *s)
 	s->s = NULL;
 }
 
-/* Reads the string value at v into s, refusing embedded NUL characters. */
+/* Reads the string value at v into s, refusing embedded NUL characters. On failure s holds
+ * nothing to free (a long string's buffer is freed here: callers return at once). */
 static int read_str(struct pctx *c, const char *key, const struct val *v, struct str *s)
 {
 	struct mci_json_reader *r = c->r;
+	int ret = 0;
 
 	s->s = s->buf;
 	mci_json_seek(r, &v->m);
-	if (mci_json_read_string(r, s->buf, sizeof(s->buf), &s->len) < 0)
-		return syntax_error(c);
-	if (s->len >= sizeof(s->buf)) {
+	if (mci_json_read_string(r, s->buf, sizeof(s->buf), &s->len) < 0) {
+		ret = syntax_error(c);
+	} else if (s->len >= sizeof(s->buf)) {
 		if (!(s->s = malloc(s->len + 1)))
 			return -ENOMEM;
 		mci_json_seek(r, &v->m);
 		if (mci_json_read_string(r, s->s, s->len + 1, &s->len) < 0)
-			return syntax_error(c);
+			ret = syntax_error(c);
 	}
-	if (memchr(s->s, '\0', s->len))
-		return fail(c, -EINVAL, key, v->m.p, "contains a NUL character");
-	return 0;
+	if (ret == 0 && memchr(s->s, '\0', s->len))
+		ret = fail(c, -EINVAL, key, v->m.p, "contains a NUL character");
+	if (ret < 0)
+		str_free(s);
+	return ret;
 }
 
 /* The string member key noted in v; s->s stays NULL when it is absent. */
