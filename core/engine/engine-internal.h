@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <meshcrypt/host.h>
 #include <meshcrypt/metrics.h>
 #include <meshcrypt/plugin.h>
@@ -68,6 +69,9 @@ struct mc_engine {
 	pthread_mutex_t index_lock;
 	uint16_t *index_by_peer_id;
 	size_t index_cap;
+	/* What the last reconcile of each peer did (enum mc_peer_outcome), by peer index: what
+	 * status and /metrics tell of a peer beyond the backend's objects. */
+	_Atomic uint8_t peer_outcome[UINT16_MAX + 1];
 	/* Applies hold it shared, gc exclusively: gc sees no object half made. */
 	pthread_rwlock_t apply_lock;
 	sd_event_source *resync_timer;
@@ -85,6 +89,21 @@ static inline struct mc_plugin_instance *mc_instance(struct mc_plugin_ctx *ctx)
 {
 	return (struct mc_plugin_instance *)ctx;
 }
+
+enum mc_peer_outcome {
+	MC_PEER_PENDING,  /* not reconciled since the engine started */
+	MC_PEER_APPLIED,  /* the backend applied its desired state */
+	MC_PEER_RETRYING, /* the last apply failed; it is retried with backoff */
+	MC_PEER_FAILED,   /* a plugin said it can never be applied as it is */
+	MC_PEER_OUTCOMES
+};
+
+/* The key generation whose inbound side the backend installed for every peer (0: none yet),
+ * as published to the source (engine.c). */
+unsigned mc_engine_published_generation(struct mc_engine *e);
+
+/* "pending", "applied", "retrying", "failed" (engine.c). */
+const char *mc_peer_outcome_name(enum mc_peer_outcome o);
 
 /* host.c */
 extern const struct mc_host mc_host_v1;

@@ -563,10 +563,19 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-typedef void peer_fn(FILE *f, const char *name, uint16_t index, const char *text, bool first);
+const char *mc_peer_outcome_name(enum mc_peer_outcome o)
+{
+	static const char *const names[MC_PEER_OUTCOMES] = { "pending", "applied", "retrying",
+							      "failed" };
 
-/* Calls fn for each participating peer with what the backend has in place for it (its
- * peer_status, ABI 1.5; "" from a backend without). */
+	return o < MC_PEER_OUTCOMES ? names[o] : "?";
+}
+
+typedef void peer_fn(FILE *f, const char *name, uint16_t index, const char *reconcile,
+		     const char *text, bool first);
+
+/* Calls fn for each participating peer with how its last reconcile went and what the backend
+ * has in place for it (its peer_status, ABI 1.5; "" from a backend without). */
 static void each_peer_status(struct mc_engine *e, peer_fn *fn, FILE *f)
 {
 	const struct mc_plugin_instance *backend = &e->plugins[MC_SLOT_BACKEND];
@@ -586,21 +595,26 @@ static void each_peer_status(struct mc_engine *e, peer_fn *fn, FILE *f)
 		    backend->desc->dataplane->peer_status((struct mc_plugin_ctx *)&backend->ctx, index,
 							  text, sizeof(text)) < 0)
 			snprintf(text, sizeof(text), "nothing in place yet");
-		fn(f, p->name, index, text, i == 0);
+		fn(f, p->name, index,
+		   mc_peer_outcome_name(index ? atomic_load(&e->peer_outcome[index]) : MC_PEER_PENDING),
+		   text, i == 0);
 		mc_peer_state_free(p);
 	}
 }
 
-static void peer_as_text(FILE *f, const char *name, uint16_t index, const char *text, bool first)
+static void peer_as_text(FILE *f, const char *name, uint16_t index, const char *reconcile,
+			 const char *text, bool first)
 {
-	fprintf(f, "peer: %s index %u%s%s\n", name, index, text[0] ? ": " : "", text);
+	fprintf(f, "peer: %s index %u, %s%s%s\n", name, index, reconcile, text[0] ? ": " : "",
+		text);
 }
 
-static void peer_as_json(FILE *f, const char *name, uint16_t index, const char *text, bool first)
+static void peer_as_json(FILE *f, const char *name, uint16_t index, const char *reconcile,
+			 const char *text, bool first)
 {
 	fputs(first ? "{\"name\": " : ", {\"name\": ", f);
 	json_string(f, name);
-	fprintf(f, ", \"index\": %u, \"backend\": ", index);
+	fprintf(f, ", \"index\": %u, \"reconcile\": \"%s\", \"backend\": ", index, reconcile);
 	json_string(f, text);
 	fputc('}', f);
 }
@@ -670,13 +684,31 @@ int mc_engine_write_wireguard_key(struct mc_engine *e, FILE *f)
 	return 0;
 }
 
+static const char *inbound_name(const struct mc_engine *e)
+{
+	return e->cfg->dataplane.inbound == MC_INBOUND_PERMIT ? "permit" : "require";
+}
+
+unsigned mc_engine_published_generation(struct mc_engine *e)
+{
+	unsigned generation;
+
+	pthread_mutex_lock(&e->publication_lock);
+	generation = e->publication.inbound_generation;
+	pthread_mutex_unlock(&e->publication_lock);
+	return generation;
+}
+
 int mc_engine_write_status(struct mc_engine *e, FILE *f)
 {
 	char status[sizeof(e->status)];
 	struct mc_store_stats st = { 0 };
+	size_t local_pods = 0, remote_pods = 0;
 
-	if (e->store)
+	if (e->store) {
 		mc_store_stats(e->store, &st);
+		mc_store_managed_pods(e->store, &local_pods, &remote_pods);
+	}
 	fprintf(f, "node: %s\nready: %s\nstatus: %s\n", e->cfg->node_name,
 		mc_engine_ready(e) ? "yes" : "no", mc_engine_status(e, status, sizeof(status)));
 	for (int slot = 0; slot < MC_SLOT_COUNT; slot++) {
@@ -687,8 +719,11 @@ int mc_engine_write_status(struct mc_engine *e, FILE *f)
 			slot_is_auto(e->cfg, slot) && inst->desc ? inst->desc->name : "",
 			inst->loaded && !inst->started ? " (not running)" : "");
 	}
+	fprintf(f, "inbound: %s\nkey generation published: %u\n", inbound_name(e),
+		mc_engine_published_generation(e));
 	fprintf(f, "objects: %zu nodes, %zu meshcryptnodes, %zu namespaces, %zu pods\n", st.nodes,
 		st.meshcrypt_nodes, st.namespaces, st.pods);
+	fprintf(f, "managed pods: %zu on this node, %zu on peers\n", local_pods, remote_pods);
 	fprintf(f, "queue: %zu waiting\nreconciled: %lu ok, %lu retried, %lu permanent failures\n",
 		e->queue ? keyq_len(e->queue) : 0, atomic_load(&e->reconciled),
 		atomic_load(&e->failed), atomic_load(&e->permanent_failures));
@@ -701,13 +736,12 @@ int mc_engine_write_status_json(struct mc_engine *e, FILE *f)
 {
 	char status[sizeof(e->status)];
 	struct mc_store_stats st = { 0 };
-	unsigned generation;
+	size_t local_pods = 0, remote_pods = 0;
 
-	if (e->store)
+	if (e->store) {
 		mc_store_stats(e->store, &st);
-	pthread_mutex_lock(&e->publication_lock);
-	generation = e->publication.inbound_generation;
-	pthread_mutex_unlock(&e->publication_lock);
+		mc_store_managed_pods(e->store, &local_pods, &remote_pods);
+	}
 	fputs("{\"node\": ", f);
 	json_string(f, e->cfg->node_name);
 	fprintf(f, ", \"ready\": %s, \"status\": ", mc_engine_ready(e) ? "true" : "false");
@@ -725,10 +759,12 @@ int mc_engine_write_status_json(struct mc_engine *e, FILE *f)
 			fputs("null", f);
 		fputc('}', f);
 	}
-	fprintf(f, "}, \"inbound\": \"%s\", \"key_generation_published\": %u",
-		e->cfg->dataplane.inbound == MC_INBOUND_PERMIT ? "permit" : "require", generation);
+	fprintf(f, "}, \"inbound\": \"%s\", \"key_generation_published\": %u", inbound_name(e),
+		mc_engine_published_generation(e));
 	fprintf(f, ", \"objects\": {\"nodes\": %zu, \"meshcryptnodes\": %zu, \"namespaces\": %zu, "
 		"\"pods\": %zu}", st.nodes, st.meshcrypt_nodes, st.namespaces, st.pods);
+	fprintf(f, ", \"managed_pods\": {\"local\": %zu, \"remote\": %zu}", local_pods,
+		remote_pods);
 	fprintf(f, ", \"queue\": %zu, \"reconciled\": {\"ok\": %lu, \"retried\": %lu, "
 		"\"permanent_failures\": %lu}, \"peers\": [",
 		e->queue ? keyq_len(e->queue) : 0, atomic_load(&e->reconciled),

@@ -391,6 +391,15 @@ static uint64_t monotonic_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void record_outcome(struct mc_engine *e, const struct mc_key *key,
+			   enum mc_peer_outcome outcome)
+{
+	uint16_t index = key->type == MC_KEY_PEER ? mc_reconciler_peer_index(e, key->peer_id) : 0;
+
+	if (index)
+		atomic_store(&e->peer_outcome[index], (uint8_t)outcome);
+}
+
 struct worker_arg {
 	struct mc_engine *e;
 	_Atomic uint64_t *busy_since;
@@ -413,6 +422,8 @@ static void *worker(void *arg)
 		r = reconcile(e, &key);
 		atomic_store(busy_since, 0);
 
+		record_outcome(e, &key, r == 0 ? MC_PEER_APPLIED :
+					is_permanent(r) ? MC_PEER_FAILED : MC_PEER_RETRYING);
 		if (r == 0) {
 			atomic_fetch_add(&e->reconciled, 1);
 			keyq_forget(e->queue, &key);

@@ -215,6 +215,12 @@ struct mc_store {
 	/* the prefix lengths in use, per family (0: IPv4, 1: IPv6), to look up only those */
 	uint8_t cidr_lens[2][129];
 	unsigned n_cidr_lens[2];
+
+	/* managed pod IPs by role (enum mc_pod_role), kept by txn_finish() from the same
+	 * before/after comparison that enqueues pod keys; stale after a write that lost a key
+	 * (ENOMEM), then counted again by the next reader */
+	size_t managed[MC_POD_REMOTE_MANAGED + 1];
+	bool managed_stale;
 };
 
 static uint64_t ip_hash(const struct mc_ip *ip)
@@ -857,6 +863,8 @@ static void txn_finish(struct mc_store *s, struct txn *t)
 			struct mc_pod_state now = derive_pod(s, &e->key.ip, NULL);
 
 			changed = now.role != e->before.pod.role || now.peer_id != e->before.pod.peer_id;
+			s->managed[e->before.pod.role]--; /* [MC_POD_NONE] is not read */
+			s->managed[now.role]++;
 			report_conflicts(s, t, &e->key.ip);
 			break;
 		}
@@ -878,6 +886,8 @@ static void txn_finish(struct mc_store *s, struct txn *t)
 		if (changed)
 			t->changed[t->n_changed++] = e->key;
 	}
+	if (t->error)
+		s->managed_stale = true;
 }
 
 static void txn_free(struct txn *t)
@@ -1732,6 +1742,34 @@ static size_t names_bytes(const struct names *t)
 	for (uint32_t id = 1; id < t->n; id++)
 		b += usable(t->name[id]);
 	return b;
+}
+
+/* The managed pod IPs by role, from every live pod: what txn_finish() keeps up to date. */
+static void count_managed(struct mc_store *s)
+{
+	memset(s->managed, 0, sizeof(s->managed));
+	for (uint32_t slot = 1; slot < s->n_slots; slot++) {
+		const struct pod *p = s->pods[slot];
+
+		for (unsigned i = 0; p && i < p->n_ips; i++)
+			if (ip_winner(s, &p->ips[i]) == slot)
+				s->managed[derive_pod(s, &p->ips[i], NULL).role]++;
+	}
+	s->managed_stale = false;
+}
+
+void mc_store_managed_pods(struct mc_store *s, size_t *local, size_t *remote)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	if (s->managed_stale) {
+		pthread_rwlock_unlock(&s->lock);
+		pthread_rwlock_wrlock(&s->lock);
+		if (s->managed_stale)
+			count_managed(s);
+	}
+	*local = s->managed[MC_POD_LOCAL_MANAGED];
+	*remote = s->managed[MC_POD_REMOTE_MANAGED];
+	pthread_rwlock_unlock(&s->lock);
 }
 
 void mc_store_stats(struct mc_store *s, struct mc_store_stats *out)

@@ -233,6 +233,13 @@ struct mc_store_stats {
 /* Counts and memory of the store, e.g. for metrics and the benchmark. */
 void mc_store_stats(struct mc_store *s, struct mc_store_stats *out);
 
+/*
+ * The managed pod IPs: on this node (MC_POD_LOCAL_MANAGED) and on participating peers
+ * (MC_POD_REMOTE_MANAGED), as mc_store_get_pod() derives them. Kept as keys change, so O(1)
+ * (a count of every pod only after a write that ran out of memory).
+ */
+void mc_store_managed_pods(struct mc_store *s, size_t *local, size_t *remote);
+
 #ifdef __cplusplus
 }
 #endif

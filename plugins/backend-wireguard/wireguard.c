@@ -19,11 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <netlink/msg.h>
 
 #include <meshcrypt/host.h>
+#include <meshcrypt/metrics.h>
 #include <meshcrypt/plugin.h>
 #include <meshcrypt/store.h>
 
@@ -46,6 +48,7 @@ struct peer_record {
 	uint32_t peer_id;
 	bool installed;
 	uint8_t public_key[MCW_KEY_LEN]; /* the peer we installed for this index */
+	char *name;                      /* its node, for /metrics; owned */
 };
 
 struct wg {
@@ -67,6 +70,13 @@ struct wg {
 	struct route *routes;
 	size_t n_routes;
 	struct peer_record *peers; /* by index */
+
+	/* The last device dump for status and /metrics (handshakes and bytes live only in the
+	 * kernel), its peers sorted by key; stats_ns 0: none yet. */
+	struct mcw_device stats;
+	uint64_t stats_ns;
+	int stats_error;
+	struct mc_metrics_collector *collector;
 };
 
 static struct wg *get(struct mc_plugin_ctx *ctx)
@@ -262,6 +272,13 @@ static int wg_peer_apply(struct mc_plugin_ctx *ctx, const struct mc_peer_state *
 	pthread_mutex_lock(&w->lock);
 	rec = &w->peers[p->peer_index];
 	rec->peer_id = p->peer_id;
+	if (!rec->name || strcmp(rec->name, p->name)) {
+		free(rec->name);
+		if (!(rec->name = strdup(p->name))) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
 	if (!p->present) {
 		r = remove_index(w, p->peer_index, NULL, 0);
 		goto out;
@@ -608,6 +625,116 @@ static int write_public_key(struct wg *w, const char *dir)
 	return fclose(f) == 0 ? 0 : -errno;
 }
 
+/* ---- handshakes and transfer: status and /metrics ---- */
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int compare_peer_key(const void *a, const void *b)
+{
+	return memcmp(((const struct mcw_peer *)a)->public_key,
+		      ((const struct mcw_peer *)b)->public_key, MCW_KEY_LEN);
+}
+
+/* The device as the kernel has it now, dumped at most once a second: a status of every peer
+ * and a scrape then cost one dump, not one per peer. With w->lock held. 0 or -errno. */
+static int refresh_stats(struct wg *w)
+{
+	uint64_t now = monotonic_ns();
+
+	if (w->stats_ns && now - w->stats_ns < 1000000000u)
+		return w->stats_error;
+	mcw_device_clear(&w->stats);
+	w->stats_error = mcw_genl_get_device(w->genl, w->device, &w->stats);
+	if (w->stats_error == 0)
+		qsort(w->stats.peers, w->stats.n_peers, sizeof(*w->stats.peers), compare_peer_key);
+	w->stats_ns = now;
+	return w->stats_error;
+}
+
+/* The dumped peer installed for index, or NULL. With w->lock held, after refresh_stats. */
+static const struct mcw_peer *stats_peer(const struct wg *w, uint32_t index)
+{
+	struct mcw_peer key;
+
+	if (!w->peers[index].installed || !w->stats.n_peers)
+		return NULL;
+	memcpy(key.public_key, w->peers[index].public_key, MCW_KEY_LEN);
+	return bsearch(&key, w->stats.peers, w->stats.n_peers, sizeof(key), compare_peer_key);
+}
+
+/* The peer as the model holds it, with its latest handshake and transfer from the kernel. */
+static int wg_peer_status(struct mc_plugin_ctx *ctx, uint16_t index, char *buf, size_t size)
+{
+	struct wg *w = get(ctx);
+	char key[MCW_KEY_B64_LEN + 1], endpoint[MC_IP_STRLEN] = "none", handshake[96] = "";
+	const struct mcw_peer *p, *k;
+	int r = -ENOENT;
+
+	if (!w || !index)
+		return -ENOENT;
+	pthread_mutex_lock(&w->lock);
+	if (w->peers[index].installed && (p = dev_peer(w, w->peers[index].public_key))) {
+		mcw_key_to_base64(p->public_key, key);
+		if (p->endpoint.family)
+			mc_ip_to_string(&p->endpoint, endpoint);
+		if (refresh_stats(w) < 0 || !(k = stats_peer(w, index)))
+			snprintf(handshake, sizeof(handshake), "; not on the device");
+		else if (!k->last_handshake_sec)
+			snprintf(handshake, sizeof(handshake), "; no handshake yet");
+		else
+			snprintf(handshake, sizeof(handshake),
+				 "; latest handshake %lld s ago, %llu bytes received, %llu sent",
+				 (long long)(time(NULL) - k->last_handshake_sec),
+				 (unsigned long long)k->rx_bytes, (unsigned long long)k->tx_bytes);
+		snprintf(buf, size, "WireGuard peer %s, endpoint %s port %u, %zu allowed IPs on %s%s",
+			 key, endpoint, p->port, p->n_allowed, w->device, handshake);
+		r = 0;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
+/* Per peer, like prometheus_wireguard_exporter: the latest handshake as a Unix time (0: none)
+ * and the bytes received and sent. */
+static int collect_metrics(struct mc_metrics_writer *mw, void *userdata)
+{
+	struct wg *w = userdata;
+	int r = 0;
+
+	pthread_mutex_lock(&w->lock);
+	if (refresh_stats(w) < 0) {
+		pthread_mutex_unlock(&w->lock);
+		return 0; /* no device yet: no samples */
+	}
+	for (uint32_t i = 1; r == 0 && i <= MAX_PEER_INDEX; i++) {
+		const struct mcw_peer *k = stats_peer(w, i);
+		struct mc_metrics_label peer = { "peer", w->peers[i].name };
+
+		if (!k || !peer.value)
+			continue;
+		r = mc_metrics_write_gauge(mw, "meshcrypt_wireguard_peer_last_handshake_seconds",
+					   "the latest handshake with the peer, as a Unix time "
+					   "(0: none yet)",
+					   &peer, 1, (double)k->last_handshake_sec);
+		if (r == 0)
+			r = mc_metrics_write_counter(mw, "meshcrypt_wireguard_peer_receive_bytes_total",
+						     "bytes received from the peer", &peer, 1,
+						     (double)k->rx_bytes);
+		if (r == 0)
+			r = mc_metrics_write_counter(mw, "meshcrypt_wireguard_peer_transmit_bytes_total",
+						     "bytes sent to the peer", &peer, 1,
+						     (double)k->tx_bytes);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
 static int wg_init(struct mc_plugin_ctx *ctx)
 {
 	const struct mc_host *h = ctx->host;
@@ -670,6 +797,11 @@ static int wg_init(struct mc_plugin_ctx *ctx)
 		h->log(ctx, LOG_ERR, "opening the rtnetlink socket failed: %s", strerror(-r));
 		return r;
 	}
+	if (h->metrics(ctx) &&
+	    !(w->collector = mc_metrics_register(h->metrics(ctx), "backend/wireguard",
+						 collect_metrics, w)))
+		h->log(ctx, LOG_WARNING, "handshake and transfer metrics: %s (not exported)",
+		       strerror(errno));
 	return 0;
 }
 
@@ -680,11 +812,15 @@ static void wg_fini(struct mc_plugin_ctx *ctx)
 	if (!w)
 		return;
 	/* The device, its peers, routes and rules stay: the dataplane survives the agent. */
+	mc_metrics_unregister(w->collector);
 	mcw_genl_close(w->genl);
 	mcw_rtnl_close(w->rtnl);
 	mcw_keypair_free(w->keys);
 	mcw_device_clear(&w->dev);
+	mcw_device_clear(&w->stats);
 	free(w->routes);
+	for (uint32_t i = 0; w->peers && i <= MAX_PEER_INDEX; i++)
+		free(w->peers[i].name);
 	free(w->peers);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
@@ -723,29 +859,6 @@ static int wg_cleanup(struct mc_plugin_ctx *ctx)
 	mc_plugin_log(ctx, LOG_INFO, "removed %s, the routes of table %u and its rules", w->device,
 		      w->table);
 	return 0;
-}
-
-/* The peer as the model holds it, for meshcryptctl status (handshakes need a dump: not here). */
-static int wg_peer_status(struct mc_plugin_ctx *ctx, uint16_t index, char *buf, size_t size)
-{
-	struct wg *w = get(ctx);
-	char key[MCW_KEY_B64_LEN + 1], endpoint[MC_IP_STRLEN] = "none";
-	const struct mcw_peer *p;
-	int r = -ENOENT;
-
-	if (!w || !index)
-		return -ENOENT;
-	pthread_mutex_lock(&w->lock);
-	if (w->peers[index].installed && (p = dev_peer(w, w->peers[index].public_key))) {
-		mcw_key_to_base64(p->public_key, key);
-		if (p->endpoint.family)
-			mc_ip_to_string(&p->endpoint, endpoint);
-		snprintf(buf, size, "WireGuard peer %s, endpoint %s port %u, %zu allowed IPs on %s",
-			 key, endpoint, p->port, p->n_allowed, w->device);
-		r = 0;
-	}
-	pthread_mutex_unlock(&w->lock);
-	return r;
 }
 
 static const struct mc_dataplane_ops wg_ops = MC_DATAPLANE_OPS(

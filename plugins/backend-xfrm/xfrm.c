@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 
 #include <meshcrypt/host.h>
+#include <meshcrypt/metrics.h>
 #include <meshcrypt/plugin.h>
 #include <meshcrypt/store.h>
 
@@ -100,6 +101,7 @@ struct xfrm {
 	struct mc_io *monitor;
 	struct mc_timer *reload_timer;
 	bool reload_armed;
+	struct mc_metrics_collector *collector; /* states and policies by state, for /metrics */
 };
 
 static struct xfrm *get(struct mc_plugin_ctx *ctx)
@@ -1239,6 +1241,58 @@ static int xfrm_init(struct mc_plugin_ctx *ctx)
 	return 0;
 }
 
+enum { SA_OUT_ACTIVE, SA_IN_CURRENT, SA_IN_ACCEPTED, SA_OUT_UNCLAIMED, SA_IN_UNCLAIMED, SA_KINDS };
+
+/* The model's states and policies by what they are for. Unclaimed: found at start (or left
+ * by a peer that went) and removed by the next garbage collection; an in state of another
+ * generation than the one advertised is kept for peers that have not switched yet. */
+static int collect_metrics(struct mc_metrics_writer *w, void *userdata)
+{
+	static const struct mc_metrics_label sa_labels[SA_KINDS][2] = {
+		[SA_OUT_ACTIVE] = { { "direction", "out" }, { "state", "active" } },
+		[SA_IN_CURRENT] = { { "direction", "in" }, { "state", "current" } },
+		[SA_IN_ACCEPTED] = { { "direction", "in" }, { "state", "accepted" } },
+		[SA_OUT_UNCLAIMED] = { { "direction", "out" }, { "state", "unclaimed" } },
+		[SA_IN_UNCLAIMED] = { { "direction", "in" }, { "state", "unclaimed" } },
+	};
+	static const char *const dirs[] = { "in", "out", "fwd" };
+	struct xfrm *x = userdata;
+	size_t sas[SA_KINDS] = { 0 }, sps[3][2] = { { 0 } };
+	int r = 0;
+
+	pthread_mutex_lock(&x->lock);
+	for (size_t i = 0; i < x->n_sas; i++) {
+		const struct held_sa *h = &x->sas[i];
+		bool in = h->sa.mark_mask != 0; /* in states carry the decrypt mark */
+
+		if (h->owner == OWNER_NONE)
+			sas[in ? SA_IN_UNCLAIMED : SA_OUT_UNCLAIMED]++;
+		else if (!in)
+			sas[SA_OUT_ACTIVE]++;
+		else
+			sas[h->sa.spi - mcx_spi(0) == local_generation(x) ? SA_IN_CURRENT :
+									     SA_IN_ACCEPTED]++;
+	}
+	for (size_t i = 0; i < x->n_sps; i++)
+		if (x->sps[i].sp.dir < sizeof(dirs) / sizeof(dirs[0]))
+			sps[x->sps[i].sp.dir][x->sps[i].owner == OWNER_NONE]++;
+	pthread_mutex_unlock(&x->lock);
+	for (int k = 0; r == 0 && k < SA_KINDS; k++)
+		r = mc_metrics_write_gauge(w, "meshcrypt_xfrm_states",
+					   "the backend's xfrm states by direction and state",
+					   sa_labels[k], 2, (double)sas[k]);
+	for (size_t d = 0; r == 0 && d < sizeof(dirs) / sizeof(dirs[0]); d++)
+		for (int unclaimed = 0; r == 0 && unclaimed < 2; unclaimed++)
+			r = mc_metrics_write_gauge(
+				w, "meshcrypt_xfrm_policies",
+				"the backend's xfrm policies by direction and state",
+				(struct mc_metrics_label[]){ { "direction", dirs[d] },
+							     { "state", unclaimed ? "unclaimed" :
+										    "active" } },
+				2, (double)sps[d][unclaimed]);
+	return r;
+}
+
 static int xfrm_start(struct mc_plugin_ctx *ctx)
 {
 	struct xfrm *x = get(ctx);
@@ -1257,6 +1311,11 @@ static int xfrm_start(struct mc_plugin_ctx *ctx)
 				 &x->retire_timer);
 	if (r < 0)
 		return r;
+	if (ctx->host->metrics(ctx) &&
+	    !(x->collector = mc_metrics_register(ctx->host->metrics(ctx), "backend/xfrm",
+						 collect_metrics, x)))
+		mc_plugin_log(ctx, LOG_WARNING, "state and policy metrics: %s (not exported)",
+			      strerror(errno));
 	if (!x->key_file) {
 		pthread_mutex_lock(&x->lock);
 		r = load_secret(x, &changed);
@@ -1276,6 +1335,8 @@ static void xfrm_stop(struct mc_plugin_ctx *ctx)
 
 	if (!x)
 		return;
+	mc_metrics_unregister(x->collector);
+	x->collector = NULL;
 	ctx->host->timer_remove(x->retire_timer);
 	ctx->host->timer_remove(x->reload_timer);
 	ctx->host->io_remove(x->monitor);

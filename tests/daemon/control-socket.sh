@@ -25,6 +25,10 @@ all_pods || fail "the plan never showed all $pods pods"
 ctl plan > "$tmp/plan"
 [ "$(grep -cE '^(local|remote)-pod ' "$tmp/plan")" = $((2 * pods)) ] || fail "short plan"
 [ "$(tail -c 1 "$tmp/plan" | od -An -c | tr -d ' ')" = '\n' ] || fail "plan cut mid-line"
+# status counts the managed pods as the plan lists them, and so does `pods`
+want="managed pods: $(grep -c '^local-pod ' "$tmp/plan") on this node, $(grep -c '^remote-pod ' "$tmp/plan") on peers"
+ctl status | grep -qxF "$want" || fail "status lacks \"$want\": $(ctl status | grep '^managed')"
+ctl pods | tail -n 1 | grep -qxF "$want" || fail "pods lacks \"$want\""
 
 for i in 1 2 3 4 5; do
 	out=$(ctl plan | head -c 10)

@@ -33,7 +33,7 @@ families = {f.name: f for f in text_string_to_metric_families(sys.argv[1])}
 want = {"meshcrypt_ready": "gauge", "meshcrypt_reconcile": "counter",
         "meshcrypt_store_objects": "gauge", "meshcrypt_plugin_apply": "counter",
         "meshcrypt_key_generation_published": "gauge", "meshcrypt_xfrm_errors": "counter",
-        "workqueue_adds": "counter", "workqueue_queue_duration_seconds": "histogram"}
+        "meshcrypt_peers": "gauge", "meshcrypt_managed_pods": "gauge", "workqueue_adds": "counter", "workqueue_queue_duration_seconds": "histogram"}
 for name, kind in want.items():
     if name not in families or families[name].type != kind:
         sys.exit(f"{name} ({kind}) missing: {sorted(families)}")
@@ -41,6 +41,12 @@ pods = [s.value for s in families["meshcrypt_store_objects"].samples if s.labels
 ready = families["meshcrypt_ready"].samples[0].value
 if pods != [pods[0]] or pods[0] < 1 or ready != 1:
     sys.exit(f"store objects {pods}, ready {ready}")
+managed = {s.labels["node"]: s.value for s in families["meshcrypt_managed_pods"].samples}
+if sorted(managed) != ["local", "peer"] or managed["local"] + managed["peer"] < 1:
+    sys.exit(f"managed pods {managed}")
+peers = {s.labels["state"]: s.value for s in families["meshcrypt_peers"].samples}
+if sorted(peers) != ["applied", "failed", "pending", "retrying"] or sum(peers.values()) != 2:
+    sys.exit(f"peers by state {peers}: not the cluster's 2 peers")
 print(f"prometheus_client parsed {len(families)} families, {sum(len(f.samples) for f in families.values())} samples")
 PY
 

@@ -97,6 +97,10 @@ lab_check "status --json: published generation $(json .key_generation_published)
 	test "$(json .key_generation_published)" = "$policy_generation"
 lab_check "status --json: $(json .objects.pods) pods = the cluster's" \
 	test "$(json .objects.pods)" = "$(jq '[.items[] | select(.kind == "Pod")] | length' "$LAB_CLUSTER_FILE")"
+bpf_map_entries() { lab_in_node node1 bpftool -j map dump pinned "$LAB_DIR/nodes/node1/bpffs/meshcrypt/$1" | jq length; }
+managed="$(bpf_map_entries local_pods) $(bpf_map_entries remote_pods)"
+lab_check "status --json: managed pods $(json '"\(.managed_pods.local) \(.managed_pods.remote)"') = the entries of node1's BPF maps local_pods and remote_pods ($managed)" \
+	test "$(json '"\(.managed_pods.local) \(.managed_pods.remote)"')" = "$managed"
 # /metrics of node1's agent, read by a real Prometheus parser (Debian's python3-prometheus-client)
 # and compared with the kernel: node1's xfrm counters, the generation of its out policies
 scrape() {
@@ -105,8 +109,11 @@ import sys
 from prometheus_client.parser import text_string_to_metric_families
 f = {m.name: m for m in text_string_to_metric_families(sys.stdin.read())}
 xfrm = {s.labels["counter"]: int(s.value) for s in f["meshcrypt_xfrm_errors"].samples}
+total = lambda family: int(sum(s.value for s in f[family].samples))
+applied = [int(s.value) for s in f["meshcrypt_peers"].samples if s.labels["state"] == "applied"]
 print(int(f["meshcrypt_key_generation_published"].samples[0].value), int(f["meshcrypt_ready"].samples[0].value),
-      xfrm["XfrmInNoStates"], xfrm["XfrmOutNoStates"], "meshcrypt_bpf_marked" in f)'
+      xfrm["XfrmInNoStates"], xfrm["XfrmOutNoStates"], "meshcrypt_bpf_marked" in f,
+      total("meshcrypt_xfrm_states"), total("meshcrypt_xfrm_policies"), applied[0])'
 }
 # status: node1's line for node2 names its out SAs (IPv4 and IPv6); each is in node1's kernel
 peer_line=$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" status | grep "^peer: node2 " || true)
@@ -133,8 +140,8 @@ lab_check "explain node1-a -> node2-a: encrypted, through an SA node1 has (${nam
 	sa_in_kernel
 lab_check "explain node1-u -> node2-a: not encrypted, the source is not managed" grep -q \
 	"not encrypted: the source is not a managed pod" <<<"$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" explain "$(lab_ip node1-u 4)" "$(lab_ip node2-a 4)")"
-want="$policy_generation 1 $(lab_xfrm_stat node1 XfrmInNoStates) $(lab_xfrm_stat node1 XfrmOutNoStates) True"
-lab_check "/metrics parses; generation, ready, XfrmInNoStates, XfrmOutNoStates as the kernel has them ($want)" \
+want="$policy_generation 1 $(lab_xfrm_stat node1 XfrmInNoStates) $(lab_xfrm_stat node1 XfrmOutNoStates) True $(ours node1 state) $(ours node1 policy) 2"
+lab_check "/metrics parses; generation, ready, XfrmInNoStates, XfrmOutNoStates, states, policies as the kernel has them, 2 peers applied ($want)" \
 	test "$(scrape)" = "$want"
 
 # --- 1. all node pairs ----------------------------------------------------------------------

@@ -127,6 +127,40 @@ lab_check "status: node2 is WireGuard peer $node2_key at $endpoint ($peer_line)"
 hs_node2() { lab_exec node1 wg show mcwg0 latest-handshakes | awk -v k="$node2_key" '$1 == k { print $2 }'; }
 lab_ping node1-a node2-a 4 || true
 hs=$(hs_node2)
+status_handshake() { # the age status gives node2's latest handshake, within 2 s of the kernel's
+	local line age
+	line=$("$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/node1/run" status | grep "^peer: node2 ") || return 1
+	[[ $line =~ latest\ handshake\ ([0-9]+)\ s\ ago ]] || return 1
+	age=$(($(date +%s) - $(hs_node2)))
+	((BASH_REMATCH[1] - age <= 2 && age - BASH_REMATCH[1] <= 2))
+}
+lab_check "status: node2's latest handshake as the kernel has it" lab_wait_until 3 status_handshake
+# /metrics of node1, read by a real Prometheus parser, against wg show's dump read just after
+# the scrape: for each peer the same latest handshake and no more bytes than the kernel counts
+wg_metrics() {
+	local scraped
+	scraped=$(lab_exec node1 curl -sf http://127.0.0.1:9474/metrics) || return 1
+	/usr/bin/python3 - "$scraped" "$(lab_exec node1 wg show mcwg0 dump)" \
+		"$(jq -r '.items[] | select(.kind == "MeshcryptNode") | "\(.metadata.name) \(.spec.wireguardPublicKey)"' "$LAB_CLUSTER_FILE")" <<'PY'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+f = {m.name: m for m in text_string_to_metric_families(sys.argv[1])}
+kernel = {line.split("\t")[0]: line.split("\t") for line in sys.argv[2].splitlines()[1:]}
+key = dict(line.split() for line in sys.argv[3].splitlines())
+def by_peer(family):
+    return {s.labels["peer"]: int(s.value) for s in f[family].samples}
+hs = by_peer("meshcrypt_wireguard_peer_last_handshake_seconds")
+rx = by_peer("meshcrypt_wireguard_peer_receive_bytes")
+tx = by_peer("meshcrypt_wireguard_peer_transmit_bytes")
+if sorted(hs) != ["node2", "node3"]:
+    sys.exit(f"peers in /metrics: {sorted(hs)}")
+for peer in hs:
+    k = kernel[key[peer]]
+    if hs[peer] != int(k[4]) or not 0 < rx[peer] <= int(k[5]) or not 0 < tx[peer] <= int(k[6]):
+        sys.exit(f"{peer}: /metrics {hs[peer]} {rx[peer]} {tx[peer]}, kernel {k[4:7]}")
+PY
+}
+lab_check "/metrics: each peer's latest handshake and bytes as wg show has them" lab_wait_until 3 wg_metrics
 lab_ping_flood node1-a node2-a 6 "$LAB_DIR/ping-churn" &
 flood=$!
 lab_edit_cluster 'del(.items[] | select(.kind == "MeshcryptNode" and .metadata.name == "node3"))'

@@ -52,7 +52,11 @@ static void on_event(void *ctx, int level, const char *message) {
 	snprintf(r->events[r->n_events++], sizeof(r->events[0]), "%s", message);
 }
 
+static void assert_managed_counts(struct mc_store *s);
+
+/* Between steps: the counts of the step before hold, then a clean record. */
 static void reset(struct rec *r) {
+	assert_managed_counts(r->s);
 	r->n_keys = 0;
 	r->n_events = 0;
 }
@@ -185,6 +189,22 @@ static char *plan(struct mc_store *s) {
 	return text;
 }
 
+/* mc_store_managed_pods() agrees with the plan's local-pod and remote-pod lines. */
+static void assert_managed_counts(struct mc_store *s) {
+	char *text = plan(s), *line = text;
+	size_t local = 0, remote = 0, want_local = 0, want_remote = 0;
+
+	for (; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		want_local += strncmp(line, "local-pod ", 10) == 0;
+		want_remote += strncmp(line, "remote-pod ", 11) == 0;
+	}
+	free(text);
+	mc_store_managed_pods(s, &local, &remote);
+	if (local != want_local || remote != want_remote)
+		fail_msg("managed pods %zu local, %zu remote; the plan has %zu, %zu", local, remote,
+		         want_local, want_remote);
+}
+
 static void test_load_basic(void **state) {
 	struct rec r;
 	struct mc_store *s = load_basic(&r);
@@ -193,7 +213,7 @@ static void test_load_basic(void **state) {
 	struct mc_peer_state *p;
 	struct mc_store_stats st;
 	uint32_t *ids;
-	size_t n;
+	size_t n, n_remote;
 	char *text, *want;
 	FILE *f;
 
@@ -261,6 +281,10 @@ static void test_load_basic(void **state) {
 	assert_int_equal(st.pods, 12);
 	assert_int_equal(st.pod_ips, 10); /* live pods only: not host-b, done-b, pending */
 	assert_true(st.bytes > 0);
+	mc_store_managed_pods(s, &n, &n_remote);
+	assert_int_equal(n, 1);
+	assert_int_equal(n_remote, 5);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -277,6 +301,7 @@ static void test_relist_identical(void **state) {
 	assert_string_equal(before, after);
 	free(before);
 	free(after);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -321,6 +346,7 @@ static void test_relist_deletes(void **state) {
 	assert_int_equal(st.secrets, 0); /* not in the kinds replaced */
 	assert_int_equal(st.nodes, 3);
 	assert_int_equal(st.namespaces, 2);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -356,6 +382,7 @@ static void test_relist_pages(void **state) {
 	assert_int_equal(st.pods, 11);
 	assert_int_equal(st.namespaces, 2);
 	assert_int_equal(mc_store_relist(NULL, pods, NULL, MC_RELIST_FIRST), -EINVAL);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -390,6 +417,7 @@ static void test_namespace_label(void **state) {
 	assert_int_equal(mc_store_delete(s, MC_OBJECT_NAMESPACE, NULL, "secure"), 0);
 	assert_int_equal(r.n_keys, 5);
 	assert_int_equal(mc_store_delete(s, MC_OBJECT_NAMESPACE, NULL, "secure"), -ENOENT);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -446,6 +474,7 @@ static void test_pod_label_and_liveness(void **state) {
 	assert_int_equal(mc_store_delete(s, MC_OBJECT_POD, "plain", "new-out"), 0);
 	assert_int_equal(r.n_keys, 1);
 	assert_true(has_key(&r, MC_KEY_PEER, b));
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -500,6 +529,7 @@ static void test_participation(void **state) {
 	assert_string_equal(p->boot_id, "");
 	assert_int_equal(p->n_prefixes, 8); /* no CIDR known: each live pod IP on its own */
 	mc_peer_state_free(p);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -518,6 +548,7 @@ static void test_peer_without_cidrs(void **state) {
 	for (size_t i = 1; i < p->n_prefixes; i++)
 		assert_true(mc_prefix_compare(&p->prefixes[i - 1], &p->prefixes[i]) < 0);
 	mc_peer_state_free(p);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -548,6 +579,7 @@ static void test_local_node(void **state) {
 	           "{\"meshcrypt.io/encryption\":\"enabled\"}");
 	assert_int_equal(r.n_keys, 1);
 	assert_pod(s, "10.244.0.9", MC_POD_LOCAL_MANAGED, 0);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -585,6 +617,7 @@ static void test_ip_conflict(void **state) {
 	upsert_pod(s, "secure", "zz", "node-b", "10.244.0.5", T_OLD, "{}");
 	assert_pod(s, "10.244.0.5", MC_POD_REMOTE_MANAGED, b);
 	assert_non_null(strstr(r.events[1], "claimed by 3 live pods: secure/zz (node node-b) wins"));
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -605,6 +638,7 @@ static void test_cidr_conflict(void **state) {
 	                                 "of nodes node-b and node-c; it stays with its own node "
 	                                 "node-b");
 	assert_pod(s, "10.244.1.40", MC_POD_REMOTE_MANAGED, mc_store_peer_id(s, "node-b"));
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -646,6 +680,7 @@ static void test_secret(void **state) {
 	assert_int_equal(mc_store_delete(s, MC_OBJECT_SECRET, "meshcrypt-system",
 	                                 "meshcrypt-ipsec-keys"),
 	                 -ENOENT);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -678,6 +713,7 @@ static void test_config(void **state) {
 	assert_int_equal(mc_store_upsert(s, NULL), -EINVAL);
 	assert_int_equal(mc_store_replace_all(s, NULL), -EINVAL);
 	assert_int_equal(mc_store_delete(s, MC_OBJECT_POD, NULL, "x"), -EINVAL);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 
@@ -715,6 +751,7 @@ static void test_hash_seeded(void **state)
 		} else {
 			want = text;
 		}
+		assert_managed_counts(s);
 		mc_store_free(s);
 	}
 	free(want);
@@ -830,6 +867,7 @@ static void test_concurrent_readers(void **state) {
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
 	assert_true(atomic_load(&rd.reads) > 0);
+	assert_managed_counts(s);
 	mc_store_free(s);
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/wireguard.h>
@@ -25,6 +26,7 @@
 #include <cmocka.h>
 
 #include <meshcrypt/host.h>
+#include <meshcrypt/metrics.h>
 #include <meshcrypt/plugin.h>
 #include <meshcrypt/store.h>
 
@@ -84,9 +86,22 @@ int __wrap_mcw_genl_transact(struct mcw_genl *g, struct nl_msg *msg)
 	return genl_error;
 }
 int __wrap_mcw_genl_get_device(struct mcw_genl *g, const char *ifname, struct mcw_device *d);
+/* What a device dump shows: no peers, or dumped_peer when it has a key (status tests). */
+static struct mcw_peer dumped_peer;
+static unsigned dumps;
+
 int __wrap_mcw_genl_get_device(struct mcw_genl *g, const char *ifname, struct mcw_device *d)
 {
+	static const uint8_t no_key[MCW_KEY_LEN];
+
 	memset(d, 0, sizeof(*d));
+	dumps++;
+	if (memcmp(dumped_peer.public_key, no_key, MCW_KEY_LEN)) {
+		d->peers = calloc(1, sizeof(*d->peers));
+		assert_non_null(d->peers);
+		memcpy(d->peers, &dumped_peer, sizeof(dumped_peer));
+		d->n_peers = d->cap_peers = 1;
+	}
 	return 0;
 }
 
@@ -336,6 +351,53 @@ static void test_local_then_peer(void **state)
 	down(fh);
 }
 
+/* Status and /metrics read the handshake and the transfer from one device dump, shared. */
+static void test_handshake_in_status_and_metrics(void **state)
+{
+	struct fake_host *fh = up();
+	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+	struct mc_metrics *metrics = fake_host_enable_metrics(fh);
+	char status[512], *text;
+
+	(void)state;
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	assert_int_equal(mcw_key_from_base64(PEER_KEY, dumped_peer.public_key), 0);
+	dumped_peer.last_handshake_sec = time(NULL) - 5;
+	dumped_peer.rx_bytes = 1000;
+	dumped_peer.tx_bytes = 2000;
+	dumps = 0;
+
+	assert_int_equal(ops->peer_status(ctx, 7, status, sizeof(status)), 0);
+	assert_non_null(strstr(status, "WireGuard peer " PEER_KEY));
+	assert_true(strstr(status, "latest handshake 5 s ago, 1000 bytes received, 2000 sent") ||
+		    strstr(status, "latest handshake 6 s ago, 1000 bytes received, 2000 sent"));
+	text = mc_metrics_render(metrics, NULL);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "meshcrypt_wireguard_peer_receive_bytes_total{peer=\"node2\"} 1000\n"));
+	assert_non_null(strstr(text, "meshcrypt_wireguard_peer_transmit_bytes_total{peer=\"node2\"} 2000\n"));
+	assert_non_null(strstr(text, "meshcrypt_wireguard_peer_last_handshake_seconds{peer=\"node2\"} "));
+	free(text);
+	assert_int_equal(dumps, 1);
+
+	/* no handshake yet: said so, and 0 */
+	memset(&dumped_peer, 0, sizeof(dumped_peer));
+	down(fh);
+	fh = up();
+	ctx = fake_host_ctx(fh);
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	assert_int_equal(mcw_key_from_base64(PEER_KEY, dumped_peer.public_key), 0);
+	assert_int_equal(ops->peer_status(ctx, 7, status, sizeof(status)), 0);
+	assert_non_null(strstr(status, "; no handshake yet"));
+	assert_int_equal(ops->peer_status(ctx, 8, status, sizeof(status)), -ENOENT);
+	memset(&dumped_peer, 0, sizeof(dumped_peer));
+	down(fh);
+}
+
 static void test_errors(void **state)
 {
 	static const int errors[] = { -EEXIST, -ENOMEM, -EPERM };
@@ -391,6 +453,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_local_then_peer),
+		cmocka_unit_test(test_handshake_in_status_and_metrics),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_bad_peer_key_and_no_module),
 	};

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include <meshcrypt/host.h>
+#include <meshcrypt/metrics.h>
 #include <meshcrypt/plugin.h>
 #include <meshcrypt/store.h>
 
@@ -450,7 +451,9 @@ static void test_plugin_apply_and_idempotence(void **state)
 	struct fake_host *fh = plugin_up();
 	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
 	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+	struct mc_metrics *metrics = fake_host_enable_metrics(fh);
 	size_t first_out_policy = 0, last_sa = 0;
+	char *text;
 
 	(void)state;
 	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
@@ -491,6 +494,16 @@ static void test_plugin_apply_and_idempotence(void **state)
 		assert_int_equal(sa.mark_mask, 0xffff00f0);
 	}
 	sent_clear();
+	/* /metrics counts what the model holds */
+	text = mc_metrics_render(metrics, NULL);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "meshcrypt_xfrm_states{direction=\"out\",state=\"active\"} 2\n"));
+	assert_non_null(strstr(text, "meshcrypt_xfrm_states{direction=\"in\",state=\"current\"} 2\n"));
+	assert_non_null(strstr(text, "meshcrypt_xfrm_states{direction=\"in\",state=\"accepted\"} 0\n"));
+	assert_non_null(strstr(text, "meshcrypt_xfrm_policies{direction=\"out\",state=\"active\"} 2\n"));
+	assert_non_null(strstr(text, "meshcrypt_xfrm_policies{direction=\"fwd\",state=\"active\"} 2\n"));
+	assert_non_null(strstr(text, "meshcrypt_xfrm_policies{direction=\"in\",state=\"unclaimed\"} 0\n"));
+	free(text);
 
 	/* the same state again: nothing reaches the kernel */
 	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
