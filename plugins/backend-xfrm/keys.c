@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +12,82 @@
 #include <unistd.h>
 
 #include <openssl/core_names.h>
-#include <openssl/kdf.h>
+#include <openssl/evp.h>
 #include <openssl/params.h>
 
 #define HKDF_SALT "meshcrypt-ipsec-v1"
 #define KEYS_MAX 64
 #define KEY_FILE_MAX (64 * 1024)
+
+/*
+ * Fetched once: OpenSSL's one-shot calls (EVP_KDF_derive, whose HMAC is EVP_Q_mac) fetch the
+ * algorithm on every call, and those lookups took more than half of an apply. hmac_template
+ * holds the digest setting and no key; each MAC works on a copy of it.
+ */
+static pthread_once_t fetched = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256;
+static EVP_MAC *hmac;
+static EVP_MAC_CTX *hmac_template;
+
+static void fetch_algorithms(void)
+{
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+
+	sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	hmac_template = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+	if (hmac_template && EVP_MAC_CTX_set_params(hmac_template, params) != 1) {
+		EVP_MAC_CTX_free(hmac_template);
+		hmac_template = NULL;
+	}
+}
+
+/* The plugin may be unloaded and loaded again (a reload that changes the backend). */
+__attribute__((destructor)) static void free_algorithms(void)
+{
+	EVP_MAC_CTX_free(hmac_template);
+	EVP_MAC_free(hmac);
+	EVP_MD_free(sha256);
+}
+
+/* HMAC-SHA256(key, a || b || c) into out; b and c may be empty. 0 or -EIO. */
+static int hmac_sha256(const uint8_t *key, size_t key_len, const void *a, size_t a_len,
+		       const void *b, size_t b_len, const void *c, size_t c_len, uint8_t out[32])
+{
+	EVP_MAC_CTX *ctx;
+	size_t len = 0;
+	int ok;
+
+	pthread_once(&fetched, fetch_algorithms);
+	ctx = hmac_template ? EVP_MAC_CTX_dup(hmac_template) : NULL;
+	ok = ctx && EVP_MAC_init(ctx, key, key_len, NULL) == 1 &&
+	     EVP_MAC_update(ctx, a, a_len) == 1 && (!b_len || EVP_MAC_update(ctx, b, b_len) == 1) &&
+	     (!c_len || EVP_MAC_update(ctx, c, c_len) == 1) &&
+	     EVP_MAC_final(ctx, out, &len, 32) == 1 && len == 32;
+	EVP_MAC_CTX_free(ctx); /* cleanses the keyed state */
+	return ok ? 0 : -EIO;
+}
+
+/* HKDF-Extract (RFC 5869) with our salt: what every derivation from this key starts with. */
+static int extract(struct mcx_key *k)
+{
+	int r = hmac_sha256((const uint8_t *)HKDF_SALT, strlen(HKDF_SALT), k->bytes, k->len, NULL,
+			    0, NULL, 0, k->prk);
+
+	k->has_prk = r == 0;
+	return r;
+}
+
+int mcx_sha256(const void *data, size_t len, uint8_t out[32])
+{
+	unsigned n = 32;
+
+	pthread_once(&fetched, fetch_algorithms);
+	return sha256 && EVP_Digest(data, len, out, &n, sha256, NULL) == 1 ? 0 : -EIO;
+}
 
 static struct mcx_keyset *keyset_alloc(size_t n)
 {
@@ -142,6 +213,11 @@ static int parse_line(const char *p, const char *end, struct mcx_key *k, char *e
 		k->bytes[i / 2] = (uint8_t)(hi << 4 | lo);
 	}
 	k->len = (uint8_t)(n / 2);
+	if (extract(k) < 0) {
+		explicit_bzero(k, sizeof(*k));
+		snprintf(error, error_size, "deriving from the key failed (libcrypto)");
+		return -EIO;
+	}
 	if (!next_word(&p, end, &w, &n) || !word_is(w, n, "128")) {
 		explicit_bzero(k, sizeof(*k));
 		snprintf(error, error_size, "the ICV length must be 128 (bits)");
@@ -304,16 +380,18 @@ static void mapped_address(const struct mc_ip *ip, uint8_t out[16])
 	}
 }
 
+/* HKDF-Expand (RFC 5869): T(1) = HMAC(PRK, info || 1), T(2) = HMAC(PRK, T(1) || info || 2),
+ * the first len bytes of T(1) || T(2). */
 int mcx_derive(const struct mcx_key *key, const struct mc_ip *src, const struct mc_ip *dst,
 	       const char *src_boot_id, const char *dst_boot_id, uint8_t out[MCX_KEY_MAX])
 {
-	uint8_t info[16 + 16 + 2 * MC_BOOT_ID_LEN + 4];
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-	OSSL_PARAM params[5];
-	uint8_t ikm[MCX_KEY_MAX];
-	int r = -EIO;
+	uint8_t info[16 + 16 + 2 * MC_BOOT_ID_LEN + 4], t[64];
+	static const uint8_t one = 1, two = 2;
+	struct mcx_key k = *key;
+	int r = 0;
 
+	if (!k.has_prk)
+		r = extract(&k);
 	mapped_address(src, info);
 	mapped_address(dst, info + 16);
 	memcpy(info + 32, src_boot_id, MC_BOOT_ID_LEN);
@@ -322,17 +400,13 @@ int mcx_derive(const struct mcx_key *key, const struct mc_ip *src, const struct 
 	info[105] = (uint8_t)(key->generation >> 16);
 	info[106] = (uint8_t)(key->generation >> 8);
 	info[107] = (uint8_t)key->generation;
-	memcpy(ikm, key->bytes, key->len);
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
-	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm, key->len);
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (char *)HKDF_SALT,
-						      strlen(HKDF_SALT));
-	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, sizeof(info));
-	params[4] = OSSL_PARAM_construct_end();
-	if (kctx && EVP_KDF_derive(kctx, out, key->len, params) == 1)
-		r = 0;
-	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
-	explicit_bzero(ikm, sizeof(ikm));
+	if (r == 0)
+		r = hmac_sha256(k.prk, sizeof(k.prk), info, sizeof(info), &one, 1, NULL, 0, t);
+	if (r == 0 && key->len > 32)
+		r = hmac_sha256(k.prk, sizeof(k.prk), t, 32, info, sizeof(info), &two, 1, t + 32);
+	if (r == 0)
+		memcpy(out, t, key->len);
+	explicit_bzero(t, sizeof(t));
+	explicit_bzero(&k, sizeof(k));
 	return r;
 }

@@ -27,6 +27,9 @@ struct mcx_key {
 	uint32_t generation;
 	uint8_t len; /* AES key + 4-byte salt: 20, 28 or 36 */
 	uint8_t bytes[MCX_KEY_MAX];
+	/* HKDF's extract step, done once by the parser: PRK = HMAC-SHA256(salt, bytes) */
+	bool has_prk;
+	uint8_t prk[32];
 };
 
 struct mcx_keyset {
@@ -39,7 +42,7 @@ struct mcx_keyset {
  * Parses key lines ("<generation> rfc4106(gcm(aes)) <hex key+salt> 128"; "0x" before the hex
  * is allowed; blank lines and lines starting with '#' are skipped). On success *out is a new
  * key set (mcx_keyset_free()) with at least one key. On failure writes "line N: problem" into
- * error and returns -EINVAL, or -ENOMEM. text is not changed; the caller wipes it.
+ * error and returns -EINVAL, or -ENOMEM (-EIO: libcrypto failed). text is not changed; the caller wipes it.
  */
 int mcx_keyset_parse(const char *text, size_t len, struct mcx_keyset **out, char *error,
 		     size_t error_size);
@@ -76,5 +79,8 @@ static inline uint32_t mcx_spi(uint32_t generation)
  */
 int mcx_derive(const struct mcx_key *key, const struct mc_ip *src, const struct mc_ip *dst,
 	       const char *src_boot_id, const char *dst_boot_id, uint8_t out[MCX_KEY_MAX]);
+
+/* SHA-256 of data into out. 0 or -EIO. */
+int mcx_sha256(const void *data, size_t len, uint8_t out[32]);
 
 #endif

@@ -21,7 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include <meshcrypt/host.h>
 #include <meshcrypt/metrics.h>
@@ -29,26 +28,16 @@
 #include <meshcrypt/store.h>
 
 #include "keys.h"
+#include "model.h"
 #include "netlink.h"
 
 #define OUT_POLICY_PRIORITY 100
 #define NODE_POLICY_PRIORITY 100
 #define REPLAY_WINDOW 128
 #define SECRET_ENTRY "keys"
-#define MAX_PEER_INDEX 65535
-
-enum { OWNER_NONE = 0, OWNER_NODE = 0x10000 };
-
-struct held_sa {
-	struct mcx_sa sa; /* key wiped: key_digest identifies it */
-	uint8_t key_digest[32];
-	uint32_t owner;   /* peer index, OWNER_NONE until an apply claims it */
-};
-
-struct held_sp {
-	struct mcx_sp sp;
-	uint32_t owner; /* peer index, OWNER_NODE, or OWNER_NONE until claimed */
-};
+#define MAX_PEER_INDEX MCX_MAX_PEER_INDEX
+#define OWNER_NONE MCX_OWNER_NONE
+#define OWNER_NODE MCX_OWNER_NODE
 
 /* What the backend knows of a peer index from applies and gc. */
 struct peer_info {
@@ -76,13 +65,14 @@ struct xfrm {
 	uint32_t local_generation; /* advertised; 0: the highest held */
 	bool boot_id_warned;
 
-	struct held_sa *sas;
-	size_t n_sas, cap_sas;
-	struct held_sp *sps;
-	size_t n_sps, cap_sps;
+	struct mcx_model model; /* what the kernel holds of ours */
 
 	struct peer_info *peers; /* by index, MAX_PEER_INDEX + 1 */
 	bool peers_complete;     /* a gc has told us every participating peer */
+	/* present peers advertising less than behind_gen: kept as peers change (peer_info_set),
+	 * so that check_settled does not walk every index on each apply */
+	uint32_t behind_gen;
+	size_t n_behind;
 	uint32_t settled_generation; /* every present peer advertised it since settled_ns */
 	uint64_t settled_ns;
 	uint32_t retired_generation; /* older in states were last removed for this one */
@@ -122,11 +112,20 @@ static int family_slot(uint8_t family)
 	return family == AF_INET ? 0 : 1;
 }
 
+/* The mark of the in states of the peer with index, and its mask (DESIGN.md §4, §6). */
+static uint32_t in_mark(const struct xfrm *x, uint32_t index)
+{
+	return x->decrypt_mark | index << x->peer_shift;
+}
+
+static uint32_t in_mask(const struct xfrm *x)
+{
+	return x->role_mask | x->peer_mask;
+}
+
 static void digest(const uint8_t *key, size_t len, uint8_t out[32])
 {
-	unsigned n = 32;
-
-	if (EVP_Digest(key, len, out, &n, EVP_sha256(), NULL) != 1)
+	if (mcx_sha256(key, len, out) < 0)
 		memset(out, 0, 32);
 }
 
@@ -175,78 +174,22 @@ static int sp_send(struct xfrm *x, int type, const struct mcx_sp *sp)
 	return r < 0 ? r : mcx_nl_transact(x->nl, msg);
 }
 
-static struct held_sa *held_sa_find(struct xfrm *x, const struct mcx_sa *sa)
-{
-	for (size_t i = 0; i < x->n_sas; i++)
-		if (mcx_sa_same_id(&x->sas[i].sa, sa))
-			return &x->sas[i];
-	return NULL;
-}
-
-static struct held_sp *held_sp_find(struct xfrm *x, const struct mcx_sp *sp)
-{
-	for (size_t i = 0; i < x->n_sps; i++)
-		if (mcx_sp_same_id(&x->sps[i].sp, sp))
-			return &x->sps[i];
-	return NULL;
-}
-
+/* Holds sa in the model for owner, its key kept as a digest only. 0 or -ENOMEM. */
 static int held_sa_put(struct xfrm *x, const struct mcx_sa *sa, uint32_t owner)
 {
-	struct held_sa *h = held_sa_find(x, sa);
+	uint8_t d[32];
 
-	if (!h) {
-		if (x->n_sas == x->cap_sas) {
-			size_t cap = x->cap_sas ? 2 * x->cap_sas : 64;
-			struct held_sa *v = realloc(x->sas, cap * sizeof(*v));
-
-			if (!v)
-				return -ENOMEM;
-			x->sas = v;
-			x->cap_sas = cap;
-		}
-		h = &x->sas[x->n_sas++];
-	}
-	h->sa = *sa;
-	digest(sa->key, sa->key_len, h->key_digest);
-	explicit_bzero(h->sa.key, sizeof(h->sa.key));
-	h->owner = owner;
-	return 0;
-}
-
-static void held_sa_drop(struct xfrm *x, struct held_sa *h)
-{
-	*h = x->sas[--x->n_sas];
+	digest(sa->key, sa->key_len, d);
+	return mcx_model_sa_put(&x->model, sa, d, owner) ? 0 : -ENOMEM;
 }
 
 static int held_sp_put(struct xfrm *x, const struct mcx_sp *sp, uint32_t owner)
 {
-	struct held_sp *h = held_sp_find(x, sp);
-
-	if (!h) {
-		if (x->n_sps == x->cap_sps) {
-			size_t cap = x->cap_sps ? 2 * x->cap_sps : 64;
-			struct held_sp *v = realloc(x->sps, cap * sizeof(*v));
-
-			if (!v)
-				return -ENOMEM;
-			x->sps = v;
-			x->cap_sps = cap;
-		}
-		h = &x->sps[x->n_sps++];
-	}
-	h->sp = *sp;
-	h->owner = owner;
-	return 0;
-}
-
-static void held_sp_drop(struct xfrm *x, struct held_sp *h)
-{
-	*h = x->sps[--x->n_sps];
+	return mcx_model_sp_put(&x->model, sp, owner) ? 0 : -ENOMEM;
 }
 
 /* Whether the kernel's state is the wanted one (the model keeps a digest of its key). */
-static bool held_sa_is(const struct held_sa *h, const struct mcx_sa *want)
+static bool held_sa_is(const struct mcx_held_sa *h, const struct mcx_sa *want)
 {
 	struct mcx_sa have = h->sa;
 	uint8_t d[32];
@@ -269,12 +212,12 @@ static bool held_sa_is(const struct held_sa *h, const struct mcx_sa *want)
  */
 static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
 {
-	struct held_sa *h = held_sa_find(x, want);
+	struct mcx_held_sa *h = mcx_model_sa_find(&x->model, want);
 	char what[160];
 	int r;
 
 	if (h && held_sa_is(h, want)) {
-		h->owner = owner;
+		mcx_model_sa_set_owner(&x->model, h, owner);
 		return 0;
 	}
 	if (h) {
@@ -326,7 +269,7 @@ static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
 	return held_sa_put(x, want, owner);
 }
 
-static int sa_remove(struct xfrm *x, struct held_sa *h)
+static int sa_remove(struct xfrm *x, struct mcx_held_sa *h)
 {
 	char what[160];
 	int r = sa_send(x, XFRM_MSG_DELSA, &h->sa);
@@ -337,19 +280,19 @@ static int sa_remove(struct xfrm *x, struct held_sa *h)
 		return r;
 	}
 	mc_plugin_log(x->ctx, LOG_DEBUG, "%s: removed", sa_text(&h->sa, what, sizeof(what)));
-	held_sa_drop(x, h);
+	mcx_model_sa_drop(&x->model, h);
 	return 0;
 }
 
 /* Policies are changed in place, never deleted and re-added: no moment without one. */
 static int sp_ensure(struct xfrm *x, const struct mcx_sp *want, uint32_t owner)
 {
-	struct held_sp *h = held_sp_find(x, want);
+	struct mcx_held_sp *h = mcx_model_sp_find(&x->model, want);
 	char what[200];
 	int r = 0;
 
 	if (h && mcx_sp_equal(want, &h->sp)) {
-		h->owner = owner;
+		mcx_model_sp_set_owner(&x->model, h, owner);
 		return 0;
 	}
 	r = sp_send(x, h ? XFRM_MSG_UPDPOLICY : XFRM_MSG_NEWPOLICY, want);
@@ -364,7 +307,7 @@ static int sp_ensure(struct xfrm *x, const struct mcx_sp *want, uint32_t owner)
 	return held_sp_put(x, want, owner);
 }
 
-static int sp_remove(struct xfrm *x, struct held_sp *h)
+static int sp_remove(struct xfrm *x, struct mcx_held_sp *h)
 {
 	char what[200];
 	int r = sp_send(x, XFRM_MSG_DELPOLICY, &h->sp);
@@ -375,7 +318,7 @@ static int sp_remove(struct xfrm *x, struct held_sp *h)
 		return r;
 	}
 	mc_plugin_log(x->ctx, LOG_DEBUG, "%s: removed", sp_text(&h->sp, what, sizeof(what)));
-	held_sp_drop(x, h);
+	mcx_model_sp_drop(&x->model, h);
 	return 0;
 }
 
@@ -480,8 +423,8 @@ static bool old_generations_retired(struct xfrm *x)
 /* Whether the model holds in states of a generation below gen. */
 static bool holds_older_in_states(const struct xfrm *x, uint32_t gen)
 {
-	for (size_t i = 0; i < x->n_sas; i++)
-		if (x->sas[i].sa.mark_mask && x->sas[i].sa.spi < mcx_spi(gen))
+	for (const struct mcx_held_sa *h = x->model.all_sas; h; h = h->all_next)
+		if (h->sa.mark_mask && h->sa.spi < mcx_spi(gen))
 			return true;
 	return false;
 }
@@ -507,6 +450,18 @@ static uint64_t on_retire_check(struct mc_plugin_ctx *ctx, void *userdata)
 	return retire_check_interval(x);
 }
 
+/* Records what an apply or a gc says of the peer with index, keeping n_behind. Locked. */
+static void peer_info_set(struct xfrm *x, uint32_t index, uint32_t peer_id, uint32_t generation,
+			  bool present)
+{
+	struct peer_info *info = &x->peers[index];
+
+	x->n_behind -= info->present && info->generation < x->behind_gen;
+	*info = (struct peer_info){ .peer_id = peer_id, .generation = generation,
+				    .present = present };
+	x->n_behind += present && generation < x->behind_gen;
+}
+
 /*
  * Called (locked) whenever a peer's advertised generation may have changed: once every
  * present peer advertises our generation, the grace period starts. The timer is armed on the
@@ -515,12 +470,14 @@ static uint64_t on_retire_check(struct mc_plugin_ctx *ctx, void *userdata)
 static void check_settled(struct xfrm *x)
 {
 	uint32_t gen = local_generation(x);
-	bool all = x->peers_complete;
 
-	for (uint32_t i = 1; all && i <= MAX_PEER_INDEX; i++)
-		if (x->peers[i].present && x->peers[i].generation < gen)
-			all = false;
-	if (!all) {
+	if (gen != x->behind_gen) {
+		x->behind_gen = gen;
+		x->n_behind = 0;
+		for (uint32_t i = 1; i <= MAX_PEER_INDEX; i++)
+			x->n_behind += x->peers[i].present && x->peers[i].generation < gen;
+	}
+	if (!x->peers_complete || x->n_behind) {
 		x->settled_generation = 0;
 		x->settled_ns = 0;
 		return;
@@ -551,9 +508,12 @@ static void maybe_publish(struct xfrm *x)
 
 		if (!x->peers[i].present)
 			continue;
-		for (size_t j = 0; j < x->n_sas && !found; j++)
-			found = x->sas[j].sa.mark_mask && x->sas[j].sa.spi == spi &&
-				((x->sas[j].sa.mark & x->peer_mask) >> x->peer_shift) == i;
+		for (int f = 0; f < 2 && !found; f++) {
+			struct mcx_sa id = { .dst = x->local[f], .spi = spi, .mark = in_mark(x, i),
+					     .mark_mask = in_mask(x) };
+
+			found = x->local[f].family && mcx_model_sa_find(&x->model, &id);
+		}
 		if (!found)
 			return;
 	}
@@ -598,10 +558,9 @@ static bool peer_has_address(const struct mc_peer_state *p, const struct mc_ip *
 /* The generation of our out state to this peer in the model, 0 when none. */
 static uint32_t out_generation_in_use(struct xfrm *x, const struct mc_peer_state *p)
 {
-	for (size_t i = 0; i < x->n_sas; i++)
-		if (!x->sas[i].sa.mark_mask && peer_has_address(p, &x->sas[i].sa.dst) &&
-		    x->sas[i].sa.spi > 256)
-			return x->sas[i].sa.spi - 256;
+	for (const struct mcx_held_sa *h = x->model.owned[p->peer_index].sas; h; h = h->own_next)
+		if (!h->sa.mark_mask && peer_has_address(p, &h->sa.dst) && h->sa.spi > mcx_spi(0))
+			return h->sa.spi - mcx_spi(0);
 	return 0;
 }
 
@@ -635,8 +594,7 @@ static int add_sa(struct xfrm *x, struct desired *d, const struct mcx_key *key,
 /* Builds what the kernel must hold for peer p. Locked. */
 static int desire_peer(struct xfrm *x, const struct mc_peer_state *p, struct desired *d)
 {
-	uint32_t in_mark = x->decrypt_mark | (uint32_t)p->peer_index << x->peer_shift;
-	uint32_t in_mask = x->role_mask | x->peer_mask;
+	uint32_t mark = in_mark(x, p->peer_index), mask = in_mask(x);
 	uint32_t adv = local_generation(x), out_gen;
 	bool retired = old_generations_retired(x);
 	const struct mcx_key *out_key;
@@ -653,14 +611,13 @@ static int desire_peer(struct xfrm *x, const struct mc_peer_state *p, struct des
 		for (size_t i = 0; i < x->keys->n; i++) {
 			const struct mcx_key *k = &x->keys->k[i];
 			struct mcx_sa id = { .dst = *local, .spi = mcx_spi(k->generation),
-					     .mark = in_mark, .mark_mask = in_mask };
+					     .mark = mark, .mark_mask = mask };
 
 			/* Older generations are kept until retired, never added: a restart must
 			 * not bring back in states that a rotation already removed. */
-			if (k->generation < adv && (retired || !held_sa_find(x, &id)))
+			if (k->generation < adv && (retired || !mcx_model_sa_find(&x->model, &id)))
 				continue;
-			r = add_sa(x, d, k, peer, local, p->boot_id, x->local_boot_id, in_mark,
-				   in_mask);
+			r = add_sa(x, d, k, peer, local, p->boot_id, x->local_boot_id, mark, mask);
 			if (r < 0)
 				return r;
 		}
@@ -702,27 +659,45 @@ static int desire_peer(struct xfrm *x, const struct mc_peer_state *p, struct des
 	return 0;
 }
 
-/* Claims the objects a restart found that belong to peer p (by its index or addresses). */
+/*
+ * Claims the objects a restart found that belong to peer p: its states of every generation
+ * held (in states by the peer index in their mark, out states by its address) and its out
+ * policies to its prefixes, found by identity. What it cannot name (a generation no longer
+ * held, a prefix it no longer has) stays unclaimed until the gc after the full resync removes
+ * it.
+ */
 static void claim(struct xfrm *x, const struct mc_peer_state *p)
 {
-	uint32_t in_mask = x->role_mask | x->peer_mask;
+	if (!x->model.owned[OWNER_NONE].sas && !x->model.owned[OWNER_NONE].sps)
+		return;
+	for (int f = 0; f < 2; f++) {
+		const struct mc_ip *peer = peer_address(p, f == 0 ? AF_INET : AF_INET6);
 
-	for (size_t i = 0; i < x->n_sas; i++) {
-		struct held_sa *h = &x->sas[i];
+		for (size_t i = 0; x->keys && i < x->keys->n; i++) {
+			uint32_t spi = mcx_spi(x->keys->k[i].generation);
+			struct mcx_sa in = { .dst = x->local[f], .spi = spi,
+					     .mark = in_mark(x, p->peer_index),
+					     .mark_mask = in_mask(x) };
+			struct mcx_sa out = { .spi = spi };
+			struct mcx_held_sa *h;
 
-		if (h->owner != OWNER_NONE)
-			continue;
-		if (h->sa.mark_mask == in_mask ?
-			    ((h->sa.mark & x->peer_mask) >> x->peer_shift) == p->peer_index :
-			    !h->sa.mark_mask && peer_has_address(p, &h->sa.dst))
-			h->owner = p->peer_index;
+			if (x->local[f].family && (h = mcx_model_sa_find(&x->model, &in)) &&
+			    h->owner == OWNER_NONE)
+				mcx_model_sa_set_owner(&x->model, h, p->peer_index);
+			if (peer) {
+				out.dst = *peer;
+				if ((h = mcx_model_sa_find(&x->model, &out)) && h->owner == OWNER_NONE)
+					mcx_model_sa_set_owner(&x->model, h, p->peer_index);
+			}
+		}
 	}
-	for (size_t i = 0; i < x->n_sps; i++) {
-		struct held_sp *h = &x->sps[i];
+	for (size_t i = 0; i < p->n_prefixes; i++) {
+		struct mcx_sp id = { .dir = XFRM_POLICY_OUT, .dst = p->prefixes[i],
+				     .mark = x->encrypt_mark, .mark_mask = x->role_mask };
+		struct mcx_held_sp *h = mcx_model_sp_find(&x->model, &id);
 
-		if (h->owner == OWNER_NONE && h->sp.dir == XFRM_POLICY_OUT &&
-		    peer_has_address(p, &h->sp.tmpl_dst))
-			h->owner = p->peer_index;
+		if (h && h->owner == OWNER_NONE && peer_has_address(p, &h->sp.tmpl_dst))
+			mcx_model_sp_set_owner(&x->model, h, p->peer_index);
 	}
 }
 
@@ -751,16 +726,20 @@ static int remove_unwanted(struct xfrm *x, uint32_t owner, const struct desired 
 {
 	int first = 0, r;
 
-	for (size_t i = x->n_sps; i-- > 0;)
-		if (x->sps[i].owner == owner && !sp_wanted(d, &x->sps[i].sp) &&
-		    (r = sp_remove(x, &x->sps[i])) < 0 && !first)
+	struct mcx_owned *own = &x->model.owned[owner];
+
+	for (struct mcx_held_sp *h = own->sps, *next; h; h = next) {
+		next = h->own_next;
+		if (!sp_wanted(d, &h->sp) && (r = sp_remove(x, h)) < 0 && !first)
 			first = r;
+	}
 	for (int in = 0; in < 2; in++)
-		for (size_t i = x->n_sas; i-- > 0;)
-			if (x->sas[i].owner == owner && !x->sas[i].sa.mark_mask == !in &&
-			    !sa_wanted(d, &x->sas[i].sa) && (r = sa_remove(x, &x->sas[i])) < 0 &&
-			    !first)
+		for (struct mcx_held_sa *h = own->sas, *next; h; h = next) {
+			next = h->own_next;
+			if (!h->sa.mark_mask == !in && !sa_wanted(d, &h->sa) &&
+			    (r = sa_remove(x, h)) < 0 && !first)
 				first = r;
+		}
 	return first;
 }
 
@@ -783,16 +762,12 @@ static int xfrm_peer_apply(struct mc_plugin_ctx *ctx, const struct mc_peer_state
 {
 	struct xfrm *x = get(ctx);
 	struct desired d = { .n_sas = 0 };
-	struct peer_info *info;
 	int r;
 
 	if (!MC_STATE_HAS(ctx->host, peer_state, peer_index) || p->peer_index == 0)
 		return -MC_EPERMANENT;
 	pthread_mutex_lock(&x->lock);
-	info = &x->peers[p->peer_index];
-	info->peer_id = p->peer_id;
-	info->present = p->present;
-	info->generation = p->key_generation;
+	peer_info_set(x, p->peer_index, p->peer_id, p->key_generation, p->present);
 	claim(x, p);
 	if (!p->present) {
 		r = remove_unwanted(x, p->peer_index, &d);
@@ -933,24 +908,20 @@ static int xfrm_gc(struct mc_plugin_ctx *ctx, const struct mc_peer_state *const 
 	for (size_t i = 0; i < n; i++) {
 		claim(x, peers[i]);
 		keep[peers[i]->peer_index] = 1;
-		x->peers[peers[i]->peer_index] = (struct peer_info){
-			.peer_id = peers[i]->peer_id,
-			.generation = peers[i]->key_generation,
-			.present = true,
-		};
+		peer_info_set(x, peers[i]->peer_index, peers[i]->peer_id,
+			      peers[i]->key_generation, true);
 	}
 	for (uint32_t i = 1; i <= MAX_PEER_INDEX; i++)
-		if (!keep[i])
-			x->peers[i].present = false;
+		if (!keep[i] && x->peers[i].present)
+			peer_info_set(x, i, x->peers[i].peer_id, x->peers[i].generation, false);
 	x->peers_complete = true;
 	/* What no present peer claimed belongs to peers that are gone. */
-	for (size_t i = x->n_sps; i-- > 0;)
-		if (x->sps[i].owner != OWNER_NODE && (x->sps[i].owner == OWNER_NONE ||
-						      !keep[x->sps[i].owner]))
-			x->sps[i].owner = OWNER_NONE;
-	for (size_t i = x->n_sas; i-- > 0;)
-		if (x->sas[i].owner == OWNER_NONE || !keep[x->sas[i].owner])
-			x->sas[i].owner = OWNER_NONE;
+	for (struct mcx_held_sp *h = x->model.all_sps; h; h = h->all_next)
+		if (h->owner != OWNER_NODE && !keep[h->owner])
+			mcx_model_sp_set_owner(&x->model, h, OWNER_NONE);
+	for (struct mcx_held_sa *h = x->model.all_sas; h; h = h->all_next)
+		if (h->owner == OWNER_NODE || !keep[h->owner])
+			mcx_model_sa_set_owner(&x->model, h, OWNER_NONE);
 	if ((r = remove_unwanted(x, OWNER_NONE, &none)) < 0)
 		first = r;
 	check_settled(x);
@@ -1010,13 +981,13 @@ static int dump_sp(const struct nlmsghdr *h, void *userdata)
 	return r == -ENOENT ? 0 : r;
 }
 
-/* The model from the kernel: our states and policies (our reqid), nothing else. Locked. */
+/* Fills the (empty) model from the kernel: our states and policies (our reqid), nothing
+ * else. Locked. */
 static int load_model(struct xfrm *x)
 {
 	struct dump_ctx c = { .x = x };
 	int r;
 
-	x->n_sas = x->n_sps = 0;
 	r = mcx_nl_dump(x->nl, XFRM_MSG_GETSA, dump_sa, &c);
 	if (r == 0)
 		r = mcx_nl_dump(x->nl, XFRM_MSG_GETPOLICY, dump_sp, &c);
@@ -1048,69 +1019,49 @@ static void requeue_owner(struct xfrm *x, uint32_t owner)
 static uint64_t on_reload(struct mc_plugin_ctx *ctx, void *userdata)
 {
 	struct xfrm *x = userdata;
-	struct held_sa *old_sas;
-	struct held_sp *old_sps;
-	size_t n_old_sas, n_old_sps, cap_old_sas, cap_old_sps;
+	struct mcx_model old;
 	int r;
 
 	pthread_mutex_lock(&x->lock);
 	x->reload_armed = false;
-	old_sas = x->sas;
-	old_sps = x->sps;
-	n_old_sas = x->n_sas;
-	n_old_sps = x->n_sps;
-	cap_old_sas = x->cap_sas;
-	cap_old_sps = x->cap_sps;
-	x->sas = NULL;
-	x->sps = NULL;
-	x->cap_sas = x->cap_sps = 0;
-	r = load_model(x);
+	old = x->model;
+	r = mcx_model_init(&x->model);
+	if (r == 0)
+		r = load_model(x);
 	if (r < 0) {
 		mc_plugin_log(ctx, LOG_WARNING, "re-reading the xfrm objects failed: %s; keeping "
 			      "the model", strerror(-r));
-		free(x->sas);
-		free(x->sps);
-		x->sas = old_sas;
-		x->sps = old_sps;
-		x->n_sas = n_old_sas;
-		x->n_sps = n_old_sps;
-		x->cap_sas = cap_old_sas;
-		x->cap_sps = cap_old_sps;
+		mcx_model_fini(&x->model);
+		x->model = old;
 		pthread_mutex_unlock(&x->lock);
 		return 0;
 	}
-	for (size_t i = 0; i < n_old_sas; i++) {
-		struct held_sa *now = held_sa_find(x, &old_sas[i].sa);
+	for (const struct mcx_held_sa *h = old.all_sas; h; h = h->all_next) {
+		struct mcx_held_sa *now = mcx_model_sa_find(&x->model, &h->sa);
 		char what[160];
 
-		if (now && memcmp(&now->sa, &old_sas[i].sa, sizeof(now->sa)) == 0 &&
-		    memcmp(now->key_digest, old_sas[i].key_digest, 32) == 0) {
-			now->owner = old_sas[i].owner;
-			continue;
-		}
 		if (now)
-			now->owner = old_sas[i].owner;
+			mcx_model_sa_set_owner(&x->model, now, h->owner);
+		if (now && memcmp(&now->sa, &h->sa, sizeof(now->sa)) == 0 &&
+		    memcmp(now->key_digest, h->key_digest, sizeof(h->key_digest)) == 0)
+			continue;
 		mc_plugin_log(ctx, LOG_WARNING, "%s was %s behind our back: restoring it",
-			      sa_text(&old_sas[i].sa, what, sizeof(what)),
-			      now ? "changed" : "deleted");
-		requeue_owner(x, old_sas[i].owner);
+			      sa_text(&h->sa, what, sizeof(what)), now ? "changed" : "deleted");
+		requeue_owner(x, h->owner);
 	}
-	for (size_t i = 0; i < n_old_sps; i++) {
-		struct held_sp *now = held_sp_find(x, &old_sps[i].sp);
+	for (const struct mcx_held_sp *h = old.all_sps; h; h = h->all_next) {
+		struct mcx_held_sp *now = mcx_model_sp_find(&x->model, &h->sp);
 		char what[200];
 
 		if (now)
-			now->owner = old_sps[i].owner;
-		if (now && mcx_sp_equal(&old_sps[i].sp, &now->sp))
+			mcx_model_sp_set_owner(&x->model, now, h->owner);
+		if (now && mcx_sp_equal(&h->sp, &now->sp))
 			continue;
 		mc_plugin_log(ctx, LOG_WARNING, "%s was %s behind our back: restoring it",
-			      sp_text(&old_sps[i].sp, what, sizeof(what)),
-			      now ? "changed" : "deleted");
-		requeue_owner(x, old_sps[i].owner);
+			      sp_text(&h->sp, what, sizeof(what)), now ? "changed" : "deleted");
+		requeue_owner(x, h->owner);
 	}
-	explicit_bzero(old_sas, n_old_sas * sizeof(*old_sas));
-	free(old_sas);
-	free(old_sps);
+	mcx_model_fini(&old);
 	pthread_mutex_unlock(&x->lock);
 	return 0;
 }
@@ -1230,14 +1181,16 @@ static int xfrm_init(struct mc_plugin_ctx *ctx)
 		       r == -EPROTONOSUPPORT ? " (is xfrm_user loaded?)" : "");
 		return r;
 	}
-	r = load_model(x);
+	r = mcx_model_init(&x->model);
+	if (r == 0)
+		r = load_model(x);
 	if (r < 0) {
 		h->log(ctx, LOG_ERR, "reading the kernel's xfrm states and policies failed: %s%s",
 		       strerror(-r), r == -EPERM ? " (needs CAP_NET_ADMIN)" : "");
 		return r;
 	}
-	h->log(ctx, LOG_INFO, "found %zu state(s) and %zu policy(ies) of reqid 0x%x", x->n_sas,
-	       x->n_sps, x->reqid);
+	h->log(ctx, LOG_INFO, "found %zu state(s) and %zu policy(ies) of reqid 0x%x",
+	       x->model.n_sas, x->model.n_sps, x->reqid);
 	return 0;
 }
 
@@ -1261,8 +1214,7 @@ static int collect_metrics(struct mc_metrics_writer *w, void *userdata)
 	int r = 0;
 
 	pthread_mutex_lock(&x->lock);
-	for (size_t i = 0; i < x->n_sas; i++) {
-		const struct held_sa *h = &x->sas[i];
+	for (const struct mcx_held_sa *h = x->model.all_sas; h; h = h->all_next) {
 		bool in = h->sa.mark_mask != 0; /* in states carry the decrypt mark */
 
 		if (h->owner == OWNER_NONE)
@@ -1273,9 +1225,9 @@ static int collect_metrics(struct mc_metrics_writer *w, void *userdata)
 			sas[h->sa.spi - mcx_spi(0) == local_generation(x) ? SA_IN_CURRENT :
 									     SA_IN_ACCEPTED]++;
 	}
-	for (size_t i = 0; i < x->n_sps; i++)
-		if (x->sps[i].sp.dir < sizeof(dirs) / sizeof(dirs[0]))
-			sps[x->sps[i].sp.dir][x->sps[i].owner == OWNER_NONE]++;
+	for (const struct mcx_held_sp *h = x->model.all_sps; h; h = h->all_next)
+		if (h->sp.dir < sizeof(dirs) / sizeof(dirs[0]))
+			sps[h->sp.dir][h->owner == OWNER_NONE]++;
 	pthread_mutex_unlock(&x->lock);
 	for (int k = 0; r == 0 && k < SA_KINDS; k++)
 		r = mc_metrics_write_gauge(w, "meshcrypt_xfrm_states",
@@ -1359,10 +1311,7 @@ static void xfrm_fini(struct mc_plugin_ctx *ctx)
 		close(x->monitor_fd);
 	mcx_nl_close(x->nl);
 	mcx_keyset_free(x->keys);
-	if (x->sas)
-		explicit_bzero(x->sas, x->cap_sas * sizeof(*x->sas));
-	free(x->sas);
-	free(x->sps);
+	mcx_model_fini(&x->model);
 	free(x->peers);
 	pthread_mutex_destroy(&x->lock);
 	free(x);
@@ -1373,14 +1322,16 @@ static int xfrm_cleanup(struct mc_plugin_ctx *ctx)
 {
 	struct xfrm *x = get(ctx);
 	struct desired none = { .n_sas = 0 };
-	size_t sas = x->n_sas, sps = x->n_sps;
+	size_t sas, sps;
 	int r;
 
 	pthread_mutex_lock(&x->lock);
-	for (size_t i = 0; i < x->n_sps; i++)
-		x->sps[i].owner = OWNER_NONE;
-	for (size_t i = 0; i < x->n_sas; i++)
-		x->sas[i].owner = OWNER_NONE;
+	sas = x->model.n_sas;
+	sps = x->model.n_sps;
+	for (struct mcx_held_sp *h = x->model.all_sps; h; h = h->all_next)
+		mcx_model_sp_set_owner(&x->model, h, OWNER_NONE);
+	for (struct mcx_held_sa *h = x->model.all_sas; h; h = h->all_next)
+		mcx_model_sa_set_owner(&x->model, h, OWNER_NONE);
 	r = remove_unwanted(x, OWNER_NONE, &none);
 	pthread_mutex_unlock(&x->lock);
 	if (r < 0)
@@ -1401,11 +1352,9 @@ static int xfrm_peer_status(struct mc_plugin_ctx *ctx, uint16_t index, char *buf
 	if (!x || !index)
 		return -ENOENT;
 	pthread_mutex_lock(&x->lock);
-	for (size_t k = 0; k < x->n_sas; k++) {
-		const struct mcx_sa *sa = &x->sas[k].sa;
+	for (const struct mcx_held_sa *h = x->model.owned[index].sas; h; h = h->own_next) {
+		const struct mcx_sa *sa = &h->sa;
 
-		if (x->sas[k].owner != index)
-			continue;
 		any = true;
 		/* out states carry no mark; in states the decrypt mark */
 		if (!sa->mark_mask && o < sizeof(out))
@@ -1416,8 +1365,8 @@ static int xfrm_peer_status(struct mc_plugin_ctx *ctx, uint16_t index, char *buf
 			i += (size_t)snprintf(in + i, sizeof(in) - i, "%s%u", i ? "," : "",
 					      sa->spi - mcx_spi(0));
 	}
-	for (size_t k = 0; k < x->n_sps; k++)
-		n_policies += x->sps[k].owner == index && x->sps[k].sp.dir == XFRM_POLICY_OUT;
+	for (const struct mcx_held_sp *h = x->model.owned[index].sps; h; h = h->own_next)
+		n_policies += h->sp.dir == XFRM_POLICY_OUT;
 	if (any || x->peers[index].present)
 		snprintf(buf, size, "advertises generation %u; out SA %s; in SA generations %s; "
 			 "%zu out policies", x->peers[index].generation, o ? out : "none",

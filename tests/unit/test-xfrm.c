@@ -32,6 +32,7 @@
 #include <meshcrypt/store.h>
 
 #include "../../plugins/backend-xfrm/keys.h"
+#include "../../plugins/backend-xfrm/model.h"
 #include "../../plugins/backend-xfrm/netlink.h"
 #include "fake-host.h"
 
@@ -715,6 +716,125 @@ static void test_plugin_publishes_inbound(void **state)
 	plugin_down(fh);
 }
 
+
+/* ---- the model: identity index and owner lists, against a plain array ---- */
+
+/* Object i of the test: a state (even i) or a policy (odd i) whose identity differs in one
+ * field or another, so that hashes collide in the table's low bits now and then. */
+static void model_object(uint32_t i, struct mcx_sa *sa, struct mcx_sp *sp)
+{
+	memset(sa, 0, sizeof(*sa));
+	memset(sp, 0, sizeof(*sp));
+	sa->dst = fake_ip(i % 3 ? "10.0.0.1" : "fd00::1");
+	sa->dst.addr[sa->dst.family == AF_INET ? 2 : 14] = (uint8_t)(i / 7 >> 8);
+	sa->dst.addr[sa->dst.family == AF_INET ? 3 : 15] = (uint8_t)(i / 7);
+	sa->spi = 257 + i % 7;
+	sa->mark = i % 2 ? 0xd0 | (i % 5) << 16 : 0;
+	sa->mark_mask = i % 2 ? 0xffff00f0 : 0;
+	sa->key_len = 20;
+	memset(sa->key, 0x5a, sizeof(sa->key));
+	sp->dir = (uint8_t)(i % 3);
+	sp->dst = fake_prefix("10.0.0.0/24");
+	sp->dst.ip.addr[1] = (uint8_t)(i / 3 >> 8);
+	sp->dst.ip.addr[2] = (uint8_t)(i / 3);
+	sp->mark = 0xe0;
+	sp->mark_mask = i % 4 ? 0xf0 : 0xff;
+}
+
+static size_t owned_count(const struct mcx_model *m, uint32_t owner, bool states)
+{
+	size_t n = 0;
+
+	if (states)
+		for (const struct mcx_held_sa *h = m->owned[owner].sas; h; h = h->own_next)
+			n += h->owner == owner;
+	else
+		for (const struct mcx_held_sp *h = m->owned[owner].sps; h; h = h->own_next)
+			n += h->owner == owner;
+	return n;
+}
+
+static void test_model_index(void **state)
+{
+	enum { N = 3000 };
+	static bool held[N];
+	static uint32_t owner_of[N];
+	static const uint8_t digest[32];
+	struct mcx_model m;
+	size_t want_sas = 0, want_sps = 0, per_owner[2][8] = { { 0 } };
+	uint64_t rng = 42;
+
+	(void)state;
+	memset(held, 0, sizeof(held));
+	assert_int_equal(mcx_model_init(&m), 0);
+	/* random puts, owner changes and drops; after each step every object is found exactly
+	 * when held and the owner lists hold what they should */
+	for (int step = 0; step < 20000; step++) {
+		uint32_t i, owner;
+		struct mcx_sa sa;
+		struct mcx_sp sp;
+
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		i = (uint32_t)(rng >> 33) % N;
+		owner = (uint32_t)(rng >> 20) % 8;
+		model_object(i, &sa, &sp);
+		if (!held[i] || (rng >> 60) < 10) {
+			if (i % 2 == 0)
+				assert_non_null(mcx_model_sa_put(&m, &sa, digest, owner));
+			else
+				assert_non_null(mcx_model_sp_put(&m, &sp, owner));
+			if (!held[i])
+				i % 2 ? want_sps++ : want_sas++;
+			else
+				per_owner[i % 2][owner_of[i]]--;
+			held[i] = true;
+			owner_of[i] = owner;
+			per_owner[i % 2][owner]++;
+		} else {
+			if (i % 2 == 0)
+				mcx_model_sa_drop(&m, mcx_model_sa_find(&m, &sa));
+			else
+				mcx_model_sp_drop(&m, mcx_model_sp_find(&m, &sp));
+			held[i] = false;
+			i % 2 ? want_sps-- : want_sas--;
+			per_owner[i % 2][owner_of[i]]--;
+		}
+		if (step % 1000)
+			continue;
+		for (uint32_t j = 0; j < N; j++) {
+			model_object(j, &sa, &sp);
+			if (j % 2 == 0) {
+				struct mcx_held_sa *h = mcx_model_sa_find(&m, &sa);
+
+				assert_true(!h == !held[j]);
+				if (h) {
+					assert_int_equal(h->owner, owner_of[j]);
+					assert_int_equal(h->sa.key[0], 0); /* the key is not kept */
+				}
+			} else {
+				struct mcx_held_sp *h = mcx_model_sp_find(&m, &sp);
+
+				assert_true(!h == !held[j]);
+				if (h)
+					assert_int_equal(h->owner, owner_of[j]);
+			}
+		}
+		for (uint32_t o = 0; o < 8; o++) {
+			assert_int_equal(owned_count(&m, o, true), per_owner[0][o]);
+			assert_int_equal(owned_count(&m, o, false), per_owner[1][o]);
+		}
+		assert_int_equal(m.n_sas, want_sas);
+		assert_int_equal(m.n_sps, want_sps);
+	}
+	/* a new owner moves the object between lists */
+	for (uint32_t o = 0; o < 8; o++)
+		while (m.owned[o].sas)
+			mcx_model_sa_set_owner(&m, m.owned[o].sas, MCX_OWNER_NODE);
+	assert_int_equal(owned_count(&m, MCX_OWNER_NODE, true), want_sas);
+	mcx_model_fini(&m);
+	mcx_model_fini(&m); /* a second time is a no-op */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -722,6 +842,7 @@ int main(void)
 		cmocka_unit_test(test_keys_refused),
 		cmocka_unit_test(test_key_file_mode),
 		cmocka_unit_test(test_hkdf_vector),
+		cmocka_unit_test(test_model_index),
 		cmocka_unit_test(test_sa_message_bytes),
 		cmocka_unit_test(test_sp_message_round_trip),
 		cmocka_unit_test(test_plugin_apply_and_idempotence),
