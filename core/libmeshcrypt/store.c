@@ -682,8 +682,28 @@ static void touch_peer(struct mc_store *s, struct txn *t, uint32_t id)
 	}
 }
 
-/* A pod's IP key, and the peers of every pod claiming that IP: who wins decides whose host
- * prefix it is. */
+/*
+ * Whether a pod of node id at ip can shape that node's peer state: only a participating
+ * peer's IP outside its pod CIDRs becomes one of its prefixes (derive_peer()). Pod churn inside
+ * the CIDRs, the usual case, then derives no peer state, whose cost grows with the node's pods.
+ * A change of the CIDRs themselves touches the peer on its own (set_node_obj()).
+ */
+static bool ip_shapes_peer(const struct mc_store *s, uint32_t id, const struct mc_ip *ip)
+{
+	const struct node *n = &s->nodes[id];
+	const struct mc_prefix *cidrs;
+	const struct mc_ip *addrs;
+	const char *boot;
+	size_t n_addrs, n_cidrs;
+
+	if (id == s->local_id || !n->mcnode)
+		return false;
+	effective(n, &addrs, &n_addrs, &boot, &cidrs, &n_cidrs);
+	return !in_any(cidrs, n_cidrs, ip);
+}
+
+/* A pod's IP key, and the peers of every pod claiming that IP whose prefixes it may be: who
+ * wins decides whose host prefix it is. */
 static void touch_ip(struct mc_store *s, struct txn *t, const struct mc_ip *ip)
 {
 	struct mc_key k = make_key(MC_KEY_POD, 0, ip);
@@ -692,15 +712,17 @@ static void touch_ip(struct mc_store *s, struct txn *t, const struct mc_ip *ip)
 
 	touch(s, t, &k);
 	for (size_t i = 0; i < n && i < 8; i++)
-		touch_peer(s, t, s->pods[claimants[i]]->node);
+		if (ip_shapes_peer(s, s->pods[claimants[i]]->node, ip))
+			touch_peer(s, t, s->pods[claimants[i]]->node);
 }
 
 static void touch_pod(struct mc_store *s, struct txn *t, const struct pod *p)
 {
-	for (unsigned i = 0; i < p->n_ips; i++)
+	for (unsigned i = 0; i < p->n_ips; i++) {
 		touch_ip(s, t, &p->ips[i]);
-	if (p->n_ips)
-		touch_peer(s, t, p->node);
+		if (ip_shapes_peer(s, p->node, &p->ips[i]))
+			touch_peer(s, t, p->node);
+	}
 }
 
 static void event(struct txn *t, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1077,10 +1099,7 @@ static int apply_pod(struct mc_store *s, struct txn *t, const struct mc_object *
 	if (!old)
 		mci_idxmap_insert(&s->by_name, name_key_hash(ns, o->name), slot);
 	/* the claimants before this pod joins them: they may lose the IP to it */
-	for (unsigned i = 0; i < n_ips; i++)
-		touch_ip(s, t, &p->ips[i]);
-	if (n_ips)
-		touch_peer(s, t, node);
+	touch_pod(s, t, p);
 	index_pod(s, slot);
 	return 0;
 }
