@@ -12,8 +12,9 @@
  *
  * At exit the counts go to $MC_NLCOUNT_FILE (appended, one line):
  *   netlink_sends N netlink_messages N netlink_writes N bpf_calls N bpf_writes N
- * and for each netlink write its type, so a non-zero count says what was sent:
- *   write PROTOCOL TYPE COUNT
+ * and for each kind of write, so a non-zero count says what was sent:
+ *   write route|xfrm|generic NETLINK-TYPE COUNT
+ *   write bpf BPF-COMMAND COUNT
  */
 #include <dlfcn.h>
 #include <stdarg.h>
@@ -34,6 +35,8 @@
 static atomic_ulong sends, messages, writes, bpf_calls, bpf_writes;
 /* writes by protocol (NETLINK_ROUTE, _XFRM, _GENERIC) and type (< 256) */
 static atomic_ulong by_type[3][256];
+/* bpf() writes by command */
+static atomic_ulong by_cmd[64];
 
 static int protocol_slot(int protocol)
 {
@@ -144,6 +147,7 @@ long syscall(long number, ...)
 		case BPF_MAP_UPDATE_BATCH:
 		case BPF_MAP_DELETE_BATCH:
 			atomic_fetch_add(&bpf_writes, 1);
+			atomic_fetch_add(&by_cmd[a[0]], 1);
 			break;
 		}
 	}
@@ -166,5 +170,8 @@ __attribute__((destructor)) static void report(void)
 			if (atomic_load(&by_type[p][t]))
 				fprintf(f, "write %s %d %lu\n", protocols[p], t,
 					atomic_load(&by_type[p][t]));
+	for (int c = 0; c < 64; c++)
+		if (atomic_load(&by_cmd[c]))
+			fprintf(f, "write bpf %d %lu\n", c, atomic_load(&by_cmd[c]));
 	fclose(f);
 }
