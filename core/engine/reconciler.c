@@ -32,6 +32,10 @@ int mc_reconciler_requeue(struct mc_engine *e, const struct mc_key *key)
 	return keyq_add(e->queue, key);
 }
 
+/* The engine's own "never applicable": a peer beyond the last index. Distinct from anything a
+ * plugin returns (plugin.h keeps codes above 1000 for the ABI). */
+#define ENOINDEX 1100
+
 static bool is_permanent(int r)
 {
 	return r == -MC_EPERMANENT;
@@ -160,17 +164,17 @@ uint16_t mc_reconciler_peer_index(struct mc_engine *e, uint32_t peer_id)
 	return index;
 }
 
-/* The peer's index; a participating peer gets one if it has none. Index or -errno. */
+/*
+ * The peer's index; a participating peer gets one if it has none. Index, -ENOINDEX when every
+ * index is taken (a cluster larger than the peer mask allows: the gc after each full resync
+ * says how many peers have none, in one line), or -errno.
+ */
 static int peer_index(struct mc_engine *e, const struct mc_peer_state *peer)
 {
 	int r = mc_peer_index_get(e->peer_index, peer->name, peer->present);
 
-	if (r == -ENOSPC) {
-		mc_log_error("peer %s: every peer index (1..%u) is taken; this node cannot encrypt "
-			     "to it until others leave the cluster",
-			     peer->name, (unsigned)mc_config_max_peer_index(e->cfg));
-		return -MC_EPERMANENT;
-	}
+	if (r == -ENOSPC)
+		return -ENOINDEX;
 	if (r >= 0)
 		cache_index(e, peer->peer_id, (uint16_t)r);
 	return r;
@@ -223,7 +227,9 @@ static void peer_set_free(struct peer_set *set)
 	free(set->names);
 }
 
-static int peer_set_load(struct mc_engine *e, struct peer_set *set)
+/* The participating peers with an index; *no_index counts those left out for want of one
+ * (they have no kernel objects to keep). */
+static int peer_set_load(struct mc_engine *e, struct peer_set *set, size_t *no_index)
 {
 	_cleanup_free_ uint32_t *ids = NULL;
 	size_t n;
@@ -241,6 +247,10 @@ static int peer_set_load(struct mc_engine *e, struct peer_set *set)
 		struct mc_peer_state *p;
 
 		r = get_peer(e, ids[i], &p);
+		if (r == -ENOINDEX) {
+			(*no_index)++;
+			continue;
+		}
 		if (r < 0)
 			return r;
 		/* Ids are a snapshot: a peer may have stopped participating since. */
@@ -257,9 +267,15 @@ static int peer_set_load(struct mc_engine *e, struct peer_set *set)
 static int collect_garbage(struct mc_engine *e)
 {
 	struct peer_set set;
+	size_t no_index = 0;
 	int r;
 
-	r = peer_set_load(e, &set);
+	r = peer_set_load(e, &set, &no_index);
+	if (r == 0 && no_index)
+		mc_log_error("%zu participating peer(s) have no peer index: all %u are taken (the "
+			     "peer mask's width), so this node neither encrypts to them nor guards "
+			     "their pods; the other peers are not affected",
+			     no_index, (unsigned)mc_config_max_peer_index(e->cfg));
 	for (size_t i = 0; i < MC_ARRAY_SIZE(backend_first) && r == 0; i++) {
 		struct mc_plugin_instance *inst = dataplane(e, backend_first[i]);
 
@@ -426,6 +442,12 @@ static void *worker(void *arg)
 					is_permanent(r) ? MC_PEER_FAILED : MC_PEER_RETRYING);
 		if (r == 0) {
 			atomic_fetch_add(&e->reconciled, 1);
+			keyq_forget(e->queue, &key);
+		} else if (r == -ENOINDEX) {
+			/* one line for all of them comes with the next garbage collection */
+			atomic_fetch_add(&e->permanent_failures, 1);
+			mc_log_debug("%s: its peer has no index (every one is taken)",
+				     describe_key(e, &key, what, sizeof(what)));
 			keyq_forget(e->queue, &key);
 		} else if (is_permanent(r)) {
 			atomic_fetch_add(&e->permanent_failures, 1);

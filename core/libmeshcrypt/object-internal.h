@@ -84,6 +84,7 @@ struct mc_object_list {
 	size_t n_objects;
 	char *resource_version;
 	struct mci_arena arena;
+	size_t skipped; /* items left out by mc_object_list_parse_skipping() */
 };
 
 /* Detaches and returns object i of list (the slot becomes NULL); an object from the arena is

@@ -46,6 +46,7 @@ struct pctx {
 	struct path_elem path[PATH_DEPTH];
 	unsigned depth;
 	struct mci_arena *list_arena; /* the arena of the list being filled, if any */
+	bool skip_bad_items;          /* mc_object_list_parse_skipping() */
 	struct mci_arena *arena;      /* where the object being converted lives: NULL, the heap */
 };
 
@@ -360,6 +361,15 @@ static int name_value(struct pctx *c, const char *key, const char *at, const str
 	return *out ? 0 : -ENOMEM;
 }
 
+/* ::ffff:a.b.c.d is how the BPF maps key IPv4 (DESIGN.md §5): taken as IPv6 it would share a
+ * key with a.b.c.d, so a pod could stand in for another; Kubernetes never assigns one. */
+static bool ipv4_mapped(const struct mc_ip *ip)
+{
+	static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	return ip->family == AF_INET6 && memcmp(ip->addr, prefix, sizeof(prefix)) == 0;
+}
+
 static int ip_value(struct pctx *c, const char *key, const char *at, const struct str *s,
 		    struct mc_ip *out)
 {
@@ -367,6 +377,9 @@ static int ip_value(struct pctx *c, const char *key, const char *at, const struc
 
 	if (mc_ip_parse(s->s, out) < 0)
 		return fail(c, -EINVAL, key, at, "%s is not an IP address", quote(q, s->s, s->len));
+	if (ipv4_mapped(out))
+		return fail(c, -EINVAL, key, at, "%s is an IPv4-mapped IPv6 address; write the IPv4 "
+		            "address", quote(q, s->s, s->len));
 	return 0;
 }
 
@@ -378,6 +391,9 @@ static int prefix_value(struct pctx *c, const char *key, const char *at, const s
 	if (mc_prefix_parse(s->s, out) < 0)
 		return fail(c, -EINVAL, key, at, "%s is not a CIDR (network address/length)",
 		            quote(q, s->s, s->len));
+	if (ipv4_mapped(&out->ip))
+		return fail(c, -EINVAL, key, at, "%s is an IPv4-mapped IPv6 prefix; write the IPv4 "
+		            "prefix", quote(q, s->s, s->len));
 	return 0;
 }
 
@@ -1361,9 +1377,14 @@ static int convert_list(struct pctx *c, const struct val *vals, const char *list
 		if (item.type != MCI_JSON_OBJECT || ret < 0) {
 			if (mci_json_skip(r) < 0)
 				return syntax_error(c);
-			if (ret >= 0)
-				ret = fail(&ic, -EINVAL, NULL, NULL, "expected an object, got %s",
-				           type_name(item.type));
+			if (ret >= 0 && item.type != MCI_JSON_OBJECT) {
+				cr = fail(&ic, -EINVAL, NULL, NULL, "expected an object, got %s",
+				          type_name(item.type));
+				if (c->skip_bad_items)
+					list->skipped++;
+				else
+					ret = cr;
+			}
 			continue;
 		}
 		memset(iv, 0, sizeof(iv));
@@ -1374,7 +1395,9 @@ static int convert_list(struct pctx *c, const struct val *vals, const char *list
 		str_free(&kind);
 		if (cr == -ENOMEM || (cr == 0 && list_append(list, &cap, o) < 0))
 			return -ENOMEM;
-		if (cr < 0)
+		if (cr < 0 && c->skip_bad_items)
+			list->skipped++;
+		else if (cr < 0)
 			ret = cr;
 		mci_json_seek(r, &after);
 	}
@@ -1493,12 +1516,12 @@ static int expect_object(struct pctx *c, const struct val *root)
 	return fail(c, -EINVAL, NULL, NULL, "expected an object, got %s", type_name(root->type));
 }
 
-int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **out,
-			 struct mc_parse_error *err)
+static int parse_list(const char *json, size_t len, bool skip_bad_items,
+		      struct mc_object_list **out, struct mc_parse_error *err)
 {
 	struct mc_parse_error scratch;
 	struct mci_json_reader reader;
-	struct pctx c = { .r = &reader, .item = -1 };
+	struct pctx c = { .r = &reader, .item = -1, .skip_bad_items = skip_bad_items };
 	struct list_hook lh = { .hook.fn = items_now };
 	struct val root, vals[S_N];
 	struct str kind = { .s = NULL };
@@ -1551,6 +1574,21 @@ out:
 	/* r == 1: a single object of another kind, skipped like a List item */
 	*out = lh.list;
 	return 0;
+}
+
+int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **out,
+			 struct mc_parse_error *err)
+{
+	return parse_list(json, len, false, out, err);
+}
+
+int mc_object_list_parse_skipping(const char *json, size_t len, struct mc_object_list **out,
+				  size_t *skipped, struct mc_parse_error *err)
+{
+	int r = parse_list(json, len, true, out, err);
+
+	*skipped = r == 0 ? (*out)->skipped : 0;
+	return r;
 }
 
 int mc_object_parse(const char *json, size_t len, struct mc_object **out,

@@ -216,6 +216,16 @@ struct mc_store {
 	uint8_t cidr_lens[2][129];
 	unsigned n_cidr_lens[2];
 
+	/* every InternalIP of a Node and every address of a MeshcryptNode, sorted by address then
+	 * node: no pod may claim one, and addr_owner() settles one that two nodes list */
+	struct addr_entry {
+		struct mc_ip ip;
+		uint32_t node;
+		bool node_object; /* listed by the Node (its kubelet), not only its MeshcryptNode */
+	} *addrs;
+	size_t n_addrs;
+	bool addrs_dirty;
+
 	/* managed pod IPs by role (enum mc_pod_role), kept by txn_finish() from the same
 	 * before/after comparison that enqueues pod keys; stale after a write that lost a key
 	 * (ENOMEM), then counted again by the next reader */
@@ -429,6 +439,65 @@ static bool in_any(const struct mc_prefix *cidrs, size_t n, const struct mc_ip *
 	return false;
 }
 
+/* The first entry of ip in s->addrs (n_addrs when none). */
+static size_t addr_first(const struct mc_store *s, const struct mc_ip *ip)
+{
+	size_t lo = 0, hi = s->n_addrs;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (mc_ip_compare(&s->addrs[mid].ip, ip) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool is_node_address(const struct mc_store *s, const struct mc_ip *ip)
+{
+	size_t i = addr_first(s, ip);
+
+	return i < s->n_addrs && mc_ip_compare(&s->addrs[i].ip, ip) == 0;
+}
+
+/* Whether claim a beats claim b of one address: this node first (it never gives up its own),
+ * then one its Node object lists (what kubelet reports, not what an agent publishes), then
+ * the smaller name, so that every node settles it alike. */
+static bool claim_beats(const struct mc_store *s, const struct addr_entry *a,
+			const struct addr_entry *b)
+{
+	if ((a->node == s->local_id) != (b->node == s->local_id))
+		return a->node == s->local_id;
+	if (a->node_object != b->node_object)
+		return a->node_object;
+	return strcmp(s->node_names.name[a->node], s->node_names.name[b->node]) < 0;
+}
+
+/* The node an address belongs to (0: no node lists it). */
+static uint32_t addr_owner(const struct mc_store *s, const struct mc_ip *ip)
+{
+	const struct addr_entry *best = NULL;
+
+	for (size_t i = addr_first(s, ip); i < s->n_addrs && mc_ip_compare(&s->addrs[i].ip, ip) == 0;
+	     i++)
+		if (!best || claim_beats(s, &s->addrs[i], best))
+			best = &s->addrs[i];
+	return best ? best->node : 0;
+}
+
+/* Whether owner's own Node object lists ip. */
+static bool addr_owner_by_node_object(const struct mc_store *s, const struct mc_ip *ip,
+				      uint32_t owner)
+{
+	for (size_t i = addr_first(s, ip); i < s->n_addrs && mc_ip_compare(&s->addrs[i].ip, ip) == 0;
+	     i++)
+		if (s->addrs[i].node == owner && s->addrs[i].node_object)
+			return true;
+	return false;
+}
+
 static struct mc_peer_state *derive_peer(const struct mc_store *s, uint32_t id)
 {
 	const struct node *n = &s->nodes[id];
@@ -447,9 +516,12 @@ static struct mc_peer_state *derive_peer(const struct mc_store *s, uint32_t id)
 		return p;
 	p->present = true;
 	effective(n, &addrs, &n_addrs, &boot, &cidrs, &n_cidrs);
-	if (n_addrs && !(p->addresses = memdup_array(addrs, n_addrs, sizeof(*addrs))))
+	if (n_addrs && !(p->addresses = malloc(n_addrs * sizeof(*addrs))))
 		goto fail;
-	p->n_addresses = n_addrs;
+	/* an address another node has a better claim to is not this peer's (addr_owner()) */
+	for (size_t i = 0; i < n_addrs; i++)
+		if (addr_owner(s, &addrs[i]) == id)
+			p->addresses[p->n_addresses++] = addrs[i];
 	memcpy(p->boot_id, boot, strlen(boot) + 1);
 	p->key_generation = n->mcnode->mcnode.key_generation;
 	memcpy(p->wireguard_public_key, n->mcnode->mcnode.wireguard_public_key,
@@ -469,8 +541,10 @@ static struct mc_peer_state *derive_peer(const struct mc_store *s, uint32_t id)
 		for (unsigned j = 0; j < pod->n_ips; j++) {
 			struct mc_prefix *h = &p->prefixes[p->n_prefixes];
 
-			/* an IP another (newer) pod won is not this node's to claim */
-			if (in_any(cidrs, n_cidrs, &pod->ips[j]) || ip_winner(s, &pod->ips[j]) != slot)
+			/* an IP another (newer) pod won is not this node's to claim, nor is a
+			 * node's address */
+			if (in_any(cidrs, n_cidrs, &pod->ips[j]) || ip_winner(s, &pod->ips[j]) != slot ||
+			    is_node_address(s, &pod->ips[j]))
 				continue;
 			h->ip = pod->ips[j];
 			h->len = pod->ips[j].family == AF_INET ? 32 : 128;
@@ -502,7 +576,8 @@ static struct mc_pod_state derive_pod(const struct mc_store *s, const struct mc_
 	uint32_t w = ip_winner(s, ip);
 	const struct pod *p;
 
-	if (!w)
+	/* a pod that claims a node's address is not taken at its word (report_conflicts()) */
+	if (!w || is_node_address(s, ip))
 		return st;
 	p = s->pods[w];
 	if (!pod_managed(s, p, ns_view))
@@ -696,10 +771,39 @@ static bool ip_shapes_peer(const struct mc_store *s, uint32_t id, const struct m
 	const char *boot;
 	size_t n_addrs, n_cidrs;
 
-	if (id == s->local_id || !n->mcnode)
+	if (id == s->local_id || !n->mcnode || is_node_address(s, ip))
 		return false;
 	effective(n, &addrs, &n_addrs, &boot, &cidrs, &n_cidrs);
 	return !in_any(cidrs, n_cidrs, ip);
+}
+
+/* Before a node's addresses change: the pod key of ip and every peer whose state may follow
+ * from who holds ip (pods claiming it, nodes listing it). */
+static void touch_addr(struct mc_store *s, struct txn *t, const struct mc_ip *ip)
+{
+	struct mc_key k = make_key(MC_KEY_POD, 0, ip);
+	uint32_t claimants[8];
+	size_t n = ip_claimants(s, ip, claimants, 8);
+
+	touch(s, t, &k);
+	for (size_t i = 0; i < n && i < 8; i++)
+		touch_peer(s, t, s->pods[claimants[i]]->node);
+	for (size_t i = addr_first(s, ip); i < s->n_addrs && mc_ip_compare(&s->addrs[i].ip, ip) == 0;
+	     i++)
+		touch_peer(s, t, s->addrs[i].node);
+}
+
+static void touch_node_addresses(struct mc_store *s, struct txn *t, const struct mc_object *o)
+{
+	const struct mc_ip *a = NULL;
+	size_t n = 0;
+
+	if (o && o->kind == MC_OBJECT_NODE)
+		a = o->node.addresses, n = o->node.n_addresses;
+	else if (o)
+		a = o->mcnode.addresses, n = o->mcnode.n_addresses;
+	for (size_t i = 0; i < n; i++)
+		touch_addr(s, t, &a[i]);
 }
 
 /* A pod's IP key, and the peers of every pod claiming that IP whose prefixes it may be: who
@@ -757,6 +861,14 @@ static void report_conflicts(struct mc_store *s, struct txn *t, const struct mc_
 		return;
 	w = s->pods[c[0]];
 	mc_ip_to_string(ip, ipbuf);
+	if (is_node_address(s, ip)) {
+		event(t, LOG_WARNING,
+		      "pod IP %s (%s/%s) is the address of node %s: not taken as a pod's, so "
+		      "traffic to it is neither encrypted nor guarded as a pod's",
+		      ipbuf, s->ns_names.name[w->ns], pod_name(w),
+		      s->node_names.name[addr_owner(s, ip)]);
+		return;
+	}
 	if (n >= 2) {
 		const struct pod *l = s->pods[c[1]];
 
@@ -849,6 +961,78 @@ static void rebuild_cidrs(struct mc_store *s, struct txn *t)
 }
 
 /* Touches the pods of the namespaces this transaction changed: one pass over all pods. */
+static int cmp_addr_entry(const void *a, const void *b)
+{
+	const struct addr_entry *x = a, *y = b;
+	int c = mc_ip_compare(&x->ip, &y->ip);
+
+	if (c)
+		return c;
+	if (x->node != y->node)
+		return x->node < y->node ? -1 : 1;
+	return (int)y->node_object - (int)x->node_object;
+}
+
+static size_t append_addrs(struct addr_entry *v, size_t n, const struct mc_ip *a, size_t na,
+			   uint32_t node, bool node_object)
+{
+	for (size_t i = 0; i < na; i++)
+		v[n++] = (struct addr_entry){ a[i], node, node_object };
+	return n;
+}
+
+/* Every node's addresses, and a line for each address that two nodes list (once per change
+ * of the nodes). */
+static void rebuild_addrs(struct mc_store *s, struct txn *t)
+{
+	size_t n = 0, o = 0;
+	struct addr_entry *v;
+
+	for (uint32_t id = 1; id < s->node_names.n; id++) {
+		const struct node *nd = &s->nodes[id];
+
+		n += (nd->node ? nd->node->node.n_addresses : 0) +
+		     (nd->mcnode ? nd->mcnode->mcnode.n_addresses : 0);
+	}
+	v = n ? malloc(n * sizeof(*v)) : NULL;
+	if (n && !v)
+		return txn_oom(t);
+	for (uint32_t id = 1; id < s->node_names.n; id++) {
+		const struct node *nd = &s->nodes[id];
+
+		if (nd->node)
+			o = append_addrs(v, o, nd->node->node.addresses, nd->node->node.n_addresses, id,
+					 true);
+		if (nd->mcnode)
+			o = append_addrs(v, o, nd->mcnode->mcnode.addresses,
+					 nd->mcnode->mcnode.n_addresses, id, false);
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_addr_entry);
+	free(s->addrs);
+	s->addrs = v;
+	s->n_addrs = n;
+	s->addrs_dirty = false;
+	for (size_t i = 0; i < n;) {
+		uint32_t owner = addr_owner(s, &v[i].ip);
+		size_t j = i;
+		char ip[MC_IP_STRLEN];
+
+		for (; j < n && mc_ip_compare(&v[j].ip, &v[i].ip) == 0; j++)
+			if (v[j].node != owner && (j == i || v[j].node != v[j - 1].node))
+				event(t, LOG_WARNING,
+				      "address %s is listed by nodes %s and %s: it stays with %s (%s); "
+				      "node %s is not reached at it",
+				      mc_ip_to_string(&v[i].ip, ip), s->node_names.name[owner],
+				      s->node_names.name[v[j].node], s->node_names.name[owner],
+				      owner == s->local_id ? "this node" :
+				      addr_owner_by_node_object(s, &v[i].ip, owner) ? "its Node lists it" :
+										      "first by name",
+				      s->node_names.name[v[j].node]);
+		i = j;
+	}
+}
+
 static void touch_namespaces(struct mc_store *s, struct txn *t)
 {
 	if (!t->ns_changed)
@@ -871,6 +1055,8 @@ static void txn_finish(struct mc_store *s, struct txn *t)
 	touch_namespaces(s, t);
 	if (s->cidrs_dirty)
 		rebuild_cidrs(s, t);
+	if (s->addrs_dirty)
+		rebuild_addrs(s, t);
 	t->changed = t->n ? malloc(t->n * sizeof(*t->changed)) : NULL;
 	if (t->n && !t->changed) {
 		txn_oom(t);
@@ -1185,6 +1371,8 @@ static void set_node_obj(struct mc_store *s, struct txn *t, uint32_t id, enum mc
 		return;
 	}
 	touch_peer(s, t, id);
+	touch_node_addresses(s, t, *slot);
+	touch_node_addresses(s, t, o);
 	/* participation decides whether its managed pods are remote-managed */
 	if (kind == MC_OBJECT_MESHCRYPT_NODE && (*slot == NULL) != (o == NULL))
 		for (uint32_t i = 0; i < n->pods.n; i++) {
@@ -1196,6 +1384,7 @@ static void set_node_obj(struct mc_store *s, struct txn *t, uint32_t id, enum mc
 	mc_object_free(*slot);
 	*slot = o;
 	s->cidrs_dirty = true;
+	s->addrs_dirty = true;
 }
 
 static bool secret_equal(const struct mc_object *a, const struct mc_object *b)
@@ -1894,6 +2083,7 @@ void mc_store_free(struct mc_store *s)
 	free(s->secrets);
 	free(s->secret_seen);
 	free(s->cidrs);
+	free(s->addrs);
 	free(s->local_name);
 	free(s->label_key);
 	pthread_rwlock_destroy(&s->lock);

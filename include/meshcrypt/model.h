@@ -141,6 +141,15 @@ struct mc_parse_error {
 int mc_object_list_parse(const char *json, size_t len, struct mc_object_list **out,
                          struct mc_parse_error *err);
 
+/*
+ * Like mc_object_list_parse(), but an item whose content is wrong (a label value of a megabyte,
+ * an address that is none) is left out instead of failing the list, and counted in *skipped;
+ * err then holds the last such item's error. For documents the cluster writes, where one
+ * hostile object must not hold up every other; syntax errors still fail it all.
+ */
+int mc_object_list_parse_skipping(const char *json, size_t len, struct mc_object_list **out,
+                                  size_t *skipped, struct mc_parse_error *err);
+
 /* Like mc_object_list_parse() on the contents of path; also returns the error of open/read. */
 int mc_object_list_parse_file(const char *path, struct mc_object_list **out,
                               struct mc_parse_error *err);

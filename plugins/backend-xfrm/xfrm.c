@@ -758,6 +758,26 @@ static int apply_desired(struct xfrm *x, uint32_t owner, const struct desired *d
 	return remove_unwanted(x, owner, d);
 }
 
+/* A generation a peer advertises that this node does not hold is normal for a moment in a
+ * rotation, and hostile or broken beyond it (0, 4294967295): said once per change, and the
+ * out state keeps a generation both ends hold (out_generation()). Locked. */
+static void note_generation(struct xfrm *x, const struct mc_peer_state *p)
+{
+	uint32_t current = mcx_keyset_current(x->keys);
+
+	if (p->key_generation == 0)
+		mc_plugin_log(x->ctx, LOG_WARNING,
+			      "peer %s advertises no key generation (0): sending with generation %u",
+			      p->name, current);
+	else if (!mcx_keyset_find(x->keys, p->key_generation))
+		mc_plugin_log(x->ctx, p->key_generation > current ? LOG_INFO : LOG_WARNING,
+			      "peer %s advertises key generation %u, which this node does not hold "
+			      "(it holds %u%s): sending with the highest generation it holds below",
+			      p->name, p->key_generation, current,
+			      p->key_generation > current ? "; a rotation it has not reached yet?" :
+							    "");
+}
+
 static int xfrm_peer_apply(struct mc_plugin_ctx *ctx, const struct mc_peer_state *p)
 {
 	struct xfrm *x = get(ctx);
@@ -767,6 +787,9 @@ static int xfrm_peer_apply(struct mc_plugin_ctx *ctx, const struct mc_peer_state
 	if (!MC_STATE_HAS(ctx->host, peer_state, peer_index) || p->peer_index == 0)
 		return -MC_EPERMANENT;
 	pthread_mutex_lock(&x->lock);
+	if (p->present && x->keys && (!x->peers[p->peer_index].present ||
+				      x->peers[p->peer_index].generation != p->key_generation))
+		note_generation(x, p);
 	peer_info_set(x, p->peer_index, p->peer_id, p->key_generation, p->present);
 	claim(x, p);
 	if (!p->present) {

@@ -376,10 +376,19 @@ static int list(struct informer *inf)
 		if (r == 0)
 			r = page_metadata(inf, cont, sizeof(cont));
 		if (r == 0) {
-			r = mc_object_list_parse(inf->page, inf->page_len, &page, &err);
+			size_t skipped = 0;
+
+			/* an object the API server should never have served (a label of a
+			 * megabyte) is left out, not the whole cluster with it */
+			r = mc_object_list_parse_skipping(inf->page, inf->page_len, &page, &skipped,
+							  &err);
 			if (r < 0)
 				mc_plugin_log(k->ctx, LOG_ERR, "%s: a page of the list is malformed: %s",
 					      inf->name, err.message);
+			else if (skipped)
+				mc_plugin_log(k->ctx, LOG_WARNING,
+					      "%s: %zu object(s) of the list left out as malformed; "
+					      "the last: %s", inf->name, skipped, err.message);
 		}
 		if (r == 0) {
 			listed += mc_object_list_count(page);

@@ -163,6 +163,33 @@ until_ok plan_has 10.2.204.1 || fail "the event after a huge one is lost"
 grep -q "a watch event of more than" "$tmp/log" || fail "the huge event was not reported"
 echo "10 MB event: rejected"
 
+# hostile objects: a label value of a megabyte, an IPv4-mapped pod IP. Each watch event is
+# rejected alone; a relist that serves them leaves them out with one line, the rest stays.
+python3 - "$tmp/big-label.json" <<'PY'
+import json, sys
+pod = {"kind": "Pod", "apiVersion": "v1",
+       "metadata": {"namespace": "enc", "name": "big-label", "labels": {"x": "v" * (1 << 20)}},
+       "spec": {"nodeName": "node-2"},
+       "status": {"phase": "Running", "podIP": "10.2.205.1", "podIPs": [{"ip": "10.2.205.1"}]}}
+json.dump({"object": pod}, open(sys.argv[1], "w"))
+PY
+curl -sf -X POST "http://127.0.0.1:$control/apply" --data-binary @"$tmp/big-label.json" >/dev/null
+post apply "$(pod mapped ::ffff:10.2.205.2)"
+post apply "$(pod after-hostile 10.2.205.3)"
+until_ok plan_has 10.2.205.3 || fail "the event after the hostile ones is lost"
+grep -q 'is longer than 63 characters' "$tmp/log" || fail "the megabyte label was not reported"
+grep -q 'is an IPv4-mapped IPv6 address' "$tmp/log" || fail "the mapped address was not reported"
+post mode '{"gone": "http"}'
+post apply "$(pod after-hostile-relist 10.2.205.4)"
+until_ok plan_has 10.2.205.4 || fail "after-hostile-relist not added"
+post compact '{"delete": {"kind": "Pod", "namespace": "enc", "name": "after-hostile-relist"}}'
+until_ok plan_lacks 10.2.205.4 || fail "no relist after the hostile pods"
+until_ok grep -q "pods: 2 object(s) of the list left out as malformed" "$tmp/log" ||
+	fail "the relist did not leave out the hostile pods: $(grep -i malformed "$tmp/log" | tail -n 3)"
+plan_has 10.2.205.3 || fail "the relist with hostile pods lost the others"
+plan_lacks 10.2.205.1 && plan_lacks 10.2.205.2 || fail "a hostile pod reached the plan"
+echo "hostile pods (1 MB label, mapped IP): rejected alone, left out of a relist, the rest kept"
+
 # the API server restarts mid-watch: the watches resume from their resourceVersion, no relist
 lists_before=$(grep -c ": listed " "$tmp/log")
 kill -TERM "$api"

@@ -621,6 +621,106 @@ static void test_ip_conflict(void **state) {
 	mc_store_free(s);
 }
 
+
+static bool peer_has_address(struct mc_store *s, uint32_t id, const char *ip) {
+	struct mc_peer_state *p;
+	struct mc_ip want = ip_of(ip);
+	bool found = false;
+
+	assert_int_equal(mc_store_get_peer(s, id, &p), 0);
+	for (size_t i = 0; i < p->n_addresses; i++)
+		found = found || memcmp(&p->addresses[i], &want, sizeof(want)) == 0;
+	mc_peer_state_free(p);
+	return found;
+}
+
+static bool peer_has_prefix(struct mc_store *s, uint32_t id, const char *prefix) {
+	struct mc_peer_state *p;
+	struct mc_prefix want;
+	bool found = false;
+
+	assert_int_equal(mc_prefix_parse(prefix, &want), 0);
+	assert_int_equal(mc_store_get_peer(s, id, &p), 0);
+	for (size_t i = 0; i < p->n_prefixes; i++)
+		found = found || mc_prefix_compare(&p->prefixes[i], &want) == 0;
+	mc_peer_state_free(p);
+	return found;
+}
+
+static bool has_event(const struct rec *r, const char *needle) {
+	for (size_t i = 0; i < r->n_events; i++)
+		if (strstr(r->events[i], needle))
+			return true;
+	return false;
+}
+
+/* Hostile objects: a pod claiming a node's address, a MeshcryptNode claiming another node's
+ * address or this node's; each said in a line, and no other peer's state changes. */
+static void test_hostile_addresses(void **state) {
+	struct rec r;
+	struct mc_store *s = load_basic(&r);
+	uint32_t b = mc_store_peer_id(s, "node-b"), c = mc_store_peer_id(s, "node-c");
+
+	/* a managed pod on node-b at node-c's Node address: not a pod, not node-b's prefix */
+	reset(&r);
+	upsert_pod(s, "secure", "thief", "node-b", "10.0.0.3", T_NEW, "{}");
+	assert_pod(s, "10.0.0.3", MC_POD_NONE, 0);
+	assert_false(peer_has_prefix(s, b, "10.0.0.3/32"));
+	assert_true(has_event(&r, "pod IP 10.0.0.3 (secure/thief) is the address of node node-c"));
+	assert_false(has_key(&r, MC_KEY_PEER, b));
+	/* the same pod at an address no node has is an ordinary pod outside the CIDRs */
+	reset(&r);
+	upsert_pod(s, "secure", "thief", "node-b", "10.0.0.9", T_NEW, "{}");
+	assert_pod(s, "10.0.0.9", MC_POD_REMOTE_MANAGED, b);
+	assert_true(peer_has_prefix(s, b, "10.0.0.9/32"));
+	assert_true(has_key(&r, MC_KEY_PEER, b));
+
+	/* node-c joins claiming node-b's published address and its own */
+	reset(&r);
+	assert_int_equal(mc_store_upsert(s, parse_one("{\"kind\":\"MeshcryptNode\",\"apiVersion\":"
+	                                              "\"meshcrypt.io/v1alpha1\",\"metadata\":{"
+	                                              "\"name\":\"node-c\"},\"spec\":{"
+	                                              "\"addresses\":[\"192.168.1.2\","
+	                                              "\"192.168.1.3\"]}}")),
+	                 0);
+	assert_true(peer_has_address(s, b, "192.168.1.2"));
+	assert_false(peer_has_address(s, c, "192.168.1.2"));
+	assert_true(peer_has_address(s, c, "192.168.1.3"));
+	assert_true(has_event(&r, "address 192.168.1.2 is listed by nodes node-b and node-c: it "
+	                          "stays with node-b (first by name); node node-c is not reached at it"));
+	/* ... and then node-b's Node address: the Node object's claim wins, whatever the name */
+	reset(&r);
+	assert_int_equal(mc_store_upsert(s, parse_one("{\"kind\":\"MeshcryptNode\",\"apiVersion\":"
+	                                              "\"meshcrypt.io/v1alpha1\",\"metadata\":{"
+	                                              "\"name\":\"aaa\"},\"spec\":{"
+	                                              "\"addresses\":[\"10.0.0.2\"]}}")),
+	                 0);
+	assert_true(has_event(&r, "stays with node-b (its Node lists it)"));
+	assert_false(peer_has_address(s, mc_store_peer_id(s, "aaa"), "10.0.0.2"));
+	assert_false(has_key(&r, MC_KEY_PEER, b));
+	/* ... and this node's address: it never gives it up */
+	reset(&r);
+	assert_int_equal(mc_store_upsert(s, parse_one("{\"kind\":\"MeshcryptNode\",\"apiVersion\":"
+	                                              "\"meshcrypt.io/v1alpha1\",\"metadata\":{"
+	                                              "\"name\":\"aaa\"},\"spec\":{"
+	                                              "\"addresses\":[\"10.0.0.1\"]}}")),
+	                 0);
+	assert_true(has_event(&r, "stays with node-a (this node)"));
+	assert_false(peer_has_address(s, mc_store_peer_id(s, "aaa"), "10.0.0.1"));
+	/* node-c gives node-b's address back: it is node-b's alone again, node-c keeps its own */
+	reset(&r);
+	assert_int_equal(mc_store_upsert(s, parse_one("{\"kind\":\"MeshcryptNode\",\"apiVersion\":"
+	                                              "\"meshcrypt.io/v1alpha1\",\"metadata\":{"
+	                                              "\"name\":\"node-c\"},\"spec\":{"
+	                                              "\"addresses\":[\"192.168.1.3\"]}}")),
+	                 0);
+	assert_true(peer_has_address(s, c, "192.168.1.3"));
+	assert_true(peer_has_address(s, b, "192.168.1.2"));
+	assert_false(has_event(&r, "192.168.1.2"));
+	assert_managed_counts(s);
+	mc_store_free(s);
+}
+
 static void test_cidr_conflict(void **state) {
 	struct rec r;
 	struct mc_store *s = load_basic(&r);
@@ -884,6 +984,7 @@ int main(void) {
 		cmocka_unit_test(test_local_node),
 		cmocka_unit_test(test_ip_conflict),
 		cmocka_unit_test(test_cidr_conflict),
+		cmocka_unit_test(test_hostile_addresses),
 		cmocka_unit_test(test_secret),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_concurrent_readers),

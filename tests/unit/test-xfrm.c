@@ -516,6 +516,36 @@ static void test_plugin_apply_and_idempotence(void **state)
 	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
 	assert_int_equal(n_sent, 0);
 
+	/* hostile generations, 0 and 2^32-1: said once each, sent with the one held, nothing
+	 * changes in the kernel */
+	{
+		static const uint32_t generations[] = { 0, UINT32_MAX, UINT32_MAX };
+		struct mc_peer_state *p;
+
+		for (size_t i = 0; i < 3; i++) {
+			fake_host_log_clear(fh);
+			p = peer_node2();
+			p->key_generation = generations[i];
+			assert_int_equal(ops->peer_apply(ctx, p), 0);
+			assert_int_equal(n_sent, 0);
+			assert_int_equal(fake_host_log_count_matching(fh, "advertises"), i < 2);
+		}
+		fake_host_log_clear(fh);
+		p = peer_node2();
+		p->key_generation = 0;
+		assert_int_equal(ops->peer_apply(ctx, p), 0);
+		assert_non_null(fake_host_log_find(fh, LOG_WARNING,
+						   "peer node2 advertises no key generation (0): "
+						   "sending with generation 1"));
+		p = peer_node2();
+		p->key_generation = UINT32_MAX;
+		assert_int_equal(ops->peer_apply(ctx, p), 0);
+		assert_non_null(fake_host_log_find(fh, LOG_INFO, "advertises key generation "
+						   "4294967295, which this node does not hold"));
+		assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+		assert_int_equal(n_sent, 0);
+	}
+
 	/* the peer leaves: policies first, then out states, then in states */
 	{
 		struct mc_peer_state *p = peer_node2();
