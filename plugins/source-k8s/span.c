@@ -155,6 +155,10 @@ void mck_lines_free(struct mck_lines *l)
 
 static int append(struct mck_lines *l, const char *data, size_t len)
 {
+	/* An empty line before any other (buf still NULL) appends nothing: memcpy() to NULL is
+	 * undefined even for 0 bytes. */
+	if (len == 0)
+		return 0;
 	if (l->len + len > l->cap) {
 		size_t cap = l->cap ? l->cap : 4096;
 		char *b;
