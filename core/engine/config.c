@@ -595,8 +595,13 @@ static int read_text(const char *path, char **out)
 
 	if (!f)
 		return -errno;
-	if (getdelim(&buf, &size, '\0', f) < 0 && ferror(f))
-		return -EIO;
+	if (getdelim(&buf, &size, '\0', f) < 0) {
+		if (ferror(f))
+			return -EIO;
+		/* An empty file: getdelim() may have allocated buf without terminating it. */
+		free(buf);
+		buf = NULL;
+	}
 	if (!buf && !(buf = strdup("")))
 		return -ENOMEM;
 	*out = mc_steal_ptr(buf);

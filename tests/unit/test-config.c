@@ -112,6 +112,20 @@ static void test_syntax_error(void **state)
 		     "this line has no equals sign", NULL);
 }
 
+/* An empty file reads as no keys at all; its errors name no line (found by fuzz-config:
+ * regressions/config/empty.conf). */
+static void test_empty_file(void **state)
+{
+	struct mc_config_error err;
+	struct mc_config *cfg;
+	char want[600];
+
+	test_write(path, "");
+	assert_int_equal(mc_config_load(path, &cfg, &err), -EINVAL);
+	snprintf(want, sizeof(want), "%s: [backend]: missing required key \"plugin\"", path);
+	assert_string_equal(err.message, want);
+}
+
 static void test_unknown_section(void **state)
 {
 	expect_error("[source]\nplugin = static\n[backend]\nplugin = dryrun\n[bakend]\nx = 1\n",
@@ -267,6 +281,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_an_integer, setup, teardown),
