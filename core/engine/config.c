@@ -466,13 +466,20 @@ static int ini_error_cb(const char *fmt, ...)
  * one "FILE:LINE: syntax error: TEXT" line. */
 static int syntax_error(const char *path, struct mc_config_error *err)
 {
-	const char *open = strrchr(ini_error, '(');
 	const char *text = strstr(ini_error, "-> ");
-	int line = open ? atoi(open + 1) : 0;
-	int len = text ? (int)strcspn(text + 3, "\n") : 0;
+	const char *open = NULL;
+	int line, len = text ? (int)strcspn(text + 3, "\n") : 0;
 
+	/* The line number is in the last "(" before the text, which may hold "(" itself. */
+	for (const char *p = ini_error; (p = strchr(p, '(')) && (!text || p < text); p++)
+		open = p;
+	line = open ? atoi(open + 1) : 0;
+
+	/* iniparser's other messages ("input line too long in FILE (LINE)\n") end in a
+	 * newline too: the error is one line. */
 	if (!open || !text)
-		return set_error(err, -EINVAL, "%s: cannot parse: %s", path,
+		return set_error(err, -EINVAL, "%s: cannot parse: %.*s", path,
+				 (int)strcspn(ini_error[0] ? ini_error : "unreadable", "\n"),
 				 ini_error[0] ? ini_error : "unreadable");
 	return set_error(err, -EINVAL, "%s:%d: syntax error: \"%.*s\"", path, line, len, text + 3);
 }

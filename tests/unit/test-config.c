@@ -126,6 +126,23 @@ static void test_empty_file(void **state)
 	assert_string_equal(err.message, want);
 }
 
+/* iniparser's own messages end in a newline; the error is still one line (expect_error) with
+ * the line number (regressions/config/line-too-long.conf, nul-in-line.conf). */
+static void test_line_too_long(void **state)
+{
+	char text[1200];
+
+	snprintf(text, sizeof(text), "[core]\nnode_name = %01100d\n", 0);
+	expect_error(text, "cannot parse: iniparser: input line too long", "(2)", NULL);
+}
+
+/* The line number is iniparser's, not a number in the text after a "(" (regressions/config/
+ * syntax-error-with-paren.conf). */
+static void test_syntax_error_paren(void **state)
+{
+	expect_error("[core]\nworkers (9\n", ":2: syntax error: \"workers (9\"", NULL);
+}
+
 static void test_unknown_section(void **state)
 {
 	expect_error("[source]\nplugin = static\n[backend]\nplugin = dryrun\n[bakend]\nx = 1\n",
@@ -282,6 +299,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_line_too_long, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_syntax_error_paren, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_an_integer, setup, teardown),
