@@ -619,7 +619,8 @@ int mc_config_load(const char *path, struct mc_config **out, struct mc_config_er
 {
 	_cleanup_(mc_config_freep) struct mc_config *cfg = NULL;
 	_cleanup_free_ char *dir_copy = NULL;
-	int nsec, r;
+	const dictionary *ini;
+	int r;
 
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg || !(cfg->priv = calloc(1, sizeof(*cfg->priv))) || !(cfg->path = strdup(path)) ||
@@ -639,12 +640,21 @@ int mc_config_load(const char *path, struct mc_config **out, struct mc_config_er
 	if (!cfg->priv->ini)
 		return syntax_error(path, err);
 
-	nsec = iniparser_getnsec(cfg->priv->ini);
-	for (int i = 0; i < nsec; i++) {
-		const char *name = iniparser_getsecname(cfg->priv->ini, i);
+	/*
+	 * Every section, read from the dictionary itself (an entry without a value): iniparser
+	 * lists only names without a ':' (iniparser_getsecname()), yet takes "[plugin:xfrm]" (a
+	 * typo of [plugin.xfrm]) as a section, which nothing would look at, and "[core:workers]"
+	 * as one that iniparser_getseckeys() then returns as key "workers" of [core] with a NULL
+	 * value.
+	 */
+	ini = cfg->priv->ini;
+	for (ssize_t i = 0; i < ini->size; i++) {
+		const char *name = ini->key[i];
 		char loc[PATH_MAX + 128];
 
-		if (!is_known_section(name)) {
+		if (!name || ini->val[i])
+			continue;
+		if (strchr(name, ':') || !is_known_section(name)) {
 			where(cfg, name, NULL, loc, sizeof(loc));
 			return set_error(err, -EINVAL,
 					 "%s: unknown section (expected core, source, backend, "

@@ -143,6 +143,17 @@ static void test_syntax_error_paren(void **state)
 	expect_error("[core]\nworkers (9\n", ":2: syntax error: \"workers (9\"", NULL);
 }
 
+/* A section name with a ':' is no section meshcrypt knows: "[core:workers]", which iniparser
+ * handed over as a key of [core] without a value (meshcryptd crashed), and "[plugin:xfrm]", a
+ * typo of [plugin.xfrm] that was ignored (regressions/config/section-with-colon.conf). */
+static void test_section_with_colon(void **state)
+{
+	expect_error("[core]\n[core:workers]\n", ":2: [core:workers]: unknown section", NULL);
+	expect_error("[source]\nplugin = static\n[backend]\nplugin = xfrm\n[plugin:xfrm]\n"
+		     "key_file = /k\n",
+		     ":5: [plugin:xfrm]: unknown section", NULL);
+}
+
 static void test_unknown_section(void **state)
 {
 	expect_error("[source]\nplugin = static\n[backend]\nplugin = dryrun\n[bakend]\nx = 1\n",
@@ -301,6 +312,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_line_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syntax_error_paren, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_section_with_colon, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_an_integer, setup, teardown),
