@@ -183,15 +183,22 @@ static bool lifetime_infinite(const struct xfrm_lifetime_cfg *l)
 	       !l->soft_use_expires_seconds && !l->hard_use_expires_seconds;
 }
 
+/*
+ * The parsers read the kernel's structs from copies: messages follow each other in a dump at
+ * 4-byte boundaries (NLMSG_ALIGN), and attributes too, but xfrm_usersa_info and
+ * xfrm_userpolicy_info hold 64-bit counters and want 8-byte alignment. The XFRMA_SA of a
+ * DELSA notification is 4 bytes past an 8-byte boundary in every message.
+ */
 int mcx_sa_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *out)
 {
 	struct nlattr *tb[XFRMA_MAX + 1];
-	const struct xfrm_usersa_info *info;
+	struct xfrm_usersa_info info_copy;
+	const struct xfrm_usersa_info *info = &info_copy;
 
 	memset(out, 0, sizeof(*out));
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*info)))
 		return -EBADMSG;
-	info = nlmsg_data(h);
+	memcpy(&info_copy, nlmsg_data(h), sizeof(info_copy)); /* aligned: see above */
 	if (info->reqid != reqid || info->id.proto != IPPROTO_ESP ||
 	    info->mode != XFRM_MODE_TUNNEL ||
 	    (info->family != AF_INET && info->family != AF_INET6))
@@ -236,7 +243,8 @@ int mcx_sa_parse_gone(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *g
 		      uint64_t *next_seq)
 {
 	struct nlattr *tb[XFRMA_MAX + 1];
-	const struct xfrm_usersa_info *info = NULL;
+	struct xfrm_usersa_info info_copy;
+	const struct xfrm_usersa_info *info = &info_copy;
 	const struct xfrm_replay_state_esn *esn;
 	size_t hdrlen;
 
@@ -254,13 +262,14 @@ int mcx_sa_parse_gone(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *g
 	if (h->nlmsg_type == XFRM_MSG_DELSA) {
 		if (!tb[XFRMA_SA] || nla_len(tb[XFRMA_SA]) < (int)sizeof(*info))
 			return -ENOENT;
-		info = nla_data(tb[XFRMA_SA]);
+		memcpy(&info_copy, nla_data(tb[XFRMA_SA]), sizeof(info_copy)); /* aligned */
 	} else {
-		const struct xfrm_user_expire *e = nlmsg_data(h);
+		struct xfrm_user_expire e;
 
-		if (!e->hard)
+		memcpy(&e, nlmsg_data(h), sizeof(e)); /* aligned: see mcx_sa_parse() */
+		if (!e.hard)
 			return -ENOENT;
-		info = &e->state;
+		info_copy = e.state;
 	}
 	if (info->reqid != reqid || info->id.proto != IPPROTO_ESP ||
 	    (info->family != AF_INET && info->family != AF_INET6) ||
@@ -403,14 +412,15 @@ int mcx_sp_delete_message(const struct mcx_sp *sp, struct nl_msg **out)
 int mcx_sp_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sp *out)
 {
 	struct nlattr *tb[XFRMA_MAX + 1];
-	const struct xfrm_userpolicy_info *info;
+	struct xfrm_userpolicy_info info_copy;
+	const struct xfrm_userpolicy_info *info = &info_copy;
 	const struct xfrm_user_tmpl *t;
 	uint8_t family;
 
 	memset(out, 0, sizeof(*out));
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*info)))
 		return -EBADMSG;
-	info = nlmsg_data(h);
+	memcpy(&info_copy, nlmsg_data(h), sizeof(info_copy)); /* aligned: see mcx_sa_parse() */
 	if (nlmsg_parse((struct nlmsghdr *)h, sizeof(*info), tb, XFRMA_MAX, NULL) < 0)
 		return -EBADMSG;
 	family = info->sel.family;
