@@ -432,6 +432,10 @@ int mcx_sp_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sp *out)
 	if (t->reqid != reqid || t->id.proto != IPPROTO_ESP || t->mode != XFRM_MODE_TUNNEL ||
 	    (t->family != AF_INET && t->family != AF_INET6))
 		return -ENOENT;
+	/* The kernel refuses a longer prefix (verify_newpolicy_info()); taken as it is, it would
+	 * make mc_prefix_contains() read past the address. */
+	if (info->sel.prefixlen_d > (family == AF_INET ? 32 : 128))
+		return -EBADMSG;
 	out->dir = info->dir;
 	addr_from_kernel(family, &info->sel.daddr, &out->dst.ip);
 	out->dst.len = info->sel.prefixlen_d;

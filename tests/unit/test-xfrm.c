@@ -398,6 +398,31 @@ static void test_parse_4_byte_aligned(void **state)
 	nlmsg_free(msg);
 }
 
+/* A policy selector's prefix longer than its addresses, which the kernel refuses, is a
+ * malformed message (regressions/xfrm-netlink/policy-prefix-33). */
+static void test_sp_parse_prefix_too_long(void **state)
+{
+	struct mcx_sp sp, back;
+	struct nl_msg *msg;
+	struct xfrm_userpolicy_info *info;
+
+	(void)state;
+	memset(&sp, 0, sizeof(sp));
+	sp.dir = XFRM_POLICY_OUT;
+	sp.dst = fake_prefix("10.2.0.0/16");
+	sp.tmpl_src = fake_ip("192.168.100.1");
+	sp.tmpl_dst = fake_ip("192.168.100.2");
+	sp.reqid = 0x6d63;
+	assert_int_equal(mcx_sp_message(&sp, XFRM_MSG_NEWPOLICY, &msg), 0);
+	info = nlmsg_data(nlmsg_hdr(msg));
+	info->sel.prefixlen_d = 32;
+	assert_int_equal(mcx_sp_parse(nlmsg_hdr(msg), 0x6d63, &back), 0);
+	assert_int_equal(back.dst.len, 32);
+	info->sel.prefixlen_d = 33;
+	assert_int_equal(mcx_sp_parse(nlmsg_hdr(msg), 0x6d63, &back), -EBADMSG);
+	nlmsg_free(msg);
+}
+
 /* ---- the plugin, against the fake host ---- */
 
 static char key_path[64];
@@ -917,6 +942,7 @@ int main(void)
 		cmocka_unit_test(test_sa_message_bytes),
 		cmocka_unit_test(test_sp_message_round_trip),
 		cmocka_unit_test(test_parse_4_byte_aligned),
+		cmocka_unit_test(test_sp_parse_prefix_too_long),
 		cmocka_unit_test(test_plugin_apply_and_idempotence),
 		cmocka_unit_test(test_plugin_errors),
 		cmocka_unit_test(test_plugin_enoent_on_delete),
