@@ -10,6 +10,14 @@
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
 
+/* An error a message carries, as -errno: anything else (positive, or beyond the errno range,
+ * which no kernel sends) would pass for success with callers that test r < 0, or overflow
+ * their -r. */
+static int message_errno(int e)
+{
+	return e <= 0 && e >= -4095 ? e : -EBADMSG;
+}
+
 /* Reads replies to seq until an acknowledgement or the end of a dump, calling fn (if any)
  * for each other message. Returns 0 or -errno. */
 static int receive(int fd, uint32_t seq, uint8_t *buf, size_t size, mcn_msg_fn fn,
@@ -39,7 +47,7 @@ static int receive(int fd, uint32_t seq, uint8_t *buf, size_t size, mcn_msg_fn f
 				/* A dump that failed on the way ends with its error here. */
 				if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)) && r == 0 &&
 				    *(const int *)NLMSG_DATA(h) < 0)
-					r = *(const int *)NLMSG_DATA(h);
+					r = message_errno(*(const int *)NLMSG_DATA(h));
 				done = true;
 				break;
 			}
@@ -49,7 +57,7 @@ static int receive(int fd, uint32_t seq, uint8_t *buf, size_t size, mcn_msg_fn f
 				if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*e)))
 					r = -EBADMSG;
 				else if (r == 0)
-					r = e->error;
+					r = message_errno(e->error);
 				done = true;
 				break;
 			}
