@@ -28,7 +28,10 @@ static int receive(int fd, uint32_t seq, uint8_t *buf, size_t size, mcn_msg_fn f
 
 	for (;;) {
 		ssize_t n = recv(fd, buf, size, 0);
-		unsigned left;
+		/* int, as NLMSG_OK() and NLMSG_NEXT() take it: an unsigned count wraps after a last
+		 * message whose length is not a multiple of 4, and the walk goes on past the bytes
+		 * received. */
+		int left;
 		bool done = false;
 
 		if (n < 0 && errno == EINTR)
@@ -38,7 +41,7 @@ static int receive(int fd, uint32_t seq, uint8_t *buf, size_t size, mcn_msg_fn f
 			break;
 		}
 		used = used > (size_t)n ? used : (size_t)n;
-		left = (unsigned)n;
+		left = (int)n;
 		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left);
 		     h = NLMSG_NEXT(h, left)) {
 			if (h->nlmsg_seq != seq)

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/xfrm.h>
+
 #include <cmocka.h>
 
 #include "../../plugins/netlink-common/nl-request.c"
@@ -64,6 +66,12 @@ static void send_error(uint16_t type, int error)
 	send_datagram(d, end);
 }
 
+static int count(const struct nlmsghdr *h, void *userdata)
+{
+	(*(int *)userdata)++;
+	return 0;
+}
+
 /* An error is the kernel's -errno, or -EBADMSG when it is none: positive, it passed for
  * success; INT_MIN overflowed the callers' -r (regressions/xfrm-netlink/error-positive,
  * error-beyond-errno-range, done-int-min). */
@@ -88,10 +96,31 @@ static void test_errors(void **state)
 	}
 }
 
+/* A datagram whose last message is not padded to 4 bytes ends the walk there; the walk does
+ * not go on into what an earlier, longer datagram left in the buffer, which it read as
+ * messages again (regressions/xfrm-netlink/last-message-unaligned). */
+static void test_unpadded_last_message(void **state)
+{
+	uint8_t d[64], *end;
+	int n = 0;
+
+	(void)state;
+	end = put_message(d, 20, XFRM_MSG_NEWSA, NLM_F_MULTI);
+	end = put_message(end, 20, XFRM_MSG_NEWSA, NLM_F_MULTI);
+	send_datagram(d, end);
+	end = put_message(d, 17, XFRM_MSG_NEWSA, NLM_F_MULTI);
+	send_datagram(d, d + 17);
+	end = put_message(d, 20, NLMSG_DONE, NLM_F_MULTI);
+	send_datagram(d, end);
+	assert_int_equal(receive(fds[0], SEQ, buf, sizeof(buf), count, &n), 0);
+	assert_int_equal(n, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unpadded_last_message, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
