@@ -226,7 +226,10 @@ static int parse_allowed(struct nlattr *list, struct mcw_peer *p)
 		p->allowed = v;
 		p->allowed[p->n_allowed++] = pre;
 	}
-	qsort(p->allowed, p->n_allowed, sizeof(*p->allowed), prefix_compare);
+	/* A peer without allowed IPs (an empty nest, as the kernel sends it) has no array:
+	 * qsort() of NULL is undefined even for no elements. */
+	if (p->n_allowed)
+		qsort(p->allowed, p->n_allowed, sizeof(*p->allowed), prefix_compare);
 	return 0;
 }
 

@@ -288,12 +288,78 @@ static void test_key_file(void **state)
 	rmdir(dir);
 }
 
+/* ---- the dump parser on messages the kernel would not send (tests/fuzz/regressions/
+ * wireguard-genl/, found by fuzz-wireguard-genl) ---- */
+
+/* A WG_CMD_GET_DEVICE reply with one peer (key 0x01...0x77) whose nest add() fills. */
+static struct nl_msg *dump_message(void (*add)(struct nl_msg *msg, const void *arg),
+				   const void *arg)
+{
+	struct nl_msg *msg = nlmsg_alloc();
+	struct nlattr *peers, *peer;
+	uint8_t key[32];
+
+	memset(key, 1, sizeof(key));
+	key[31] = 0x77;
+	assert_non_null(msg);
+	assert_non_null(genlmsg_put(msg, 0, 1, FAMILY, 0, NLM_F_MULTI, WG_CMD_GET_DEVICE,
+				    WG_GENL_VERSION));
+	assert_non_null(peers = nla_nest_start(msg, WGDEVICE_A_PEERS));
+	assert_non_null(peer = nla_nest_start(msg, 0));
+	assert_int_equal(nla_put(msg, WGPEER_A_PUBLIC_KEY, sizeof(key), key), 0);
+	if (add)
+		add(msg, arg);
+	nla_nest_end(msg, peer);
+	nla_nest_end(msg, peers);
+	return msg;
+}
+
+/* WGPEER_A_ALLOWEDIPS with the prefixes of arg ("A.B.C.D/N", NULL-terminated) */
+static void add_allowed(struct nl_msg *msg, const void *arg)
+{
+	const char *const *texts = arg;
+	struct nlattr *ips = nla_nest_start(msg, WGPEER_A_ALLOWEDIPS);
+
+	for (size_t i = 0; texts[i]; i++) {
+		struct nlattr *ip = nla_nest_start(msg, 0);
+		char addr[32];
+		unsigned cidr;
+		uint8_t bytes[4];
+
+		assert_int_equal(sscanf(texts[i], "%31[0-9.]/%u", addr, &cidr), 2);
+		assert_int_equal(inet_pton(AF_INET, addr, bytes), 1);
+		assert_int_equal(nla_put_u16(msg, WGALLOWEDIP_A_FAMILY, AF_INET), 0);
+		assert_int_equal(nla_put(msg, WGALLOWEDIP_A_IPADDR, 4, bytes), 0);
+		assert_int_equal(nla_put_u8(msg, WGALLOWEDIP_A_CIDR_MASK, (uint8_t)cidr), 0);
+		nla_nest_end(msg, ip);
+	}
+	nla_nest_end(msg, ips);
+}
+
+/* A peer whose allowed IPs nest is empty, as the kernel sends a peer without any: none, and
+ * no array (regressions/wireguard-genl/peer-without-allowed-ips). */
+static void test_parse_peer_without_allowed_ips(void **state)
+{
+	static const char *const none[] = { NULL };
+	struct mcw_device dev = { 0 };
+	struct nl_msg *msg = dump_message(add_allowed, none);
+
+	(void)state;
+	assert_int_equal(mcw_device_parse(nlmsg_hdr(msg), &dev), 0);
+	assert_int_equal(dev.n_peers, 1);
+	assert_int_equal(dev.peers[0].n_allowed, 0);
+	assert_null(dev.peers[0].allowed);
+	mcw_device_clear(&dev);
+	nlmsg_free(msg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_set_device_attributes),
 		cmocka_unit_test(test_chunking_5000_peers_100000_ips),
 		cmocka_unit_test(test_key_file),
+		cmocka_unit_test(test_parse_peer_without_allowed_ips),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
