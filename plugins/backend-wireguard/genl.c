@@ -191,6 +191,19 @@ int mcw_set_device_messages(int family, const struct mcw_device_change *change,
 
 /* ---- parsing ---- */
 
+/*
+ * The attributes read with nla_get_u8() and nla_get_u16(), which read their size whatever the
+ * attribute holds: only a policy makes libnl check that they hold it (as the kernel's own
+ * policy does), else a short one at the end of a message is read past it.
+ */
+static const struct nla_policy device_policy[WGDEVICE_A_MAX + 1] = {
+	[WGDEVICE_A_LISTEN_PORT] = { .type = NLA_U16 },
+};
+static const struct nla_policy allowedip_policy[WGALLOWEDIP_A_MAX + 1] = {
+	[WGALLOWEDIP_A_FAMILY] = { .type = NLA_U16 },
+	[WGALLOWEDIP_A_CIDR_MASK] = { .type = NLA_U8 },
+};
+
 static int prefix_compare(const void *a, const void *b)
 {
 	return mc_prefix_compare(a, b);
@@ -208,7 +221,7 @@ static int parse_allowed(struct nlattr *list, struct mcw_peer *p)
 		uint16_t family;
 		size_t len;
 
-		if (nla_parse_nested(tb, WGALLOWEDIP_A_MAX, ip, NULL) < 0 ||
+		if (nla_parse_nested(tb, WGALLOWEDIP_A_MAX, ip, allowedip_policy) < 0 ||
 		    !tb[WGALLOWEDIP_A_FAMILY] || !tb[WGALLOWEDIP_A_IPADDR] ||
 		    !tb[WGALLOWEDIP_A_CIDR_MASK])
 			return -EBADMSG;
@@ -264,13 +277,14 @@ static int parse_peer(struct nlattr *attr, struct mcw_device *d)
 		const struct sockaddr *sa = nla_data(tb[WGPEER_A_ENDPOINT]);
 		int len = nla_len(tb[WGPEER_A_ENDPOINT]);
 
-		if (sa->sa_family == AF_INET && len >= (int)sizeof(struct sockaddr_in)) {
+		/* the length first: sa_family may lie past a short attribute */
+		if (len >= (int)sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
 			const struct sockaddr_in *sin = (const void *)sa;
 
 			p->endpoint.family = AF_INET;
 			memcpy(p->endpoint.addr, &sin->sin_addr, 4);
 			p->port = ntohs(sin->sin_port);
-		} else if (sa->sa_family == AF_INET6 && len >= (int)sizeof(struct sockaddr_in6)) {
+		} else if (len >= (int)sizeof(struct sockaddr_in6) && sa->sa_family == AF_INET6) {
 			const struct sockaddr_in6 *sin6 = (const void *)sa;
 
 			p->endpoint.family = AF_INET6;
@@ -294,7 +308,7 @@ int mcw_device_parse(const struct nlmsghdr *h, struct mcw_device *d)
 	struct nlattr *tb[WGDEVICE_A_MAX + 1], *peer;
 	int rem, r;
 
-	if (genlmsg_parse((struct nlmsghdr *)h, 0, tb, WGDEVICE_A_MAX, NULL) < 0)
+	if (genlmsg_parse((struct nlmsghdr *)h, 0, tb, WGDEVICE_A_MAX, device_policy) < 0)
 		return -EBADMSG;
 	if (tb[WGDEVICE_A_LISTEN_PORT])
 		d->listen_port = nla_get_u16(tb[WGDEVICE_A_LISTEN_PORT]);

@@ -353,6 +353,65 @@ static void test_parse_peer_without_allowed_ips(void **state)
 	nlmsg_free(msg);
 }
 
+/* An empty attribute, of the type in arg, in the peer (a short one ends the message) */
+static void add_empty(struct nl_msg *msg, const void *arg)
+{
+	assert_int_equal(nla_put(msg, *(const int *)arg, 0, NULL), 0);
+}
+
+/* An allowed IP whose attribute of the type in arg is empty */
+static void add_allowed_empty(struct nl_msg *msg, const void *arg)
+{
+	struct nlattr *ips = nla_nest_start(msg, WGPEER_A_ALLOWEDIPS), *ip = nla_nest_start(msg, 0);
+	uint8_t bytes[4] = { 10, 0, 0, 0 };
+	int empty = *(const int *)arg;
+
+	if (empty != WGALLOWEDIP_A_FAMILY)
+		assert_int_equal(nla_put_u16(msg, WGALLOWEDIP_A_FAMILY, AF_INET), 0);
+	assert_int_equal(nla_put(msg, WGALLOWEDIP_A_IPADDR, 4, bytes), 0);
+	if (empty != WGALLOWEDIP_A_CIDR_MASK)
+		assert_int_equal(nla_put_u8(msg, WGALLOWEDIP_A_CIDR_MASK, 8), 0);
+	assert_int_equal(nla_put(msg, empty, 0, NULL), 0);
+	nla_nest_end(msg, ip);
+	nla_nest_end(msg, ips);
+}
+
+/* Attributes too short for what is read of them: a malformed message, not a read past it
+ * (regressions/wireguard-genl/listen-port-empty, allowed-ip-family-empty,
+ * allowed-ip-cidr-empty); an endpoint too short for its family is no endpoint
+ * (endpoint-empty). */
+static void test_parse_short_attributes(void **state)
+{
+	static const int family = WGALLOWEDIP_A_FAMILY, cidr = WGALLOWEDIP_A_CIDR_MASK;
+	static const int endpoint = WGPEER_A_ENDPOINT;
+	struct mcw_device dev = { 0 };
+	struct nl_msg *msg = nlmsg_alloc();
+
+	(void)state;
+	assert_non_null(genlmsg_put(msg, 0, 1, FAMILY, 0, NLM_F_MULTI, WG_CMD_GET_DEVICE,
+				    WG_GENL_VERSION));
+	assert_int_equal(nla_put(msg, WGDEVICE_A_LISTEN_PORT, 0, NULL), 0);
+	assert_int_equal(mcw_device_parse(nlmsg_hdr(msg), &dev), -EBADMSG);
+	mcw_device_clear(&dev);
+	nlmsg_free(msg);
+
+	msg = dump_message(add_allowed_empty, &family);
+	assert_int_equal(mcw_device_parse(nlmsg_hdr(msg), &dev), -EBADMSG);
+	mcw_device_clear(&dev);
+	nlmsg_free(msg);
+	msg = dump_message(add_allowed_empty, &cidr);
+	assert_int_equal(mcw_device_parse(nlmsg_hdr(msg), &dev), -EBADMSG);
+	mcw_device_clear(&dev);
+	nlmsg_free(msg);
+
+	msg = dump_message(add_empty, &endpoint);
+	assert_int_equal(mcw_device_parse(nlmsg_hdr(msg), &dev), 0);
+	assert_int_equal(dev.n_peers, 1);
+	assert_int_equal(dev.peers[0].endpoint.family, 0);
+	mcw_device_clear(&dev);
+	nlmsg_free(msg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +419,7 @@ int main(void)
 		cmocka_unit_test(test_chunking_5000_peers_100000_ips),
 		cmocka_unit_test(test_key_file),
 		cmocka_unit_test(test_parse_peer_without_allowed_ips),
+		cmocka_unit_test(test_parse_short_attributes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
