@@ -233,6 +233,12 @@ static int parse_allowed(struct nlattr *list, struct mcw_peer *p)
 		pre.ip.family = (uint8_t)family;
 		memcpy(pre.ip.addr, nla_data(tb[WGALLOWEDIP_A_IPADDR]), len);
 		pre.len = nla_get_u8(tb[WGALLOWEDIP_A_CIDR_MASK]);
+		/* As the kernel holds them, so that they compare as prefixes: none longer than its
+		 * address (the kernel refuses one), no bits set beyond it (it clears them). */
+		if (pre.len > len * 8)
+			continue;
+		for (unsigned bit = pre.len; bit < len * 8; bit++)
+			pre.ip.addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
 		v = realloc(p->allowed, (p->n_allowed + 1) * sizeof(*v));
 		if (!v)
 			return -ENOMEM;

@@ -412,6 +412,26 @@ static void test_parse_short_attributes(void **state)
 	nlmsg_free(msg);
 }
 
+/* Allowed IPs as the kernel holds them: bits beyond the prefix cleared, a prefix longer than
+ * the address left out (regressions/wireguard-genl/allowed-ip-host-bits, allowed-ip-prefix-33). */
+static void test_parse_allowed_canonical(void **state)
+{
+	static const char *const texts[] = { "10.2.3.4/16", "10.9.0.0/33", "10.3.0.1/32", NULL };
+	struct mcw_device dev = { 0 };
+	struct nl_msg *msg = dump_message(add_allowed, texts);
+	struct mc_prefix want;
+
+	(void)state;
+	assert_int_equal(mcw_device_parse(nlmsg_hdr(msg), &dev), 0);
+	assert_int_equal(dev.peers[0].n_allowed, 2);
+	assert_int_equal(mc_prefix_parse("10.2.0.0/16", &want), 0);
+	assert_int_equal(mc_prefix_compare(&dev.peers[0].allowed[0], &want), 0);
+	assert_int_equal(mc_prefix_parse("10.3.0.1/32", &want), 0);
+	assert_int_equal(mc_prefix_compare(&dev.peers[0].allowed[1], &want), 0);
+	mcw_device_clear(&dev);
+	nlmsg_free(msg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -420,6 +440,7 @@ int main(void)
 		cmocka_unit_test(test_key_file),
 		cmocka_unit_test(test_parse_peer_without_allowed_ips),
 		cmocka_unit_test(test_parse_short_attributes),
+		cmocka_unit_test(test_parse_allowed_canonical),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
