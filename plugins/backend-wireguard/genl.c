@@ -287,7 +287,8 @@ static int parse_peer(struct nlattr *attr, struct mcw_device *d)
 		if (len >= (int)sizeof(struct sockaddr_in) && sa->sa_family == AF_INET) {
 			const struct sockaddr_in *sin = (const void *)sa;
 
-			p->endpoint.family = AF_INET;
+			/* whole: a peer continued from the previous message may hold an IPv6 one */
+			p->endpoint = (struct mc_ip){ .family = AF_INET };
 			memcpy(p->endpoint.addr, &sin->sin_addr, 4);
 			p->port = ntohs(sin->sin_port);
 		} else if (len >= (int)sizeof(struct sockaddr_in6) && sa->sa_family == AF_INET6) {

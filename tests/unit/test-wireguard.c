@@ -432,6 +432,44 @@ static void test_parse_allowed_canonical(void **state)
 	nlmsg_free(msg);
 }
 
+/* WGPEER_A_ENDPOINT holding the sockaddr of arg */
+static void add_endpoint(struct nl_msg *msg, const void *arg)
+{
+	const struct sockaddr *sa = arg;
+
+	assert_int_equal(nla_put(msg, WGPEER_A_ENDPOINT,
+				 sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) :
+							    sizeof(struct sockaddr_in6),
+				 sa),
+			 0);
+}
+
+/* A peer continued in the next message with an IPv4 endpoint, after an IPv6 one: the IPv4
+ * address whole, nothing left of the IPv6 one beyond its 4 bytes
+ * (regressions/wireguard-genl/endpoint-ipv6-then-ipv4-in-continuation). */
+static void test_parse_continued_endpoint(void **state)
+{
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(51830) };
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(51830) };
+	struct mcw_device dev = { 0 };
+	struct mc_ip want;
+	struct nl_msg *first, *next;
+
+	(void)state;
+	assert_int_equal(mc_ip_parse("192.168.100.2", &want), 0);
+	assert_int_equal(inet_pton(AF_INET6, "fd00:100::3", &sin6.sin6_addr), 1);
+	assert_int_equal(inet_pton(AF_INET, "192.168.100.2", &sin.sin_addr), 1);
+	first = dump_message(add_endpoint, &sin6);
+	next = dump_message(add_endpoint, &sin);
+	assert_int_equal(mcw_device_parse(nlmsg_hdr(first), &dev), 0);
+	assert_int_equal(mcw_device_parse(nlmsg_hdr(next), &dev), 0);
+	assert_int_equal(dev.n_peers, 1);
+	assert_memory_equal(&dev.peers[0].endpoint, &want, sizeof(want));
+	mcw_device_clear(&dev);
+	nlmsg_free(first);
+	nlmsg_free(next);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +479,7 @@ int main(void)
 		cmocka_unit_test(test_parse_peer_without_allowed_ips),
 		cmocka_unit_test(test_parse_short_attributes),
 		cmocka_unit_test(test_parse_allowed_canonical),
+		cmocka_unit_test(test_parse_continued_endpoint),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
