@@ -471,8 +471,10 @@ static int ensure_device(struct wg *w)
 	}
 	w->ifindex = link.ifindex;
 	r = mcw_genl_get_device(w->genl, w->device, &dev);
-	if (r < 0)
+	if (r < 0) {
+		mcw_device_clear(&dev); /* what a dump that failed half-way had filled in */
 		return r;
+	}
 	if (!dev.has_private_key || memcmp(dev.public_key, w->keys->public_key, MCW_KEY_LEN) ||
 	    dev.listen_port != w->listen_port) {
 		struct mcw_device_change c = { .ifname = w->device,
@@ -651,7 +653,7 @@ static int refresh_stats(struct wg *w)
 		return w->stats_error;
 	mcw_device_clear(&w->stats);
 	w->stats_error = mcw_genl_get_device(w->genl, w->device, &w->stats);
-	if (w->stats_error == 0)
+	if (w->stats_error == 0 && w->stats.n_peers)
 		qsort(w->stats.peers, w->stats.n_peers, sizeof(*w->stats.peers), compare_peer_key);
 	w->stats_ns = now;
 	return w->stats_error;

@@ -121,7 +121,9 @@ int mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn
 
 	*foreign = false;
 	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0 || (n < 0 && errno == EINTR)) {
-		unsigned left = n > 0 ? (unsigned)n : 0;
+		/* signed: NLMSG_NEXT of an unpadded last message takes it below 0, which must end
+		 * the walk rather than wrap (the same as plugins/netlink-common's receive loop) */
+		int left = n > 0 ? (int)n : 0;
 
 		for (const struct nlmsghdr *h = (const struct nlmsghdr *)buf; NLMSG_OK(h, left);
 		     h = NLMSG_NEXT(h, left))
