@@ -40,6 +40,11 @@ static void host_log(struct mc_plugin_ctx *ctx, int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+static bool host_log_enabled(struct mc_plugin_ctx *ctx, int level)
+{
+	return level <= mc_log_get_max_level();
+}
+
 static const char *host_config_string(struct mc_plugin_ctx *ctx, const char *key)
 {
 	return mc_section_string(mc_instance(ctx)->section, key);
@@ -329,4 +334,5 @@ const struct mc_host mc_host_v1 = {
 	.pod_state = host_pod_state,
 	.requeue = host_requeue,
 	.publish = host_publish,
+	.log_enabled = host_log_enabled,
 };

@@ -184,9 +184,21 @@ struct mc_host {
 	 */
 	int (*store_relist)(struct mc_plugin_ctx *ctx, unsigned kinds, struct mc_object_list *page,
 			    unsigned flags);
+
+	/* ---- ABI 1.6 ---- */
+
+	/* Whether a line of level would be logged: to skip building the arguments of debug lines
+	 * on a hot path (mc_plugin_log_enabled() also answers for an older core). Any thread. */
+	bool (*log_enabled)(struct mc_plugin_ctx *ctx, int level);
 };
 
 #define mc_plugin_log(ctx, level, ...) ((ctx)->host->log((ctx), (level), __VA_ARGS__))
+
+/* host->log_enabled, or true on a core older than ABI 1.6. */
+static inline bool mc_plugin_log_enabled(struct mc_plugin_ctx *ctx, int level)
+{
+	return !MC_HOST_HAS(ctx->host, log_enabled) || ctx->host->log_enabled(ctx, level);
+}
 
 #ifdef __cplusplus
 }

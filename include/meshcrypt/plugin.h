@@ -22,6 +22,7 @@
  * descriptor's publish (sources).
  * ABI 1.4 appended: the host call store_relist (a relist handed over page by page).
  * ABI 1.5 appended: the dataplane op peer_status (meshcryptctl status).
+ * ABI 1.6 appended: the host call log_enabled.
  */
 #ifndef MESHCRYPT_PLUGIN_H
 #define MESHCRYPT_PLUGIN_H
@@ -35,7 +36,7 @@ extern "C" {
 #endif
 
 #define MC_PLUGIN_ABI_MAJOR 1
-#define MC_PLUGIN_ABI_MINOR 5
+#define MC_PLUGIN_ABI_MINOR 6
 #define MC_PLUGIN_ABI(major, minor) ((uint32_t)(((uint32_t)(major) << 16) | (uint32_t)(minor)))
 #define MC_PLUGIN_ABI_VERSION MC_PLUGIN_ABI(MC_PLUGIN_ABI_MAJOR, MC_PLUGIN_ABI_MINOR)
 #define MC_PLUGIN_ABI_GET_MAJOR(v) ((uint32_t)(v) >> 16)

@@ -53,29 +53,58 @@ __attribute__((destructor)) static void free_algorithms(void)
 	EVP_MD_free(sha256);
 }
 
-/* HMAC-SHA256(key, a || b || c) into out; b and c may be empty. 0 or -EIO. */
-static int hmac_sha256(const uint8_t *key, size_t key_len, const void *a, size_t a_len,
-		       const void *b, size_t b_len, const void *c, size_t c_len, uint8_t out[32])
+struct mcx_mac {
+	EVP_MAC_CTX *ctx;
+};
+
+struct mcx_mac *mcx_mac_new(void)
+{
+	struct mcx_mac *m = calloc(1, sizeof(*m));
+
+	pthread_once(&fetched, fetch_algorithms);
+	if (m && !(m->ctx = hmac_template ? EVP_MAC_CTX_dup(hmac_template) : NULL)) {
+		free(m);
+		m = NULL;
+	}
+	if (!m)
+		errno = ENOMEM;
+	return m;
+}
+
+void mcx_mac_free(struct mcx_mac *m)
+{
+	if (!m)
+		return;
+	EVP_MAC_CTX_free(m->ctx); /* cleanses the keyed state */
+	free(m);
+}
+
+/* HMAC-SHA256(key, a || b || c) into out, with mac's context (NULL: a context of its own);
+ * b and c may be empty. 0 or -EIO. */
+static int hmac_sha256(struct mcx_mac *mac, const uint8_t *key, size_t key_len, const void *a,
+		       size_t a_len, const void *b, size_t b_len, const void *c, size_t c_len,
+		       uint8_t out[32])
 {
 	EVP_MAC_CTX *ctx;
 	size_t len = 0;
 	int ok;
 
 	pthread_once(&fetched, fetch_algorithms);
-	ctx = hmac_template ? EVP_MAC_CTX_dup(hmac_template) : NULL;
+	ctx = mac ? mac->ctx : hmac_template ? EVP_MAC_CTX_dup(hmac_template) : NULL;
 	ok = ctx && EVP_MAC_init(ctx, key, key_len, NULL) == 1 &&
 	     EVP_MAC_update(ctx, a, a_len) == 1 && (!b_len || EVP_MAC_update(ctx, b, b_len) == 1) &&
 	     (!c_len || EVP_MAC_update(ctx, c, c_len) == 1) &&
 	     EVP_MAC_final(ctx, out, &len, 32) == 1 && len == 32;
-	EVP_MAC_CTX_free(ctx); /* cleanses the keyed state */
+	if (!mac)
+		EVP_MAC_CTX_free(ctx);
 	return ok ? 0 : -EIO;
 }
 
 /* HKDF-Extract (RFC 5869) with our salt: what every derivation from this key starts with. */
 static int extract(struct mcx_key *k)
 {
-	int r = hmac_sha256((const uint8_t *)HKDF_SALT, strlen(HKDF_SALT), k->bytes, k->len, NULL,
-			    0, NULL, 0, k->prk);
+	int r = hmac_sha256(NULL, (const uint8_t *)HKDF_SALT, strlen(HKDF_SALT), k->bytes, k->len,
+			    NULL, 0, NULL, 0, k->prk);
 
 	k->has_prk = r == 0;
 	return r;
@@ -385,6 +414,13 @@ static void mapped_address(const struct mc_ip *ip, uint8_t out[16])
 int mcx_derive(const struct mcx_key *key, const struct mc_ip *src, const struct mc_ip *dst,
 	       const char *src_boot_id, const char *dst_boot_id, uint8_t out[MCX_KEY_MAX])
 {
+	return mcx_derive_with(NULL, key, src, dst, src_boot_id, dst_boot_id, out);
+}
+
+int mcx_derive_with(struct mcx_mac *mac, const struct mcx_key *key, const struct mc_ip *src,
+		    const struct mc_ip *dst, const char *src_boot_id, const char *dst_boot_id,
+		    uint8_t out[MCX_KEY_MAX])
+{
 	uint8_t info[16 + 16 + 2 * MC_BOOT_ID_LEN + 4], t[64];
 	static const uint8_t one = 1, two = 2;
 	struct mcx_key k = *key;
@@ -401,9 +437,10 @@ int mcx_derive(const struct mcx_key *key, const struct mc_ip *src, const struct 
 	info[106] = (uint8_t)(key->generation >> 8);
 	info[107] = (uint8_t)key->generation;
 	if (r == 0)
-		r = hmac_sha256(k.prk, sizeof(k.prk), info, sizeof(info), &one, 1, NULL, 0, t);
+		r = hmac_sha256(mac, k.prk, sizeof(k.prk), info, sizeof(info), &one, 1, NULL, 0, t);
 	if (r == 0 && key->len > 32)
-		r = hmac_sha256(k.prk, sizeof(k.prk), t, 32, info, sizeof(info), &two, 1, t + 32);
+		r = hmac_sha256(mac, k.prk, sizeof(k.prk), t, 32, info, sizeof(info), &two, 1,
+				t + 32);
 	if (r == 0)
 		memcpy(out, t, key->len);
 	explicit_bzero(t, sizeof(t));

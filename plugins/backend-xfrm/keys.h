@@ -80,6 +80,18 @@ static inline uint32_t mcx_spi(uint32_t generation)
 int mcx_derive(const struct mcx_key *key, const struct mc_ip *src, const struct mc_ip *dst,
 	       const char *src_boot_id, const char *dst_boot_id, uint8_t out[MCX_KEY_MAX]);
 
+/*
+ * mcx_derive() with a MAC context kept between calls (the context's copy and release were most of
+ * a derivation's cost). Not for two threads at once; between calls it holds the keyed state of
+ * the last derivation, which mcx_mac_free() wipes. mcx_mac_new() returns NULL with errno.
+ */
+struct mcx_mac;
+struct mcx_mac *mcx_mac_new(void);
+void mcx_mac_free(struct mcx_mac *mac);
+int mcx_derive_with(struct mcx_mac *mac, const struct mcx_key *key, const struct mc_ip *src,
+		    const struct mc_ip *dst, const char *src_boot_id, const char *dst_boot_id,
+		    uint8_t out[MCX_KEY_MAX]);
+
 /* SHA-256 of data into out. 0 or -EIO. */
 int mcx_sha256(const void *data, size_t len, uint8_t out[32]);
 

@@ -58,6 +58,7 @@ struct xfrm {
 	char secret_ns[256], secret_name[256];
 
 	struct mcx_keyset *keys;
+	struct mcx_mac *mac; /* for the derivations, under lock */
 
 	bool local_known;
 	struct mc_ip local[2]; /* [0] IPv4, [1] IPv6; family 0: none */
@@ -255,7 +256,7 @@ static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
 				      sa_text(want, what, sizeof(what)),
 				      want->mark_mask ? "" : ", its sequence numbers continued");
 			x->resume[i] = x->resume[--x->n_resume];
-		} else if (r == 0) {
+		} else if (r == 0 && mc_plugin_log_enabled(x->ctx, LOG_DEBUG)) {
 			mc_plugin_log(x->ctx, LOG_DEBUG, "%s: added", sa_text(want, what, sizeof(what)));
 		}
 	}
@@ -279,7 +280,8 @@ static int sa_remove(struct xfrm *x, struct mcx_held_sa *h)
 			      sa_text(&h->sa, what, sizeof(what)), strerror(-r));
 		return r;
 	}
-	mc_plugin_log(x->ctx, LOG_DEBUG, "%s: removed", sa_text(&h->sa, what, sizeof(what)));
+	if (mc_plugin_log_enabled(x->ctx, LOG_DEBUG))
+		mc_plugin_log(x->ctx, LOG_DEBUG, "%s: removed", sa_text(&h->sa, what, sizeof(what)));
 	mcx_model_sa_drop(&x->model, h);
 	return 0;
 }
@@ -302,8 +304,9 @@ static int sp_ensure(struct xfrm *x, const struct mcx_sp *want, uint32_t owner)
 			      r == -EEXIST ? " (held by a policy that is not ours)" : "");
 		return r;
 	}
-	mc_plugin_log(x->ctx, LOG_DEBUG, "%s: %s", sp_text(want, what, sizeof(what)),
-		      h ? "updated in place" : "added");
+	if (mc_plugin_log_enabled(x->ctx, LOG_DEBUG))
+		mc_plugin_log(x->ctx, LOG_DEBUG, "%s: %s", sp_text(want, what, sizeof(what)),
+			      h ? "updated in place" : "added");
 	return held_sp_put(x, want, owner);
 }
 
@@ -317,7 +320,8 @@ static int sp_remove(struct xfrm *x, struct mcx_held_sp *h)
 			      sp_text(&h->sp, what, sizeof(what)), strerror(-r));
 		return r;
 	}
-	mc_plugin_log(x->ctx, LOG_DEBUG, "%s: removed", sp_text(&h->sp, what, sizeof(what)));
+	if (mc_plugin_log_enabled(x->ctx, LOG_DEBUG))
+		mc_plugin_log(x->ctx, LOG_DEBUG, "%s: removed", sp_text(&h->sp, what, sizeof(what)));
 	mcx_model_sp_drop(&x->model, h);
 	return 0;
 }
@@ -585,7 +589,7 @@ static int add_sa(struct xfrm *x, struct desired *d, const struct mcx_key *key,
 	sa->lifetime_infinite = true;
 	sa->algo_ok = true;
 	sa->key_len = key->len;
-	if (mcx_derive(key, src, dst, src_boot, dst_boot, sa->key) < 0)
+	if (mcx_derive_with(x->mac, key, src, dst, src_boot, dst_boot, sa->key) < 0)
 		return -EIO;
 	d->n_sas++;
 	return 0;
@@ -1180,7 +1184,8 @@ static int xfrm_init(struct mc_plugin_ctx *ctx)
 	x->grace_ns = h->config_duration_ns(ctx, "rotation_grace");
 	x->key_file = h->config_string(ctx, "key_file");
 	x->peers = calloc(MAX_PEER_INDEX + 1, sizeof(*x->peers));
-	if (!x->peers)
+	x->mac = mcx_mac_new();
+	if (!x->peers || !x->mac)
 		return -ENOMEM;
 	if (!x->key_file) {
 		const char *secret = h->config_string(ctx, "key_secret");
@@ -1334,6 +1339,7 @@ static void xfrm_fini(struct mc_plugin_ctx *ctx)
 		close(x->monitor_fd);
 	mcx_nl_close(x->nl);
 	mcx_keyset_free(x->keys);
+	mcx_mac_free(x->mac);
 	mcx_model_fini(&x->model);
 	free(x->peers);
 	pthread_mutex_destroy(&x->lock);

@@ -32,7 +32,7 @@ chmod -R go-w "$plugindir"
 export LD_LIBRARY_PATH=$dest$libdir
 meshcryptd=$dest$prefix/sbin/meshcryptd
 "$meshcryptd" --plugin-dir "$plugindir" --list-plugins | tee "$tmp/list"
-grep -q '^backend  hello        ABI 1.5' "$tmp/list"
+grep -q '^backend  hello        ABI 1.6' "$tmp/list"
 
 sed -e "s|^plugin = dryrun|plugin = hello|" -e "s|^file = cluster-3node.json|file = $src/examples/cluster-3node.json|" \
 	"$src/examples/meshcryptd-static.conf" > "$tmp/hello.conf"

@@ -357,6 +357,12 @@ static int fh_store_replace_kinds(struct mc_plugin_ctx *ctx, unsigned kinds,
 	return ok ? fh->store_result : -EINVAL;
 }
 
+/* Every level: the fake captures every line. */
+static bool fh_log_enabled(struct mc_plugin_ctx *ctx, int level)
+{
+	return true;
+}
+
 static int fh_store_relist(struct mc_plugin_ctx *ctx, unsigned kinds, struct mc_object_list *page,
 			   unsigned flags)
 {
@@ -597,6 +603,7 @@ struct fake_host *fake_host_new(void)
 		.dataplane_config = fh_dataplane_config,
 		.store_replace_kinds = fh_store_replace_kinds,
 		.store_relist = fh_store_relist,
+		.log_enabled = fh_log_enabled,
 		.secret_get = fh_secret_get,
 		.pod_state = fh_pod_state,
 		.requeue = fh_requeue,

@@ -17,8 +17,9 @@
  *   metrics        NULL, or a mc_metrics_new() registry (fake_host_enable_metrics)
  *   requeue        records the keys (fake_host_requeued); thread-safe
  *   publish        merges what plugins publish (fake_host_published); thread-safe
+ *   log_enabled    true for every level (every line is captured)
  *
- * Everything is ABI 1.5 with struct_size = sizeof(struct mc_host); a test may shrink the
+ * Everything is ABI 1.6 with struct_size = sizeof(struct mc_host); a test may shrink the
  * sizes through fake_host_host() to play an older core. Not thread-safe apart from log and
  * the config/data getters, like the real host's rules for plugins.
  */

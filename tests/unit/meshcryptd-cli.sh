@@ -78,16 +78,16 @@ file = /x"
 
 # a plugin built for another ABI major
 cp "$build/tests/unit/backend-badabi.so" "$tmp/plugins/"
-expect_refusal wrong-abi 'incompatible plugin ABI 2.0, this meshcryptd has ABI 1.5' <<< "[source]
+expect_refusal wrong-abi 'incompatible plugin ABI 2.0, this meshcryptd has ABI 1.6' <<< "[source]
 plugin = static
 [backend]
 plugin = badabi
 [plugin.static]
 file = /x"
 list=$("$meshcryptd" --plugin-dir "$tmp/plugins" --list-plugins)
-grep -q '^backend  dryrun       ABI 1.5' <<< "$list" || fail "--list-plugins lacks dryrun: $list"
-grep -q '^source   static       ABI 1.5' <<< "$list" || fail "--list-plugins lacks static: $list"
-grep -q '^refused  .*incompatible plugin ABI 2.0, this meshcryptd has ABI 1.5' <<< "$list" ||
+grep -q '^backend  dryrun       ABI 1.6' <<< "$list" || fail "--list-plugins lacks dryrun: $list"
+grep -q '^source   static       ABI 1.6' <<< "$list" || fail "--list-plugins lacks static: $list"
+grep -q '^refused  .*incompatible plugin ABI 2.0, this meshcryptd has ABI 1.6' <<< "$list" ||
 	fail "--list-plugins does not refuse badabi: $list"
 rm "$tmp/plugins/backend-badabi.so"
 

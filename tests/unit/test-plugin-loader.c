@@ -79,7 +79,7 @@ static void test_wrong_abi(void **state)
 
 	assert_int_equal(load(MC_PLUGIN_BACKEND, "badabi", "backend-badabi.so", error, sizeof(error)),
 			 -EPROTONOSUPPORT);
-	assert_non_null(strstr(error, "incompatible plugin ABI 2.0, this meshcryptd has ABI 1.5"));
+	assert_non_null(strstr(error, "incompatible plugin ABI 2.0, this meshcryptd has ABI 1.6"));
 }
 
 static void test_no_descriptor(void **state)

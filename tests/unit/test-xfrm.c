@@ -227,6 +227,19 @@ static void test_hkdf_vector(void **state)
 	for (size_t i = 0; i < 20; i++)
 		sprintf(hex + 2 * i, "%02x", out[i]);
 	assert_string_equal(hex, want6);
+	/* a MAC context kept between derivations gives the same keys, again and again */
+	{
+		struct mcx_mac *mac = mcx_mac_new();
+		uint8_t with[MCX_KEY_MAX];
+
+		assert_non_null(mac);
+		for (int i = 0; i < 3; i++) {
+			assert_int_equal(mcx_derive_with(mac, &k2, &a6, &b6, BOOT1, BOOT2, with), 0);
+			assert_memory_equal(with, out, 20);
+		}
+		mcx_mac_free(mac);
+		mcx_mac_free(NULL);
+	}
 	/* the other direction is another key */
 	assert_int_equal(mcx_derive(mcx_keyset_find(ks, 1), &b, &a, BOOT2, BOOT1, out), 0);
 	for (size_t i = 0; i < 36; i++)
