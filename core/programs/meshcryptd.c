@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
@@ -342,6 +343,13 @@ int main(int argc, char **argv)
 	_cleanup_free_ char *plugin_dir = NULL;
 	bool check = false, list = false, clean = false;
 	int c;
+
+	/*
+	 * Keys pass through buffers no single owner can lock and mark (libcurl's for the key
+	 * Secret, the store's copy of it): a core dump would hold them. Not dumpable: no core file,
+	 * and no other process of the same user may read this one's memory (ptrace, /proc/PID/mem).
+	 */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
 	while ((c = getopt_long(argc, argv, "c:vh", options, NULL)) != -1) {
 		switch (c) {

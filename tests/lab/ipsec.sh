@@ -410,6 +410,39 @@ node3_gone() { [[ $(ours node1 state) == 4 && $(ours node1 policy) == 6 ]]; }
 lab_check "node3 stops participating: node1 removes its states and out policies" lab_wait_until 5 node3_gone
 lab_check "node1 keeps node2's objects and traffic" lab_ping node1-a node2-a 6
 
+# --- secrets: no key byte in anything meshcrypt prints ------------------------------------------
+# Every output of every node (its log, status, --json status, peers, pods, explain, bpf-stats,
+# xfrm-errors, /metrics) against every key: the key file's (all generations) and the keys derived
+# from them that the kernel holds; any 8 bytes of one in a row, in either case, is a leak.
+outputs=$LAB_DIR/all-outputs
+: >"$outputs"
+for node in "${LAB_NODES[@]}"; do
+	cat "$LAB_DIR/nodes/$node/meshcryptd.log" >>"$outputs"
+	for cmd in status "--json status" peers pods bpf-stats xfrm-errors \
+		"explain $(lab_ip "$node-a" 4) $(lab_ip node2-a 4)"; do
+		# shellcheck disable=SC2086 # cmd is a command and its arguments
+		"$MESHCRYPTCTL" --run-dir "$LAB_DIR/nodes/$node/run" $cmd >>"$outputs" 2>&1 || true
+	done
+	lab_exec "$node" curl -s http://127.0.0.1:9474/metrics >>"$outputs" || true
+done
+{
+	awk '!/^#/ && NF >= 3 { sub(/^0x/, "", $3); print $3 }' "$LAB_KEY_FILE"
+	for node in "${LAB_NODES[@]}"; do
+		lab_exec "$node" ip xfrm state | awk '$1 == "aead" { sub(/^0x/, "", $3); print $3 }'
+	done
+} | sort -u >"$LAB_DIR/all-keys"
+leaks() {
+	local key i
+	while read -r key; do
+		for ((i = 0; i + 16 <= ${#key}; i += 2)); do
+			grep -qiF -- "${key:i:16}" "$outputs" && { echo "${key:i:16}"; return 0; }
+		done
+	done <"$LAB_DIR/all-keys"
+	return 1
+}
+lab_check "no 8 bytes of any of the $(wc -l <"$LAB_DIR/all-keys") keys (file and derived) in $(wc -l <"$outputs") lines of logs, status, explain and metrics" \
+	lab_not leaks
+
 # --- 5. stop and --cleanup ------------------------------------------------------------------------
 "$LAB_TOPOLOGY" stop-agents "$LAB_DIR"
 lab_check "stopped, node1 keeps its states and policies" test "$(ours node1 state)" = 4
