@@ -922,6 +922,73 @@ static int xfrm_pod_apply(struct mc_plugin_ctx *ctx, const struct mc_pod_state *
 	return 0;
 }
 
+struct addr_owner {
+	struct mc_ip ip;
+	uint32_t index;
+};
+
+static int cmp_addr_owner(const void *a, const void *b)
+{
+	return mc_ip_compare(&((const struct addr_owner *)a)->ip,
+			     &((const struct addr_owner *)b)->ip);
+}
+
+static uint32_t owner_by_address(const struct addr_owner *v, size_t n, const struct mc_ip *ip)
+{
+	struct addr_owner key = { .ip = *ip };
+	const struct addr_owner *f = n ? bsearch(&key, v, n, sizeof(*v), cmp_addr_owner) : NULL;
+
+	return f ? f->index : OWNER_NONE;
+}
+
+/*
+ * For gc: claims what a restart found for one of peers that no apply has claimed yet (one that
+ * waits for the local node and is retried later, -EAGAIN), from the objects themselves: in
+ * states by the peer index in their mark, out states and policies by the peer address they
+ * lead to. Else gc would remove them and the retry bring them back, traffic lost between.
+ * O(objects found + peers log peers). Locked. 0 or -ENOMEM.
+ */
+static int claim_found(struct xfrm *x, const struct mc_peer_state *const *peers, size_t n,
+		       const uint8_t *keep)
+{
+	struct mcx_owned *none = &x->model.owned[OWNER_NONE];
+	struct addr_owner *v;
+	size_t m = 0, total = 0;
+
+	if (!none->sas && !none->sps)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		total += peers[i]->n_addresses;
+	if (total && !(v = malloc(total * sizeof(*v))))
+		return -ENOMEM;
+	if (!total)
+		v = NULL;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < peers[i]->n_addresses; j++)
+			v[m++] = (struct addr_owner){ peers[i]->addresses[j], peers[i]->peer_index };
+	if (m)
+		qsort(v, m, sizeof(*v), cmp_addr_owner);
+	for (struct mcx_held_sa *h = none->sas, *next; h; h = next) {
+		uint32_t index = (h->sa.mark & x->peer_mask) >> x->peer_shift;
+
+		next = h->own_next;
+		if (h->sa.mark_mask != in_mask(x))
+			index = h->sa.mark_mask ? OWNER_NONE : owner_by_address(v, m, &h->sa.dst);
+		if (index != OWNER_NONE && index <= MAX_PEER_INDEX && keep[index])
+			mcx_model_sa_set_owner(&x->model, h, index);
+	}
+	for (struct mcx_held_sp *h = none->sps, *next; h; h = next) {
+		uint32_t index;
+
+		next = h->own_next;
+		if (h->sp.dir == XFRM_POLICY_OUT &&
+		    (index = owner_by_address(v, m, &h->sp.tmpl_dst)) != OWNER_NONE)
+			mcx_model_sp_set_owner(&x->model, h, index);
+	}
+	free(v);
+	return 0;
+}
+
 static int xfrm_gc(struct mc_plugin_ctx *ctx, const struct mc_peer_state *const *peers, size_t n)
 {
 	struct xfrm *x = get(ctx);
@@ -941,6 +1008,12 @@ static int xfrm_gc(struct mc_plugin_ctx *ctx, const struct mc_peer_state *const 
 	for (uint32_t i = 1; i <= MAX_PEER_INDEX; i++)
 		if (!keep[i] && x->peers[i].present)
 			peer_info_set(x, i, x->peers[i].peer_id, x->peers[i].generation, false);
+	if (claim_found(x, peers, n, keep) < 0) {
+		/* unsure what is whose: remove nothing this time */
+		pthread_mutex_unlock(&x->lock);
+		free(keep);
+		return -ENOMEM;
+	}
 	x->peers_complete = true;
 	/* What no present peer claimed belongs to peers that are gone. */
 	for (struct mcx_held_sp *h = x->model.all_sps; h; h = h->all_next)

@@ -54,6 +54,9 @@ static struct sent sent[256];
 static size_t n_sent;
 static int fail_type = -1, fail_error; /* answer messages of fail_type with fail_error */
 static int dump_error;
+/* What a dump answers: NEWSA and NEWPOLICY messages, as the kernel holds them (restart tests) */
+static struct sent kernel[64];
+static size_t n_kernel;
 
 static void sent_clear(void)
 {
@@ -97,7 +100,15 @@ int __wrap_mcx_nl_transact(struct mcx_nl *nl, struct nl_msg *msg)
 int __wrap_mcx_nl_dump(struct mcx_nl *nl, uint16_t type, mcx_dump_fn fn, void *userdata);
 int __wrap_mcx_nl_dump(struct mcx_nl *nl, uint16_t type, mcx_dump_fn fn, void *userdata)
 {
-	return dump_error;
+	int r = 0;
+
+	for (size_t i = 0; i < n_kernel && r == 0 && !dump_error; i++) {
+		const struct nlmsghdr *h = (const struct nlmsghdr *)kernel[i].bytes;
+
+		if ((type == XFRM_MSG_GETSA) == (h->nlmsg_type == XFRM_MSG_NEWSA))
+			r = fn(h, userdata);
+	}
+	return dump_error ? dump_error : r;
 }
 
 uint32_t __wrap_mcx_nl_port(const struct mcx_nl *nl);
@@ -944,6 +955,56 @@ static void test_model_index(void **state)
 	mcx_model_fini(&m); /* a second time is a no-op */
 }
 
+
+/*
+ * A restart whose first garbage collection comes before a peer's apply went through (the apply
+ * waited for the local node, -EAGAIN, and its retry is still due): the gc must keep what the
+ * kernel holds for every present peer, or the retry re-creates it and traffic drops meanwhile.
+ */
+static void test_plugin_gc_before_first_apply(void **state)
+{
+	struct fake_host *fh = plugin_up();
+	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+	const struct mc_peer_state *peers[1];
+
+	(void)state;
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(meshcrypt_plugin.start(ctx), 0);
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	/* the kernel now holds what was sent */
+	for (size_t i = 0; i < n_sent; i++) {
+		kernel[n_kernel].bytes = malloc(sent[i].len);
+		assert_non_null(kernel[n_kernel].bytes);
+		memcpy(kernel[n_kernel].bytes, sent[i].bytes, sent[i].len);
+		kernel[n_kernel++].len = sent[i].len;
+	}
+	assert_int_equal(n_kernel, 10); /* 4 node-wide policies, 4 states, 2 out policies */
+	meshcrypt_plugin.stop(ctx);
+	meshcrypt_plugin.fini(ctx);
+	fake_host_free(fh);
+	sent_clear();
+
+	/* restarted: the peer first fails for want of the local node, then gc comes */
+	fh = plugin_up();
+	ctx = fake_host_ctx(fh);
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(meshcrypt_plugin.start(ctx), 0);
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), -EAGAIN);
+	peers[0] = peer_node2();
+	assert_int_equal(ops->gc(ctx, peers, 1), 0);
+	assert_int_equal(n_sent, 0); /* nothing of node2's removed */
+	/* and the applies find everything in place */
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	assert_int_equal(n_sent, 0);
+	plugin_down(fh);
+	for (size_t i = 0; i < n_kernel; i++)
+		free(kernel[i].bytes);
+	n_kernel = 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -963,6 +1024,7 @@ int main(void)
 		cmocka_unit_test(test_plugin_secret_keys),
 		cmocka_unit_test(test_plugin_no_retired_in_states),
 		cmocka_unit_test(test_plugin_publishes_inbound),
+		cmocka_unit_test(test_plugin_gc_before_first_apply),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
