@@ -15,6 +15,7 @@
 
 #include <bpf/bpf.h>
 
+#include "fault.h"
 #include "internal.h"
 #include "meshcrypt-maps.h"
 #include "meshcrypt.skel.h"
@@ -74,6 +75,8 @@ static int map_set(struct mci_map *m, const struct mci_key *k, uint32_t value)
 
 	if (e && e->value == value)
 		return 0;
+	if ((r = mcf_fault("bpf-map")) < 0)
+		return r;
 	r = bpf_map_update_elem(m->fd, k->b, m->value_size == 1 ? (void *)&flag : (void *)&value,
 				BPF_ANY);
 	if (r < 0)
@@ -89,6 +92,8 @@ static int map_delete(struct mci_map *m, const struct mci_key *k)
 
 	if (!model_find(m, k))
 		return 0;
+	if ((r = mcf_fault("bpf-map")) < 0)
+		return r;
 	r = bpf_map_delete_elem(m->fd, k->b);
 	/* Gone already (someone else removed it): what we wanted. */
 	if (r < 0 && r != -ENOENT)

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "nl-request.h"
 
+#include "fault.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -81,8 +83,13 @@ static int receive(int fd, uint32_t seq, uint8_t *buf, size_t size, mcn_msg_fn f
 int mcn_transact(struct nl_sock *sk, struct nl_msg *msg, uint8_t *buf, size_t size)
 {
 	struct nlmsghdr *h = nlmsg_hdr(msg);
-	int r;
+	int r = mcf_fault("netlink");
 
+	if (r < 0) { /* as if the kernel had refused it */
+		explicit_bzero(h, h->nlmsg_len);
+		nlmsg_free(msg);
+		return r;
+	}
 	nl_complete_msg(sk, msg);
 	h->nlmsg_flags |= NLM_F_ACK;
 	r = nl_send(sk, msg) < 0 ? -EIO : receive(nl_socket_get_fd(sk), h->nlmsg_seq, buf, size,

@@ -31,6 +31,7 @@
 #include <meshcrypt/model.h>
 #include <meshcrypt/plugin.h>
 
+#include "fault.h"
 #include "kubeconfig.h"
 #include "span.h"
 
@@ -207,7 +208,8 @@ static CURL *easy_for(struct k8s *k, const char *url, long timeout_s, struct cur
 static int perform(struct k8s *k, CURL *c, struct curl_slist *headers, const char *what,
 		   long *status)
 {
-	CURLcode rc = curl_easy_perform(c);
+	int fault = mcf_fault("http");
+	CURLcode rc = fault < 0 ? CURLE_COULDNT_CONNECT : curl_easy_perform(c);
 
 	*status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
@@ -220,8 +222,9 @@ static int perform(struct k8s *k, CURL *c, struct curl_slist *headers, const cha
 	if (rc == CURLE_OPERATION_TIMEDOUT && *status == 200)
 		return 0; /* a watch that ran its time: rewatch */
 	if (rc != CURLE_OK) {
-		mc_plugin_log(k->ctx, LOG_DEBUG, "%s: %s", what, curl_easy_strerror(rc));
-		return -EIO;
+		mc_plugin_log(k->ctx, LOG_DEBUG, "%s: %s%s", what, curl_easy_strerror(rc),
+			      fault < 0 ? " (injected)" : "");
+		return fault < 0 ? fault : -EIO;
 	}
 	return 0;
 }

@@ -247,5 +247,24 @@ else
 	echo "kubectl not installed: the kubectl check is skipped"
 fi
 
+# HTTP requests that fail (fault injection, MC_FAULTS; a test build has it): every 4th request
+# is refused, 5 in all; the lists and watches are retried with backoff and the plan comes out as
+# before, nothing lost
+if [ "${MC_FAULT_INJECTION:-0}" = 1 ]; then
+	plan >"$tmp/plan-before"
+	stop_daemon
+	MC_FAULTS=http=ECONNREFUSED:4:5 start_daemon
+	# the backoff doubles from 0.8 s: allow a minute
+	for _ in $(seq 12); do until_ok ready && break; done
+	ready || fail "with HTTP faults the source never became ready"
+	post apply "$(pod after-faults 10.2.207.1)"
+	until_ok plan_has 10.2.207.1 || fail "with HTTP faults a watch event was lost"
+	plan | grep -v 10.2.207.1 >"$tmp/plan-after"
+	diff "$tmp/plan-before" "$tmp/plan-after" >/dev/null || fail "the plan after HTTP faults differs: $(diff "$tmp/plan-before" "$tmp/plan-after" | head | tr "\n" " ")"
+	grep -q "failed (Connection refused); again in about" "$tmp/log" ||
+		fail "no injected HTTP failure was retried: $(grep -i "again in" "$tmp/log" | tail -n 3)"
+	echo "HTTP faults: every refused request retried with backoff, the plan as before, no event lost"
+fi
+
 stop_daemon
 echo "k8s source: all checks passed"
