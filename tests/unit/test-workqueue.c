@@ -514,13 +514,14 @@ static void test_delaying_many_in_order(void **state)
 	struct sq_queue *q = sq_fake(&f, NULL);
 	char name[16];
 
-	struct skey k;
-
 	/* Ready times in scrambled order come out in time order... */
 	for (int i = 0; i < 200; i++) {
 		int v = (i * 37) % 200;
+		struct skey k;
 
-		snprintf(k.s, sizeof(k.s), "%03d", v);
+		snprintf(name, sizeof(name), "%03d", v);
+		/* key_from zeroes the bytes after the NUL: items are compared bytewise */
+		k = key_from(name);
 		sq_add_after(q, &k, (uint64_t)(v + 1) * MS);
 	}
 	step(&f, 1 * S);
