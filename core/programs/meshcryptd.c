@@ -251,8 +251,10 @@ static int cleanup(struct daemon *d)
 	r = sd_event_default(&d->event);
 	if (r < 0)
 		return mc_log_error_errno(r, "sd-event: %m"), EXIT_FAILURE;
-	if (prepare_engine(d, &e) < 0)
+	if (prepare_engine(d, &e) < 0) {
+		sd_event_unref(d->event);
 		return EXIT_FAILURE;
+	}
 	r = mc_engine_cleanup(e);
 	mc_engine_free(e);
 	sd_event_unref(d->event);
@@ -285,23 +287,30 @@ static int run(struct daemon *d, bool check_only)
 					    d->watchdog_usec / 20, on_watchdog, d)) < 0)
 		mc_log_errno(LOG_WARNING, r, "systemd watchdog: %m (not kept alive)");
 
-	if (prepare_engine(d, &e) < 0)
-		return EXIT_FAILURE;
+	/* Every way out, --check-config and a refused configuration too, goes through "out": the
+	 * event loop is ours to unref (tests/valgrind/run fails on what is left at exit). */
+	if (prepare_engine(d, &e) < 0) {
+		d->exit_code = EXIT_FAILURE;
+		goto out;
+	}
 	if (check_only) {
 		printf("%s: configuration valid\n", d->config_path);
 		mc_engine_free(e);
-		return EXIT_SUCCESS;
+		goto out;
 	}
 	if (sd_event_add_signal(d->event, NULL, SIGTERM, on_terminate, d) < 0 ||
 	    sd_event_add_signal(d->event, NULL, SIGINT, on_terminate, d) < 0 ||
 	    sd_event_add_signal(d->event, NULL, SIGHUP, on_reload, d) < 0) {
 		mc_engine_free(e);
-		return mc_log_error("cannot watch signals"), EXIT_FAILURE;
+		mc_log_error("cannot watch signals");
+		d->exit_code = EXIT_FAILURE;
+		goto out;
 	}
 	r = start_engine(d, e);
 	if (r < 0) {
 		mc_engine_free(e);
-		return EXIT_FAILURE;
+		d->exit_code = EXIT_FAILURE;
+		goto out;
 	}
 	mc_log_info("meshcryptd %s started on node %s", PACKAGE_VERSION,
 		    mc_engine_config(e)->node_name);
@@ -316,6 +325,7 @@ static int run(struct daemon *d, bool check_only)
 		if (mc_engine_write_plan(d->engine, stdout) < 0)
 			d->exit_code = EXIT_FAILURE;
 	}
+out:
 	close_endpoints(d);
 	mc_engine_free(d->engine);
 	sd_event_unref(d->event);
