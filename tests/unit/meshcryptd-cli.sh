@@ -5,7 +5,9 @@
 # Usage: meshcryptd-cli.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
-meshcryptd=$build/core/programs/meshcryptd
+# MC_TEST_WRAPPER, when set, runs in front of each of our binaries (tests/valgrind/memcheck)
+meshcryptd=(${MC_TEST_WRAPPER:+"$MC_TEST_WRAPPER"} "$build/core/programs/meshcryptd")
+meshcryptctl=(${MC_TEST_WRAPPER:+"$MC_TEST_WRAPPER"} "$build/core/programs/meshcryptctl")
 tmp=$(mktemp -d /tmp/mc-cli-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
@@ -19,7 +21,7 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 expect_refusal() {
 	local name=$1 want=$2 conf=$tmp/$1.conf out rc=0
 	cat > "$conf"
-	out=$("$meshcryptd" --config "$conf" --plugin-dir "$tmp/plugins" --check-config 2>&1 >/dev/null) || rc=$?
+	out=$("${meshcryptd[@]}" --config "$conf" --plugin-dir "$tmp/plugins" --check-config 2>&1 >/dev/null) || rc=$?
 	if [ "$rc" = 0 ]; then fail "$name: exit 0"; return; fi
 	if [ "$(printf '%s\n' "$out" | wc -l)" != 1 ]; then fail "$name: not one line: $out"; return; fi
 	case $out in *"$want"*) echo "ok: $name: $out" ;; *) fail "$name: '$out' lacks '$want'" ;; esac
@@ -84,7 +86,7 @@ plugin = static
 plugin = badabi
 [plugin.static]
 file = /x"
-list=$("$meshcryptd" --plugin-dir "$tmp/plugins" --list-plugins)
+list=$("${meshcryptd[@]}" --plugin-dir "$tmp/plugins" --list-plugins)
 grep -q '^backend  dryrun       ABI 1.6' <<< "$list" || fail "--list-plugins lacks dryrun: $list"
 grep -q '^source   static       ABI 1.6' <<< "$list" || fail "--list-plugins lacks static: $list"
 grep -q '^refused  .*incompatible plugin ABI 2.0, this meshcryptd has ABI 1.6' <<< "$list" ||
@@ -97,13 +99,13 @@ expect_refusal writable-dir 'group- or world-writable' <<< "$base"
 chmod 755 "$tmp/plugins"
 
 # the good example is accepted and its plan printed
-"$meshcryptd" --config "$src/examples/meshcryptd-static.conf" --plugin-dir "$tmp/plugins" \
+"${meshcryptd[@]}" --config "$src/examples/meshcryptd-static.conf" --plugin-dir "$tmp/plugins" \
 	--check-config >/dev/null || fail "example config refused"
 # in a state directory of its own: the dryrun backend remembers what it "installed" there
 sed -e "s|^state_dir = .*|state_dir = $tmp/state|" -e "s|^run_dir = .*|run_dir = $tmp/run|" \
 	-e "s|^file = cluster-3node.json|file = $src/examples/cluster-3node.json|" \
 	"$src/examples/meshcryptd-static.conf" > "$tmp/example.conf"
-plan=$("$meshcryptd" --config "$tmp/example.conf" --plugin-dir "$tmp/plugins" \
+plan=$("${meshcryptd[@]}" --config "$tmp/example.conf" --plugin-dir "$tmp/plugins" \
 	--once 2>"$tmp/log") || fail "--once failed: $(cat "$tmp/log")"
 grep -q 'node-2' <<< "$plan" || fail "plan lacks peer node-2: $plan"
 grep -q 'peer node-3: index [0-9]*, addresses' "$tmp/log" || fail "dryrun did not log peer node-3: $(cat "$tmp/log")"
@@ -111,7 +113,7 @@ grep -q 'peer node-3: index [0-9]*, addresses' "$tmp/log" || fail "dryrun did no
 # bash completion: the commands meshcryptctl's help lists, nothing after a command
 completions=$(bash -c 'source "$1"; COMP_WORDS=(meshcryptctl ""); COMP_CWORD=1; _meshcryptctl
 	printf "%s\n" "${COMPREPLY[@]}"' sh "$src/packaging/bash-completion/meshcryptctl" | sort | tr '\n' ' ')
-listed=$("$build/core/programs/meshcryptctl" --help | awk '/^Commands:/ { on = 1; next } /^Options:/ { on = 0 }
+listed=$("${meshcryptctl[@]}" --help | awk '/^Commands:/ { on = 1; next } /^Options:/ { on = 0 }
 	on && /^  [a-z]/ { print $1 }' | sort | tr '\n' ' ')
 if [ "$completions" = "$listed" ]; then
 	echo "ok: bash completion offers $completions"
