@@ -288,7 +288,7 @@ static int run(struct daemon *d, bool check_only)
 		mc_log_errno(LOG_WARNING, r, "systemd watchdog: %m (not kept alive)");
 
 	/* Every way out, --check-config and a refused configuration too, goes through "out": the
-	 * event loop is ours to unref (tests/valgrind/run fails on what is left at exit). */
+	 * event loop is ours to unref (tests/analyze/run fails on what is left at exit). */
 	if (prepare_engine(d, &e) < 0) {
 		d->exit_code = EXIT_FAILURE;
 		goto out;

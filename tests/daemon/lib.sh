@@ -60,12 +60,13 @@ static_config() {
 	printf '[plugin.static]\nfile = %s\n' "$src/examples/cluster-3node.json"
 }
 
-# big_cluster PODS: a static-source cluster of 4 nodes (node-1 to node-4, pod CIDRs 10.N.0.0/16
-# and fd00:1:N::/64) with PODS managed pods spread over them, two addresses each, on stdout.
+# big_cluster PODS [NODES]: a static-source cluster of NODES nodes (default 4, at most 254:
+# node-1 to node-N, pod CIDRs 10.N.0.0/16 and fd00:1:N::/64) with PODS managed pods spread over
+# them, two addresses each, on stdout.
 big_cluster() {
-	python3 - "$1" <<'PY'
+	python3 - "$1" "${2:-4}" <<'PY'
 import json, sys
-pods, nodes = int(sys.argv[1]), 4
+pods, nodes = int(sys.argv[1]), int(sys.argv[2])
 items = [{"apiVersion": "v1", "kind": "Namespace",
           "metadata": {"name": "enc", "labels": {"meshcrypt.io/encryption": "enabled"}},
           "status": {"phase": "Active"}}]

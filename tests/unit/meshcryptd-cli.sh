@@ -5,7 +5,7 @@
 # Usage: meshcryptd-cli.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
-# MC_TEST_WRAPPER, when set, runs in front of each of our binaries (tests/valgrind/memcheck)
+# MC_TEST_WRAPPER, when set, runs in front of each of our binaries (tests/analyze/memcheck, tests/analyze/tsan)
 meshcryptd=(${MC_TEST_WRAPPER:+"$MC_TEST_WRAPPER"} "$build/core/programs/meshcryptd")
 meshcryptctl=(${MC_TEST_WRAPPER:+"$MC_TEST_WRAPPER"} "$build/core/programs/meshcryptctl")
 tmp=$(mktemp -d /tmp/mc-cli-XXXXXX)
