@@ -29,7 +29,7 @@ start_api() {
 	until_ok grep -q ready "$tmp/api.log" || fail "the API server did not start: $(cat "$tmp/api.log")"
 }
 start_api
-trap 'kill -KILL $api 2>/dev/null; wait $api 2>/dev/null || true; cleanup' EXIT
+trap 'kill -KILL $api 2>/dev/null || true; wait $api 2>/dev/null || true; cleanup' EXIT
 
 post() { curl -sf -X POST "http://127.0.0.1:$control/$1" -d "$2" >/dev/null; }
 pod() { # NAME IP [LABEL]: a pod on node-2 in namespace enc
