@@ -472,7 +472,6 @@ static void *worker(void *arg)
 
 int mc_reconciler_start(struct mc_engine *e)
 {
-	pthread_rwlockattr_t attr;
 	int r;
 
 	e->workers = calloc(e->cfg->workers, sizeof(*e->workers));
@@ -485,10 +484,7 @@ int mc_reconciler_start(struct mc_engine *e)
 		return -ENOMEM;
 	}
 	/* Writer first: a gc must not wait behind a stream of applies. */
-	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&e->apply_lock, &attr);
-	pthread_rwlockattr_destroy(&attr);
+	mc_rwlock_init_writer_first(&e->apply_lock);
 	for (e->n_workers = 0; e->n_workers < e->cfg->workers; e->n_workers++) {
 		struct worker_arg *wa = malloc(sizeof(*wa));
 

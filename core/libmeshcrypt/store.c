@@ -25,6 +25,7 @@
 
 #include "hashmap.h"
 #include "object-internal.h"
+#include "util.h"
 
 /* --- indexes ----------------------------------------------------------------------------- */
 
@@ -2041,7 +2042,9 @@ struct mc_store *mc_store_new(const struct mc_store_config *cfg)
 		errno = ENOMEM;
 		return NULL;
 	}
-	pthread_rwlock_init(&s->lock, NULL);
+	/* The source's writes must not wait behind workers that keep reading; no reader here
+	 * takes the lock twice, and events and keys go out with it released (txn_commit). */
+	mc_rwlock_init_writer_first(&s->lock);
 	s->enqueue = cfg->enqueue;
 	s->event = cfg->event;
 	s->ctx = cfg->ctx;

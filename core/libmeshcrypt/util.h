@@ -3,6 +3,7 @@
 #ifndef MC_UTIL_H
 #define MC_UTIL_H
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,19 @@ static inline void mc_closep(int *fd)
 		(p) = NULL;                                                                    \
 		stolen_;                                                                       \
 	})
+
+/* A rwlock that lets a waiting writer in before new readers: glibc's default prefers readers, so
+ * workers that keep reading could hold off a writer for as long as they are busy. Readers must
+ * not take it twice (NONRECURSIVE: a waiting writer would deadlock them). */
+static inline void mc_rwlock_init_writer_first(pthread_rwlock_t *lock)
+{
+	pthread_rwlockattr_t attr;
+
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+}
 
 #define mc_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -982,6 +984,83 @@ static void test_concurrent_readers(void **state) {
 	mc_store_free(s);
 }
 
+/* Readers that never pause, more of them than this machine has cores, each holding the lock for
+ * a whole plan. They give up once a write has waited 3 s (pending_ms: when the write under way
+ * began, 0 when none is), so that a starved writer fails the test instead of hanging it. */
+struct busy_readers {
+	struct mc_store *s;
+	atomic_bool stop;
+	atomic_size_t reads;
+	_Atomic int64_t pending_ms;
+};
+
+enum { STARVED_MS = 3000 };
+
+static int64_t now_ms(void) {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *busy_read_loop(void *arg) {
+	struct busy_readers *rd = arg;
+	int64_t pending;
+
+	while (!atomic_load(&rd->stop) &&
+	       !((pending = atomic_load(&rd->pending_ms)) && now_ms() - pending > STARVED_MS)) {
+		char *text = NULL;
+		size_t len;
+		FILE *f = open_memstream(&text, &len);
+
+		if (!f || mc_store_write_plan(rd->s, f) < 0)
+			abort();
+		fclose(f);
+		free(text);
+		atomic_fetch_add(&rd->reads, 1);
+	}
+	return NULL;
+}
+
+/* The source's writes get in while workers keep reading. With glibc's default rwlock (readers
+ * first) a write waited for a moment with no reader at all, which overlapping readers need not
+ * ever leave: on 2 cores 20 writes took from 0.7 s to more than 5 s (2 runs of 3). Writer
+ * first, a write waits for the reads under way only: a millisecond, 130 under valgrind. */
+static void test_writer_not_starved(void **state) {
+	static const char *const gone[] = { "Pod web-b", "MeshcryptNode node-b", "Namespace secure" };
+	struct rec r;
+	struct mc_store *s = new_store(&r, NULL);
+	struct busy_readers rd = { .s = s };
+	pthread_t t[4];
+	size_t n = sizeof(t) / sizeof(t[0]);
+	int64_t longest = 0;
+
+	assert_int_equal(mc_store_replace_all(s, load_file(CLUSTER "basic.json")), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, busy_read_loop, &rd), 0);
+	while (atomic_load(&rd.reads) < 100) /* all of them busy */
+		sched_yield();
+	for (int i = 0; i < 40; i++) {
+		struct mc_object_list *list = i % 2 ? load_file(CLUSTER "basic.json")
+		                                    : basic_without(gone, 3);
+		int64_t start = now_ms();
+
+		reset(&r);
+		atomic_store(&rd.pending_ms, start);
+		assert_int_equal(mc_store_replace_all(s, list), 0);
+		atomic_store(&rd.pending_ms, 0);
+		longest = now_ms() - start > longest ? now_ms() - start : longest;
+	}
+	atomic_store(&rd.stop, true);
+	for (size_t i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	print_message("the longest of 40 writes among %zu busy readers: %lld ms\n", n,
+	              (long long)longest);
+	assert_true(longest <= STARVED_MS);
+	mc_store_free(s);
+	(void)state;
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_load_basic),
@@ -999,6 +1078,7 @@ int main(void) {
 		cmocka_unit_test(test_secret),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_concurrent_readers),
+		cmocka_unit_test(test_writer_not_starved),
 		cmocka_unit_test(test_hash_seeded),
 		cmocka_unit_test(test_idxmap_shared),
 	};
