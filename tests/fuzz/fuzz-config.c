@@ -26,56 +26,9 @@
 #include "config.h"
 #include "fuzz.h"
 #include "listen-address.h"
+#include "plugin-schemas.h"
 
 #define NS_PER_SEC INT64_C(1000000000)
-
-/*
- * The schemas of the plugins' [plugin.NAME] sections, as their descriptors declare them
- * (the `options` of MC_PLUGIN_DEFINE; help texts left out): copied, since linking the plugins
- * would bring in libcurl, libbpf and the kernel interfaces. Keep them in step.
- */
-static const struct mc_option static_options[] = { /* plugins/source-static/static.c */
-	{ .name = "file", .type = MC_OPTION_PATH, .required = true },
-	{ 0 }
-};
-static const struct mc_option k8s_options[] = { /* plugins/source-k8s/k8s.c */
-	{ .name = "kubeconfig", .type = MC_OPTION_PATH },
-	{ .name = "allow_insecure", .type = MC_OPTION_BOOL, .default_value = "no" },
-	{ .name = "key_secret", .type = MC_OPTION_STRING,
-	  .default_value = "meshcrypt-system/meshcrypt-ipsec-keys" },
-	{ .name = "watch_timeout", .type = MC_OPTION_DURATION, .default_value = "300s",
-	  .min = 1000000000, .max = (int64_t)3600 * 1000000000 },
-	{ 0 }
-};
-static const struct mc_option xfrm_options[] = { /* plugins/backend-xfrm/xfrm.c */
-	{ .name = "key_file", .type = MC_OPTION_PATH },
-	{ .name = "key_secret", .type = MC_OPTION_STRING,
-	  .default_value = "meshcrypt-system/meshcrypt-ipsec-keys" },
-	{ .name = "rotation_grace", .type = MC_OPTION_DURATION, .default_value = "300s",
-	  .min = 0, .max = (int64_t)86400 * 1000000000 },
-	{ .name = "reqid", .type = MC_OPTION_INT, .default_value = "0x6d63", .min = 1,
-	  .max = 0x7fffffff },
-	{ 0 }
-};
-static const struct mc_option wg_options[] = { /* plugins/backend-wireguard/wireguard.c */
-	{ .name = "device", .type = MC_OPTION_STRING, .default_value = "mcwg0" },
-	{ .name = "listen_port", .type = MC_OPTION_INT, .default_value = "51830", .min = 1,
-	  .max = 65535 },
-	{ .name = "route_table", .type = MC_OPTION_INT, .default_value = "0x6d63", .min = 1,
-	  .max = 0x7fffffff },
-	{ .name = "mtu", .type = MC_OPTION_STRING, .default_value = "auto" },
-	{ .name = "private_key_file", .type = MC_OPTION_PATH },
-	{ 0 }
-};
-
-static const struct {
-	const char *name;
-	const struct mc_option *options; /* NULL: takes no keys */
-} plugins[] = {
-	{ "static", static_options }, { "k8s", k8s_options }, { "xfrm", xfrm_options },
-	{ "wireguard", wg_options },  { "dryrun", NULL },     { "tc", NULL },
-	{ "tcx", NULL },
-};
 
 static char path[64];
 
@@ -218,11 +171,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r < 0)
 		check_error(&err, data, size);
 
-	for (size_t i = 0; i < sizeof(plugins) / sizeof(plugins[0]); i++) {
+	for (size_t i = 0; i < sizeof(fuzz_plugins) / sizeof(fuzz_plugins[0]); i++) {
 		struct mc_section *s = (struct mc_section *)0x1;
 
 		memset(&err, 0xa5, sizeof(err));
-		r = mc_config_plugin_section(cfg, plugins[i].name, plugins[i].options, &s, &err);
+		r = mc_config_plugin_section(cfg, fuzz_plugins[i].name, fuzz_plugins[i].options, &s,
+					     &err);
 		FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ERANGE || r == -ENOMEM);
 		if (r < 0) {
 			FUZZ_CHECK(s == (struct mc_section *)0x1);
@@ -230,8 +184,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		}
 		FUZZ_CHECK(strncmp(mc_section_name(s), "plugin.", 7) == 0 &&
-			   strcmp(mc_section_name(s) + 7, plugins[i].name) == 0);
-		check_section(s, plugins[i].options);
+			   strcmp(mc_section_name(s) + 7, fuzz_plugins[i].name) == 0);
+		check_section(s, fuzz_plugins[i].options);
 		mc_section_free(s);
 	}
 

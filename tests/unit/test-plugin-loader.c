@@ -14,6 +14,7 @@
 #include "log.h"
 #include "plugin-loader.h"
 #include "test-util.h"
+#include "../fuzz/plugin-schemas.h"
 
 static char *dir;
 
@@ -210,6 +211,55 @@ static void test_list(void **state)
 	assert_string_equal(l.names, "tattach tbackend tsource "); /* sorted by file name */
 }
 
+/* ---- the fuzz harness's copy of the shipped plugins' schemas ---- */
+
+static bool same_string(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* mc_plugin_list() callback: the plugin is one of fuzz_plugins, with the same options; counts
+ * the plugins checked. */
+static void compare_schema(const char *path, const struct mc_loaded_plugin *p, int r,
+			   const char *error, void *userdata)
+{
+	const struct mc_plugin *d;
+	const struct mc_option *copy = NULL, *real;
+	size_t *checked = userdata, i, k;
+
+	if (r < 0)
+		fail_msg("%s refused: %s", path, error);
+	d = mc_loaded_plugin_descriptor(p);
+	for (i = 0; i < sizeof(fuzz_plugins) / sizeof(fuzz_plugins[0]); i++)
+		if (strcmp(fuzz_plugins[i].name, d->name) == 0 && fuzz_plugins[i].kind == d->kind)
+			break;
+	if (i == sizeof(fuzz_plugins) / sizeof(fuzz_plugins[0]))
+		fail_msg("%s: plugin %s is missing from tests/fuzz/plugin-schemas.h", path, d->name);
+	copy = fuzz_plugins[i].options;
+	real = d->options;
+	for (k = 0; (copy && copy[k].name) || (real && real[k].name); k++) {
+		const struct mc_option *c = copy && copy[k].name ? &copy[k] : NULL;
+		const struct mc_option *o = real && real[k].name ? &real[k] : NULL;
+
+		if (!c || !o || !same_string(c->name, o->name) || c->type != o->type ||
+		    !same_string(c->default_value, o->default_value) || c->required != o->required ||
+		    c->min != o->min || c->max != o->max || !same_string(c->choices, o->choices))
+			fail_msg("plugin %s, option %zu (%s): tests/fuzz/plugin-schemas.h differs from "
+				 "the descriptor", d->name, k + 1, o ? o->name : c->name);
+	}
+	++*checked;
+}
+
+/* fuzz-config validates [plugin.NAME] against a copy of every shipped plugin's schema: the copy
+ * is the descriptors' own, for every plugin the build makes. */
+static void test_fuzz_schemas_are_the_plugins(void **state)
+{
+	size_t checked = 0;
+
+	assert_int_equal(mc_plugin_list(MC_BUILDDIR "/plugins", compare_schema, &checked), 0);
+	assert_int_equal(checked, sizeof(fuzz_plugins) / sizeof(fuzz_plugins[0]));
+}
+
 /* ---- ABI 1.0 plugins ---- */
 
 static void test_abi10_descriptor(void **state)
@@ -353,6 +403,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+		cmocka_unit_test(test_fuzz_schemas_are_the_plugins),
 		cmocka_unit_test_setup_teardown(test_abi10_descriptor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abi10_engine, setup, teardown),
 	};
