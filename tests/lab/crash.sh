@@ -242,18 +242,7 @@ converged() {
 }
 
 # --- the foreign objects, before any agent runs ----------------------------------------------
-FOREIGN_KEY=0x$(printf 'ab%.0s' $(seq 36))
-lab_exec node1 ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x4242 reqid 7 \
-	mode tunnel aead 'rfc4106(gcm(aes))' "$FOREIGN_KEY" 128
-lab_exec node1 ip xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir out \
-	tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 7 mode tunnel
-# Their full text with -s: the add time tells a re-created object from the original.
-foreign() {
-	ip -s -n "$NODE1" xfrm state list reqid 7
-	ip -s -n "$NODE1" xfrm policy list dst 203.0.113.0/24
-}
-FOREIGN=$(foreign)
-foreign_untouched() { [[ $(foreign) == "$FOREIGN" && -n $FOREIGN ]]; }
+lab_add_foreign_xfrm node1
 
 # --- the clean start: the reference ----------------------------------------------------------
 write_cluster
@@ -298,7 +287,7 @@ audit
 lab_check "clean start: the first change after $FIRST_MS ms, the last after $CONVERGE_MS ms: $(counts), no duplicates, all consistent" exact
 declare -A REFERENCE=()
 for k in states policies local_pods remote_pods peer_prefixes peers; do REFERENCE[$k]=${AUDIT[$k]}; done
-lab_check "a foreign state and policy survive the clean start" foreign_untouched
+lab_check "a foreign state and policy are untouched by the clean start" lab_foreign_untouched node1
 # Kills fall within the first WINDOW ms of a start of that mode: at first the clean start's
 # reconcile time; a mode whose start turns out to finish sooner (a kill found nothing left to
 # do) gets the time of that start's last change instead.
@@ -423,7 +412,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	lab_check "round $round ($mode): $report; restarted: ${changes[kills]} changes left$note, converged in $took ms: $(counts)" exact
 	[[ ${AUDIT[inconsistent]} == 0 ]] || lab_log "first inconsistency: ${AUDIT[first]}"
 	exact || lab_log "wanted: $(wanted); duplicates: ${AUDIT[state_dups]} ${AUDIT[state_pair_dups]} ${AUDIT[policy_dups]} ${AUDIT[policy_sel_dups]}"
-	lab_check "round $round: the foreign state and policy are untouched" foreign_untouched
+	lab_check "round $round: the foreign state and policy are untouched" lab_foreign_untouched node1
 	# not anchored: a line a killed agent left half-written is completed by the next one's first
 	tail -n +$((log_lines + 1)) "$LOG" | grep -v "the boot ID published for this node" |
 		grep "error: \|warning: \|apply failed" >"$LAB_DIR/failures" || true
@@ -452,7 +441,7 @@ for k in states policies local_pods remote_pods peer_prefixes peers; do
 done
 lab_check "after the last restart no duplicate state (dst/spi/mark: ${AUDIT[state_dups]}, src/dst/spi: ${AUDIT[state_pair_dups]}) or policy (selector/dir/mark: ${AUDIT[policy_dups]}, selector/dir: ${AUDIT[policy_sel_dups]})" \
 	test "${AUDIT[state_dups]}${AUDIT[state_pair_dups]}${AUDIT[policy_dups]}${AUDIT[policy_sel_dups]}" = 0000
-lab_check "after the last restart the foreign state and policy are untouched" foreign_untouched
+lab_check "after the last restart the foreign state and policy are untouched" lab_foreign_untouched node1
 lab_check "after the last restart meshcryptd logged no failure" test ! -s "$LAB_DIR/failures"
 marker=$(lab_marker crash)
 lab_capture_start wire

@@ -489,6 +489,24 @@ lab_xfrm_add_times() {
 	lab_exec "$1" ip -s xfrm state list | awk '/^src/ { s = $0 } /add [0-9]/ { print s, $0 }' | sort
 }
 
+# lab_add_foreign_xfrm NODE: a state and an out policy that belong to someone else (reqid 7,
+# documentation addresses), which meshcrypt must never touch; lab_foreign_untouched NODE then
+# checks they are exactly as they were added: the same text with -s, whose add time tells a
+# re-created object from the original.
+declare -A LAB_FOREIGN=()
+lab_foreign_xfrm() {
+	ip -s -n "${LAB_NS[$1]}" xfrm state list reqid 7
+	ip -s -n "${LAB_NS[$1]}" xfrm policy list dst 203.0.113.0/24
+}
+lab_add_foreign_xfrm() {
+	lab_exec "$1" ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x4242 reqid 7 \
+		mode tunnel aead 'rfc4106(gcm(aes))' "0x$(printf 'ab%.0s' $(seq 36))" 128
+	lab_exec "$1" ip xfrm policy add src 198.51.100.0/24 dst 203.0.113.0/24 dir out \
+		tmpl src 192.0.2.1 dst 192.0.2.2 proto esp reqid 7 mode tunnel
+	LAB_FOREIGN[$1]=$(lab_foreign_xfrm "$1")
+}
+lab_foreign_untouched() { [[ -n ${LAB_FOREIGN[$1]:-} && $(lab_foreign_xfrm "$1") == "${LAB_FOREIGN[$1]}" ]]; }
+
 # lab_xfrm_list NODE: the node's SAs and policies, as iproute2 shows them (for logs and greps).
 lab_xfrm_list() {
 	echo "== $1: xfrm states"
