@@ -219,10 +219,13 @@ int mcx_sa_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *out)
 		out->mark_mask = m->m;
 	}
 	if (tb[XFRMA_REPLAY_ESN_VAL] &&
-	    nla_len(tb[XFRMA_REPLAY_ESN_VAL]) >= (int)sizeof(struct xfrm_replay_state_esn))
-		out->replay_window =
-			((const struct xfrm_replay_state_esn *)nla_data(tb[XFRMA_REPLAY_ESN_VAL]))
-				->replay_window;
+	    nla_len(tb[XFRMA_REPLAY_ESN_VAL]) >= (int)sizeof(struct xfrm_replay_state_esn)) {
+		const struct xfrm_replay_state_esn *esn = nla_data(tb[XFRMA_REPLAY_ESN_VAL]);
+		uint64_t oseq = (uint64_t)esn->oseq_hi << 32 | esn->oseq;
+
+		out->replay_window = esn->replay_window;
+		out->initial_seq = oseq >= info->curlft.packets ? oseq - info->curlft.packets : 0;
+	}
 	if (tb[XFRMA_ALG_AEAD] &&
 	    nla_len(tb[XFRMA_ALG_AEAD]) >= (int)sizeof(struct xfrm_algo_aead)) {
 		const struct xfrm_algo_aead *a = nla_data(tb[XFRMA_ALG_AEAD]);
@@ -239,17 +242,15 @@ int mcx_sa_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *out)
 	return 0;
 }
 
-int mcx_sa_parse_gone(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *gone,
-		      uint64_t *next_seq)
+int mcx_sa_parse_gone(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *gone, uint64_t *sent)
 {
 	struct nlattr *tb[XFRMA_MAX + 1];
 	struct xfrm_usersa_info info_copy;
 	const struct xfrm_usersa_info *info = &info_copy;
-	const struct xfrm_replay_state_esn *esn;
 	size_t hdrlen;
 
 	memset(gone, 0, sizeof(*gone));
-	*next_seq = 0;
+	*sent = 0;
 	if (h->nlmsg_type == XFRM_MSG_DELSA)
 		hdrlen = sizeof(struct xfrm_usersa_id);
 	else if (h->nlmsg_type == XFRM_MSG_EXPIRE)
@@ -272,9 +273,7 @@ int mcx_sa_parse_gone(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *g
 		info_copy = e.state;
 	}
 	if (info->reqid != reqid || info->id.proto != IPPROTO_ESP ||
-	    (info->family != AF_INET && info->family != AF_INET6) ||
-	    !tb[XFRMA_REPLAY_ESN_VAL] ||
-	    nla_len(tb[XFRMA_REPLAY_ESN_VAL]) < (int)sizeof(*esn))
+	    (info->family != AF_INET && info->family != AF_INET6))
 		return -ENOENT;
 	addr_from_kernel(info->family, &info->id.daddr, &gone->dst);
 	addr_from_kernel(info->family, &info->saddr, &gone->src);
@@ -286,8 +285,7 @@ int mcx_sa_parse_gone(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *g
 		gone->mark = m->v;
 		gone->mark_mask = m->m;
 	}
-	esn = nla_data(tb[XFRMA_REPLAY_ESN_VAL]);
-	*next_seq = ((uint64_t)esn->oseq_hi << 32 | esn->oseq) + 1;
+	*sent = info->curlft.packets;
 	return 0;
 }
 

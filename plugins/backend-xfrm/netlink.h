@@ -39,7 +39,10 @@ struct mcx_sa {
 	bool algo_ok;           /* rfc4106(gcm(aes)) with a 128-bit ICV */
 	uint8_t key_len;
 	uint8_t key[MCX_KEY_MAX];
-	/* Messages only: the first sequence number an out state sends (0: from the start). */
+	/* The sequence number an out state starts after (its ESN oseq when added: 0 sends 1
+	 * first). Parsed: the kernel's oseq less the packets the state sent (xfrm_output_one
+	 * counts both together), so the state's last sequence number is always initial_seq +
+	 * packets sent, which a deletion or expiry notification tells (mcx_sa_parse_gone). */
 	uint64_t initial_seq;
 };
 
@@ -84,12 +87,14 @@ int mcx_sp_parse(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sp *out);
 
 /*
  * Whether a notification (XFRM_MSG_DELSA, or a hard XFRM_MSG_EXPIRE) says that a state of
- * reqid is gone; *gone receives its identity (addresses, spi, mark) and *next_seq the
- * sequence number after the last it sent, so that a state restored under the same SPI and
- * key continues there: the peer's replay window would drop a restart from 1. 0 or -ENOENT.
+ * reqid is gone; *gone receives its identity (addresses, spi, mark) and *sent how many
+ * packets it sent. Its last sequence number is the initial_seq it was added with (or parsed
+ * with) plus *sent: a state restored under the same SPI and key must continue after it, as
+ * the peer's replay window drops a restart from 1. An expiry carries no replay state
+ * (build_expire() in the kernel), hence the count. 0 or -ENOENT.
  */
 int mcx_sa_parse_gone(const struct nlmsghdr *h, uint32_t reqid, struct mcx_sa *gone,
-		      uint64_t *next_seq);
+		      uint64_t *sent);
 
 /* ---- transport (transport.c) ---- */
 

@@ -81,10 +81,10 @@ struct xfrm {
 	bool local_installed;          /* the node-wide in and fwd policies are in place */
 	struct mc_timer *retire_timer;
 
-	/* Out states deleted behind our back, and where their sequence numbers stood. */
+	/* Out states deleted behind our back, and the last sequence number each sent. */
 	struct resume {
 		struct mcx_sa id;
-		uint64_t next_seq;
+		uint64_t last_seq;
 	} resume[32];
 	size_t n_resume;
 
@@ -175,13 +175,20 @@ static int sp_send(struct xfrm *x, int type, const struct mcx_sp *sp)
 	return r < 0 ? r : mcx_nl_transact(x->nl, msg);
 }
 
-/* Holds sa in the model for owner, its key kept as a digest only. 0 or -ENOMEM. */
-static int held_sa_put(struct xfrm *x, const struct mcx_sa *sa, uint32_t owner)
+/* Holds sa in the model for owner, its key kept as a digest only, started after
+ * initial_seq (mcx_sa.initial_seq). 0 or -ENOMEM. */
+static int held_sa_put(struct xfrm *x, const struct mcx_sa *sa, uint64_t initial_seq,
+		       uint32_t owner)
 {
+	struct mcx_held_sa *h;
 	uint8_t d[32];
 
 	digest(sa->key, sa->key_len, d);
-	return mcx_model_sa_put(&x->model, sa, d, owner) ? 0 : -ENOMEM;
+	h = mcx_model_sa_put(&x->model, sa, d, owner);
+	if (!h)
+		return -ENOMEM;
+	h->sa.initial_seq = initial_seq;
+	return 0;
 }
 
 static int held_sp_put(struct xfrm *x, const struct mcx_sp *sp, uint32_t owner)
@@ -214,6 +221,7 @@ static bool held_sa_is(const struct mcx_held_sa *h, const struct mcx_sa *want)
 static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
 {
 	struct mcx_held_sa *h = mcx_model_sa_find(&x->model, want);
+	uint64_t initial_seq = 0; /* an update in place keeps the state's counters */
 	char what[160];
 	int r;
 
@@ -229,6 +237,7 @@ static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
 		same_key = memcmp(d, h->key_digest, sizeof(d)) == 0 &&
 			   memcmp(&h->sa.src, &want->src, sizeof(want->src)) == 0;
 		if (same_key) {
+			initial_seq = h->sa.initial_seq;
 			r = sa_send(x, XFRM_MSG_UPDSA, want);
 			if (r == 0)
 				mc_plugin_log(x->ctx, LOG_INFO, "%s: updated in place",
@@ -248,7 +257,8 @@ static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
 		for (i = 0; i < x->n_resume && !mcx_sa_same_id(&x->resume[i].id, want); i++)
 			;
 		if (i < x->n_resume && !want->mark_mask)
-			add.initial_seq = x->resume[i].next_seq;
+			add.initial_seq = x->resume[i].last_seq;
+		initial_seq = add.initial_seq;
 		r = sa_send(x, XFRM_MSG_NEWSA, &add);
 		explicit_bzero(&add, sizeof(add));
 		if (r == 0 && i < x->n_resume) {
@@ -267,7 +277,7 @@ static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
 			      r == -ENOENT || r == -ENOSYS ? " (is esp4/esp6 loaded?)" : "");
 		return r;
 	}
-	return held_sa_put(x, want, owner);
+	return held_sa_put(x, want, initial_seq, owner);
 }
 
 static int sa_remove(struct xfrm *x, struct mcx_held_sa *h)
@@ -1064,7 +1074,7 @@ static int dump_sa(const struct nlmsghdr *h, void *userdata)
 	int r = mcx_sa_parse(h, c->x->reqid, &sa);
 
 	if (r == 0)
-		r = held_sa_put(c->x, &sa, OWNER_NONE);
+		r = held_sa_put(c->x, &sa, sa.initial_seq, OWNER_NONE);
 	explicit_bzero(&sa, sizeof(sa));
 	return r == -ENOENT ? 0 : r;
 }
@@ -1166,20 +1176,26 @@ static uint64_t on_reload(struct mc_plugin_ctx *ctx, void *userdata)
 	return 0;
 }
 
-/* A state of ours is gone: remember where its sequence numbers stood (mcx_sa_parse_gone). */
+/* An out state of ours is gone: remember the last sequence number it sent
+ * (mcx_sa_parse_gone); the model, not yet re-read, still holds where it started. */
 static int note_gone(const struct nlmsghdr *h, void *userdata)
 {
 	struct xfrm *x = userdata;
+	const struct mcx_held_sa *held;
 	struct mcx_sa gone;
-	uint64_t next_seq;
+	uint64_t sent;
 
-	if (mcx_sa_parse_gone(h, x->reqid, &gone, &next_seq) < 0 || gone.mark_mask)
+	if (mcx_sa_parse_gone(h, x->reqid, &gone, &sent) < 0 || gone.mark_mask)
 		return 0;
 	pthread_mutex_lock(&x->lock);
-	if (x->n_resume == sizeof(x->resume) / sizeof(x->resume[0]))
-		memmove(&x->resume[0], &x->resume[1], --x->n_resume * sizeof(x->resume[0]));
-	x->resume[x->n_resume].id = gone;
-	x->resume[x->n_resume++].next_seq = next_seq;
+	held = mcx_model_sa_find(&x->model, &gone);
+	if (held) {
+		if (x->n_resume == sizeof(x->resume) / sizeof(x->resume[0]))
+			memmove(&x->resume[0], &x->resume[1],
+				--x->n_resume * sizeof(x->resume[0]));
+		x->resume[x->n_resume].id = gone;
+		x->resume[x->n_resume++].last_seq = held->sa.initial_seq + sent;
+	}
 	pthread_mutex_unlock(&x->lock);
 	return 0;
 }

@@ -103,7 +103,7 @@ struct parsed {
 	int sar, spr, goner;
 	struct mcx_sa sa, gone;
 	struct mcx_sp sp;
-	uint64_t next_seq;
+	uint64_t sent;
 };
 
 /* As the backend's dump callbacks and its monitor read a message. */
@@ -119,7 +119,7 @@ static void parse_all(const struct nlmsghdr *h, struct parsed *p)
 	if (p->spr == 0)
 		check_sp(&p->sp);
 
-	p->goner = mcx_sa_parse_gone(h, REQID, &p->gone, &p->next_seq);
+	p->goner = mcx_sa_parse_gone(h, REQID, &p->gone, &p->sent);
 	FUZZ_CHECK(p->goner == 0 || p->goner == -ENOENT);
 	if (p->goner == 0) {
 		check_ip(&p->gone.src);

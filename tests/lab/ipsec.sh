@@ -11,7 +11,8 @@
 #   5. foreign xfrm objects untouched (same add time) by start, reconcile, stop and --cleanup;
 #   6. a restart during a ping flood and a TCP stream: nothing lost, no state re-created;
 #   7. a deleted out policy (the guard drops what would leak) and a deleted out state are
-#      restored within 1 s; a state given a lifetime behind our back is renewed;
+#      restored within 1 s; a state given a lifetime behind our back is renewed; a hard-expired
+#      out state comes back continuing its sequence numbers;
 #   8. inbound = require drops spoofed plaintext from a managed remote pod; permit delivers it;
 #   9. rotation 1 -> 2 during traffic, nothing lost, old in states gone after the grace;
 #  10. a node "reboot" (new boot ID) re-keys that peer's states, traffic continues;
@@ -280,6 +281,29 @@ infinite() {
 lab_check "a lifetime set behind our back is lifted again (the state never expires)" lab_wait_until 2 infinite
 sleep 3
 lab_check "the state is still there after its hard lifetime would have passed" out_state
+
+# A hard expiry deletes the state at once: the next packet after a packet limit it has passed.
+# The kernel's expiry carries no replay state; the restored state must still continue after the
+# last sequence number sent, or node2 drops everything from node1 as replays (the ping below).
+oseq() {
+	lab_exec node1 ip -s xfrm state list src 192.168.100.1 dst 192.168.100.2 |
+		sed -n 's/.*oseq-hi \(0x[0-9a-f]*\), oseq \(0x[0-9a-f]*\).*/\1 \2/p' |
+		{ read -r hi lo && echo $(((hi << 32) + lo)); }
+}
+log_lines=$(wc -l <"$LAB_DIR/nodes/node1/meshcryptd.log")
+oseq_before=$(oseq)
+lab_exec node1 ip xfrm state update src 192.168.100.1 dst 192.168.100.2 proto esp spi 0x101 \
+	reqid $REQID mode tunnel replay-window 128 flag esn aead 'rfc4106(gcm(aes))' "$key" 128 \
+	limit packet-hard 1
+lab_ping node1-a node2-a 4 || true # the packet that finds the limit passed
+restored() { grep -q "192.168.100.2 spi 0x101 (out): restored, its sequence numbers continued" \
+	<(tail -n +$((log_lines + 1)) "$LAB_DIR/nodes/node1/meshcryptd.log"); }
+lab_check "a hard-expired out state comes back continuing its sequence numbers (oseq $oseq_before before)" \
+	lab_wait_until 2 restored
+lab_check "the restored state starts after the expired one's last sequence number ($(oseq) >= $oseq_before)" \
+	test "$(oseq)" -ge "$oseq_before"
+lab_check "node1-a -> node2-a works after the expiry (node2 accepts the sequence numbers)" \
+	lab_ping node1-a node2-a 4
 
 # --- 8. inbound = require / permit ---------------------------------------------------------------
 received() { # NODE-POD PORT: starts a capture in the pod for one UDP datagram to PORT

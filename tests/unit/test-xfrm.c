@@ -105,7 +105,7 @@ int __wrap_mcx_nl_dump(struct mcx_nl *nl, uint16_t type, mcx_dump_fn fn, void *u
 	for (size_t i = 0; i < n_kernel && r == 0 && !dump_error; i++) {
 		const struct nlmsghdr *h = (const struct nlmsghdr *)kernel[i].bytes;
 
-		if ((type == XFRM_MSG_GETSA) == (h->nlmsg_type == XFRM_MSG_NEWSA))
+		if (h && (type == XFRM_MSG_GETSA) == (h->nlmsg_type == XFRM_MSG_NEWSA))
 			r = fn(h, userdata);
 	}
 	return dump_error ? dump_error : r;
@@ -125,10 +125,20 @@ int __wrap_mcx_nl_monitor_open(void)
 
 int __wrap_mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn,
 			       void *userdata);
+/* What the monitor's next read delivers: the kernel's notifications (port 0, not ours). */
+static struct nlmsghdr *notifications[4];
+static size_t n_notifications;
+
 int __wrap_mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn,
 			       void *userdata)
 {
-	*foreign = false;
+	*foreign = n_notifications > 0;
+	for (size_t i = 0; i < n_notifications; i++) {
+		if (fn)
+			(void)fn(notifications[i], userdata);
+		free(notifications[i]);
+	}
+	n_notifications = 0;
 	return 0;
 }
 
@@ -388,14 +398,11 @@ static void test_sp_message_round_trip(void **state)
 static void test_parse_4_byte_aligned(void **state)
 {
 	struct mcx_sa sa = in_state(), back, gone;
-	struct {
-		struct xfrm_replay_state_esn head;
-		uint32_t bmp[4];
-	} esn = { .head = { .bmp_len = 4, .oseq = 41, .replay_window = 128 } };
 	struct xfrm_usersa_id id = { .spi = htonl(0x101), .family = AF_INET,
 				     .proto = IPPROTO_ESP };
 	struct xfrm_mark mark = { .v = sa.mark, .m = sa.mark_mask };
-	uint64_t block[64], next_seq;
+	struct xfrm_usersa_info info;
+	uint64_t block[64], n_packets;
 	struct nlmsghdr *h;
 	struct nl_msg *msg, *del;
 
@@ -411,14 +418,65 @@ static void test_parse_4_byte_aligned(void **state)
 	del = nlmsg_alloc_simple(XFRM_MSG_DELSA, 0);
 	assert_non_null(del);
 	memcpy(&id.daddr, sa.dst.addr, 4);
+	memcpy(&info, nlmsg_data(h), sizeof(info));
+	info.curlft.packets = 41;
 	assert_int_equal(nlmsg_append(del, &id, sizeof(id), NLMSG_ALIGNTO), 0);
-	assert_int_equal(nla_put(del, XFRMA_SA, sizeof(struct xfrm_usersa_info), nlmsg_data(h)), 0);
+	assert_int_equal(nla_put(del, XFRMA_SA, sizeof(info), &info), 0);
 	assert_int_equal(nla_put(del, XFRMA_MARK, sizeof(mark), &mark), 0);
-	assert_int_equal(nla_put(del, XFRMA_REPLAY_ESN_VAL, sizeof(esn), &esn), 0);
-	assert_int_equal(mcx_sa_parse_gone(nlmsg_hdr(del), 0x6d63, &gone, &next_seq), 0);
+	assert_int_equal(mcx_sa_parse_gone(nlmsg_hdr(del), 0x6d63, &gone, &n_packets), 0);
 	assert_true(mcx_sa_same_id(&gone, &sa));
-	assert_int_equal(next_seq, 42);
+	assert_int_equal(n_packets, 41);
 	nlmsg_free(del);
+	nlmsg_free(msg);
+}
+
+/* A hard expiry of the out state info after it sent packets, as the kernel builds it
+ * (build_expire(): the state with its counters, then its mark, no replay state). */
+static struct nl_msg *hard_expiry(const struct xfrm_usersa_info *info, uint64_t packets)
+{
+	struct xfrm_user_expire ue;
+	struct xfrm_mark no_mark = { 0 };
+	struct nl_msg *msg = nlmsg_alloc_simple(XFRM_MSG_EXPIRE, 0);
+
+	assert_non_null(msg);
+	memset(&ue, 0, sizeof(ue));
+	memcpy(&ue.state, info, sizeof(ue.state));
+	ue.state.curlft.packets = packets;
+	ue.hard = 1;
+	assert_int_equal(nlmsg_append(msg, &ue, sizeof(ue), NLMSG_ALIGNTO), 0);
+	assert_int_equal(nla_put(msg, XFRMA_MARK, sizeof(no_mark), &no_mark), 0);
+	return msg;
+}
+
+/* An out state's counters: a dump's oseq less the packets sent is where it started, and a
+ * hard expiry, which the kernel sends without the replay state (build_expire(): the state and
+ * its mark), still says how many it sent. */
+static void test_parse_out_state_counters(void **state)
+{
+	struct mcx_sa sa = in_state(), back, gone;
+	struct xfrm_usersa_info *info;
+	struct nl_msg *msg, *expire;
+	uint64_t n_packets;
+
+	(void)state;
+	sa.mark = sa.mark_mask = 0;
+	sa.initial_seq = ((uint64_t)1 << 32) + 5;
+	assert_int_equal(mcx_sa_message(&sa, XFRM_MSG_NEWSA, &msg), 0);
+	info = nlmsg_data(nlmsg_hdr(msg));
+	info->curlft.packets = 3; /* what a dump of it says after 3 packets, oseq unchanged */
+	assert_int_equal(mcx_sa_parse(nlmsg_hdr(msg), 0x6d63, &back), 0);
+	assert_int_equal(back.initial_seq, ((uint64_t)1 << 32) + 2);
+
+	expire = hard_expiry(info, 1000);
+	assert_int_equal(mcx_sa_parse_gone(nlmsg_hdr(expire), 0x6d63, &gone, &n_packets), 0);
+	assert_true(mcx_sa_same_id(&gone, &sa));
+	assert_int_equal(n_packets, 1000);
+	/* a soft expiry deletes nothing; another reqid is not ours */
+	((struct xfrm_user_expire *)nlmsg_data(nlmsg_hdr(expire)))->hard = 0;
+	assert_int_equal(mcx_sa_parse_gone(nlmsg_hdr(expire), 0x6d63, &gone, &n_packets), -ENOENT);
+	((struct xfrm_user_expire *)nlmsg_data(nlmsg_hdr(expire)))->hard = 1;
+	assert_int_equal(mcx_sa_parse_gone(nlmsg_hdr(expire), 7, &gone, &n_packets), -ENOENT);
+	nlmsg_free(expire);
 	nlmsg_free(msg);
 }
 
@@ -956,6 +1014,36 @@ static void test_model_index(void **state)
 }
 
 
+/* Starts the plugin and applies node1 and its peer node2. */
+static void start_with_node2(struct mc_plugin_ctx *ctx)
+{
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+
+	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
+	assert_int_equal(meshcrypt_plugin.start(ctx), 0);
+	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+}
+
+/* The kernel now holds every message sent (the kernel[] a dump reads), and the restarted
+ * plugin is to find it there. */
+static void kernel_holds_sent(void)
+{
+	for (size_t i = 0; i < n_sent; i++) {
+		kernel[n_kernel].bytes = malloc(sent[i].len);
+		assert_non_null(kernel[n_kernel].bytes);
+		memcpy(kernel[n_kernel].bytes, sent[i].bytes, sent[i].len);
+		kernel[n_kernel++].len = sent[i].len;
+	}
+}
+
+static void kernel_forget(void)
+{
+	for (size_t i = 0; i < n_kernel; i++)
+		free(kernel[i].bytes);
+	n_kernel = 0;
+}
+
 /*
  * A restart whose first garbage collection comes before a peer's apply went through (the apply
  * waited for the local node, -EAGAIN, and its retry is still due): the gc must keep what the
@@ -969,17 +1057,8 @@ static void test_plugin_gc_before_first_apply(void **state)
 	const struct mc_peer_state *peers[1];
 
 	(void)state;
-	assert_int_equal(meshcrypt_plugin.init(ctx), 0);
-	assert_int_equal(meshcrypt_plugin.start(ctx), 0);
-	assert_int_equal(ops->local_apply(ctx, local_node1()), 0);
-	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
-	/* the kernel now holds what was sent */
-	for (size_t i = 0; i < n_sent; i++) {
-		kernel[n_kernel].bytes = malloc(sent[i].len);
-		assert_non_null(kernel[n_kernel].bytes);
-		memcpy(kernel[n_kernel].bytes, sent[i].bytes, sent[i].len);
-		kernel[n_kernel++].len = sent[i].len;
-	}
+	start_with_node2(ctx);
+	kernel_holds_sent();
 	assert_int_equal(n_kernel, 10); /* 4 node-wide policies, 4 states, 2 out policies */
 	meshcrypt_plugin.stop(ctx);
 	meshcrypt_plugin.fini(ctx);
@@ -1000,9 +1079,97 @@ static void test_plugin_gc_before_first_apply(void **state)
 	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
 	assert_int_equal(n_sent, 0);
 	plugin_down(fh);
-	for (size_t i = 0; i < n_kernel; i++)
-		free(kernel[i].bytes);
-	n_kernel = 0;
+	kernel_forget();
+}
+
+/* The kernel's copy of an out state of ours to dst (mark 0), or SIZE_MAX. */
+static size_t kernel_out_state(const char *dst)
+{
+	struct mc_ip want = fake_ip(dst);
+
+	for (size_t i = 0; i < n_kernel; i++) {
+		struct mcx_sa sa;
+		bool found = kernel[i].bytes &&
+			     mcx_sa_parse((const struct nlmsghdr *)kernel[i].bytes, 0x6d63, &sa) == 0 &&
+			     !sa.mark_mask && memcmp(&sa.dst, &want, sizeof(want)) == 0;
+
+		explicit_bzero(&sa, sizeof(sa));
+		if (found)
+			return i;
+	}
+	return SIZE_MAX;
+}
+
+/* Sets what the kernel says of an out state: its ESN oseq and the packets it sent. */
+static void kernel_set_counters(size_t i, uint32_t oseq, uint64_t packets)
+{
+	struct nlmsghdr *h = (struct nlmsghdr *)kernel[i].bytes;
+	struct xfrm_usersa_info *info = nlmsg_data(h);
+	struct nlattr *tb[XFRMA_MAX + 1];
+
+	assert_int_equal(nlmsg_parse(h, sizeof(*info), tb, XFRMA_MAX, NULL), 0);
+	assert_non_null(tb[XFRMA_REPLAY_ESN_VAL]);
+	((struct xfrm_replay_state_esn *)nla_data(tb[XFRMA_REPLAY_ESN_VAL]))->oseq = oseq;
+	info->curlft.packets = packets;
+}
+
+/*
+ * An out state that hard-expires behind our back (someone gave it a lifetime) is restored after
+ * the last sequence number it sent: the kernel's expiry carries no replay state, only the
+ * packets the state sent, and the model knows where the state started, across a restart too
+ * (the dump's oseq less its packets). A restart from 1 would have the peer drop every packet
+ * as a replay until the counter caught up.
+ */
+static void test_plugin_expired_out_state_continues(void **state)
+{
+	struct fake_host *fh = plugin_up();
+	struct mc_plugin_ctx *ctx = fake_host_ctx(fh);
+	const struct mc_dataplane_ops *ops = meshcrypt_plugin.dataplane;
+	struct mc_key requeued[4];
+	struct nlattr *tb[XFRMA_MAX + 1];
+	const struct xfrm_replay_state_esn *esn;
+	struct nl_msg *expire;
+	size_t out;
+
+	(void)state;
+	start_with_node2(ctx);
+	kernel_holds_sent();
+	/* the IPv4 out state was restored once at 600 and has sent 400 packets since */
+	out = kernel_out_state("192.168.100.2");
+	assert_true(out != SIZE_MAX);
+	kernel_set_counters(out, 1000, 400);
+	plugin_down(fh);
+
+	fh = plugin_up();
+	ctx = fake_host_ctx(fh);
+	start_with_node2(ctx);
+	assert_int_equal(n_sent, 0);
+
+	/* 25 packets later it hard-expires: the kernel deletes it and says so (build_expire) */
+	expire = hard_expiry(nlmsg_data((struct nlmsghdr *)kernel[out].bytes), 425);
+	notifications[n_notifications] = malloc(nlmsg_hdr(expire)->nlmsg_len);
+	assert_non_null(notifications[n_notifications]);
+	memcpy(notifications[n_notifications++], nlmsg_hdr(expire), nlmsg_hdr(expire)->nlmsg_len);
+	nlmsg_free(expire);
+	explicit_bzero(kernel[out].bytes, kernel[out].len);
+	free(kernel[out].bytes);
+	kernel[out].bytes = NULL;
+	kernel[out].len = 0;
+
+	assert_int_equal(fake_host_fire_io(fh, fake_host_io_fd(fh, 0)), 1);
+	assert_true(fake_host_fire_timers(fh) >= 1); /* the re-read, 50 ms later */
+	assert_int_equal(fake_host_requeued(fh, requeued, 4), 1);
+	assert_int_equal(ops->peer_apply(ctx, peer_node2()), 0);
+	assert_int_equal(n_sent, 1);
+	assert_int_equal(sent_msg(0)->nlmsg_type, XFRM_MSG_NEWSA);
+	assert_int_equal(nlmsg_parse((struct nlmsghdr *)sent_msg(0),
+				     sizeof(struct xfrm_usersa_info), tb, XFRMA_MAX, NULL), 0);
+	esn = nla_data(tb[XFRMA_REPLAY_ESN_VAL]);
+	assert_int_equal(esn->oseq, 1025);
+	assert_int_equal(esn->oseq_hi, 0);
+	assert_non_null(fake_host_log_find(fh, LOG_INFO, "its sequence numbers continued"));
+	plugin_down(fh);
+	kernel_forget();
 }
 
 int main(void)
@@ -1016,6 +1183,7 @@ int main(void)
 		cmocka_unit_test(test_sa_message_bytes),
 		cmocka_unit_test(test_sp_message_round_trip),
 		cmocka_unit_test(test_parse_4_byte_aligned),
+		cmocka_unit_test(test_parse_out_state_counters),
 		cmocka_unit_test(test_sp_parse_prefix_too_long),
 		cmocka_unit_test(test_plugin_apply_and_idempotence),
 		cmocka_unit_test(test_plugin_errors),
@@ -1025,6 +1193,7 @@ int main(void)
 		cmocka_unit_test(test_plugin_no_retired_in_states),
 		cmocka_unit_test(test_plugin_publishes_inbound),
 		cmocka_unit_test(test_plugin_gc_before_first_apply),
+		cmocka_unit_test(test_plugin_expired_out_state_continues),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
