@@ -221,7 +221,9 @@ static bool held_sa_is(const struct mcx_held_sa *h, const struct mcx_sa *want)
 static int sa_ensure(struct xfrm *x, const struct mcx_sa *want, uint32_t owner)
 {
 	struct mcx_held_sa *h = mcx_model_sa_find(&x->model, want);
-	uint64_t initial_seq = 0; /* an update in place keeps the state's counters */
+	/* where its sequence numbers start: 0 for a new key, the held state's own for an update
+	 * in place, after the last sent for a restore */
+	uint64_t initial_seq = 0;
 	char what[160];
 	int r;
 

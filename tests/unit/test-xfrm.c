@@ -123,12 +123,12 @@ int __wrap_mcx_nl_monitor_open(void)
 	return dup(0);
 }
 
-int __wrap_mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn,
-			       void *userdata);
 /* What the monitor's next read delivers: the kernel's notifications (port 0, not ours). */
 static struct nlmsghdr *notifications[4];
 static size_t n_notifications;
 
+int __wrap_mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn,
+			       void *userdata);
 int __wrap_mcx_nl_monitor_read(int fd, uint32_t own_port, bool *foreign, mcx_dump_fn fn,
 			       void *userdata)
 {
